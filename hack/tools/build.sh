@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Builds the local control plane's binaries from the Go module proxy with the machine's Go,
+# into a cache outside the repo keyed by the pinned versions (each tool's go.mod + go.sum).
+# Later runs reuse the cache; nothing is downloaded from anywhere but the registries.
+#
+# Usage: hack/tools/build.sh [tool...]     (default: every tool)
+# Prints the bin directory on its last line.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cache="${RADFLOW_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/radflow}"
+bindir="$cache/bin"
+mkdir -p "$bindir" "$cache/stamps"
+
+# tool module -> binaries it provides, and the go packages to build
+declare -A pkgs=(
+  [kubernetes]="k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl"
+  [etcd]="go.etcd.io/etcd/server/v3"
+  [kwok]="sigs.k8s.io/kwok/cmd/kwok"
+  [helm]="helm.sh/helm/v3/cmd/helm"
+  [nats-server]="github.com/nats-io/nats-server/v2"
+  [promtool]="github.com/prometheus/prometheus/cmd/promtool"
+)
+order=(nats-server etcd kwok helm kubernetes promtool)
+[ $# -gt 0 ] && order=("$@")
+
+# version of a module as pinned in a tool's go.mod
+modver() { awk -v m="$2" '$1==m {print $2; exit} $1=="require" && $2==m {print $3; exit}' "$here/$1/go.mod"; }
+
+ldflags_for() {
+  case "$1" in
+    kubernetes)
+      local v; v="$(modver kubernetes k8s.io/kubernetes)"
+      local minor; minor="$(echo "$v" | cut -d. -f2)"
+      local p=k8s.io/component-base/version
+      echo "-s -w -X $p.gitVersion=$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
+      ;;
+    etcd) echo "-s -w" ;;
+    kwok)
+      echo "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$(modver kwok sigs.k8s.io/kwok)"
+      ;;
+    helm)
+      echo "-s -w -X helm.sh/helm/v3/internal/version.version=$(modver helm helm.sh/helm/v3)"
+      ;;
+    *) echo "-s -w" ;;
+  esac
+}
+
+for tool in "${order[@]}"; do
+  [ -d "$here/$tool" ] || { echo "unknown tool: $tool" >&2; exit 2; }
+  key="$(cat "$here/$tool/go.mod" "$here/$tool/go.sum" <(go env GOVERSION) "$here/build.sh" | sha256sum | cut -c1-16)"
+  stamp="$cache/stamps/$tool-$key"
+  if [ -f "$stamp" ]; then
+    echo "tools: $tool up to date ($key)" >&2
+    continue
+  fi
+  echo "tools: building $tool ($key) — the first build takes minutes; later runs reuse $cache" >&2
+  start=$(date +%s)
+  tmp="$cache/tmp-$tool"
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  # -trimpath and a fixed build date keep the output independent of where the repo lives.
+  (cd "$here/$tool" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "$(ldflags_for "$tool")" -o "$tmp/" ${pkgs[$tool]}) &
+  pid=$!
+  # visible progress: a dot every 15 s while the compiler works
+  while kill -0 "$pid" 2>/dev/null; do sleep 15; kill -0 "$pid" 2>/dev/null && printf '.' >&2; done; echo >&2
+  wait "$pid"
+  # `go build` names a binary after the last path element; etcd's is "v3" (the module path).
+  [ -f "$tmp/v3" ] && mv "$tmp/v3" "$tmp/etcd"
+  [ -f "$tmp/v2" ] && mv "$tmp/v2" "$tmp/nats-server"
+  mv "$tmp"/* "$bindir/"
+  rm -rf "$tmp"
+  touch "$stamp"
+  echo "tools: $tool built in $(( $(date +%s) - start )) s" >&2
+done
+echo "$bindir"

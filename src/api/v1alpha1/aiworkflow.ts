@@ -1,0 +1,288 @@
+// AIWorkflow: which studies run which models (ARCHITECTURE.md §3).
+import { z } from "zod";
+import { AETitle, Condition, DicomUID, DnsLabel, ObjectMeta, Priority } from "./common.ts";
+
+const Quantity = z
+  .string()
+  .regex(/^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/, "must be a Kubernetes quantity such as 500m, 2 or 8Gi");
+
+export const EnvVar = z
+  .object({
+    name: z
+      .string()
+      .min(1)
+      .max(128)
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a valid environment variable name")
+      .describe("Name of the environment variable."),
+    value: z.string().max(4096).describe("Value of the environment variable."),
+  })
+  .describe("An environment variable for the step's container.");
+
+export const StepResources = z
+  .object({
+    gpu: z
+      .number()
+      .int()
+      .min(0)
+      .max(16)
+      .default(1)
+      .describe("Number of GPUs (nvidia.com/gpu) the step needs; 0 runs on CPU nodes."),
+    gpuProduct: z
+      .string()
+      .max(63)
+      .optional()
+      .describe("Required GPU product (the node label nvidia.com/gpu.product), e.g. NVIDIA-A100-SXM4-80GB."),
+    nodeSelector: z
+      .record(z.string(), z.string())
+      .optional()
+      .describe("Extra node labels the step's pod must land on."),
+    cpu: Quantity.optional().describe("CPU request and limit, e.g. 2 or 500m."),
+    memory: Quantity.optional().describe("Memory request and limit, e.g. 8Gi."),
+  })
+  .describe("Compute the step needs.");
+
+export const Step = z
+  .object({
+    name: DnsLabel(40).describe("Name of the step, unique in the workflow (DNS label, at most 40 characters)."),
+    image: z
+      .string()
+      .min(1)
+      .max(512)
+      .describe("Container image of the model, e.g. registry.example.org/ich-triage:1.4."),
+    command: z.array(z.string()).max(64).optional().describe("Entrypoint override for the container."),
+    args: z.array(z.string()).max(256).optional().describe("Arguments for the container."),
+    env: z
+      .array(EnvVar)
+      .max(64)
+      .optional()
+      .describe("Environment for the container, next to the RADFLOW_* variables the operator sets.")
+      .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"] }),
+    resources: StepResources.default({ gpu: 1 }),
+    dependsOn: z
+      .array(DnsLabel(40))
+      .max(32)
+      .optional()
+      .describe("Steps that must have finished (Succeeded or Skipped) before this one starts.")
+      .meta({ "x-kubernetes-list-type": "set" }),
+    when: z
+      .string()
+      .max(4096)
+      .optional()
+      .describe(
+        "CEL condition over `steps` (each earlier step's `phase` and `outputs`) and `study`; the step runs only when it is true and is Skipped otherwise. Example: steps.detect.outputs.device == true",
+      ),
+    timeoutSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(604800)
+      .default(3600)
+      .describe("Run time limit for the step's Job (activeDeadlineSeconds), in seconds."),
+    retries: z
+      .number()
+      .int()
+      .min(0)
+      .max(10)
+      .default(0)
+      .describe(
+        "How many times a failed model run is retried (the Job's backoffLimit). Node loss and evictions are retried apart from these.",
+      ),
+  })
+  .describe("One model run: a container on a GPU, a node of the workflow's step DAG.");
+export type Step = z.infer<typeof Step>;
+
+export const Steps = z
+  .array(Step)
+  .min(1)
+  .max(32)
+  .describe("The steps of the workflow: a DAG ordered by dependsOn.")
+  .meta({
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["name"],
+    "x-kubernetes-validations": [
+      {
+        rule: "self.all(s, !has(s.dependsOn) || s.dependsOn.all(d, self.exists(o, o.name == d)))",
+        message: "every dependsOn entry must name a step of this workflow",
+        reason: "FieldValueInvalid",
+      },
+      {
+        rule: "self.all(s, !has(s.dependsOn) || !(s.name in s.dependsOn))",
+        message: "a step must not depend on itself",
+        reason: "FieldValueInvalid",
+      },
+    ],
+  });
+
+export const Trigger = z
+  .object({
+    sources: z
+      .object({
+        callingAETitles: z
+          .array(AETitle)
+          .max(64)
+          .optional()
+          .describe("Studies must come from one of these AE titles (the sending modality or PACS)."),
+        calledAETitles: z
+          .array(AETitle)
+          .max(64)
+          .optional()
+          .describe("Studies must have been sent to one of these AE titles (the gateway)."),
+      })
+      .optional()
+      .describe("Which senders and receivers the study must come through."),
+    match: z
+      .object({
+        modalities: z
+          .array(z.string().min(1).max(16))
+          .max(32)
+          .optional()
+          .describe("At least one series must have one of these modalities (CT, MR, CR, DX, …)."),
+        bodyParts: z
+          .array(z.string().min(1).max(64))
+          .max(32)
+          .optional()
+          .describe("At least one series must have one of these BodyPartExamined values (case-insensitive)."),
+        sopClassUIDs: z
+          .array(DicomUID)
+          .max(32)
+          .optional()
+          .describe("At least one series must have one of these SOP Class UIDs."),
+        seriesDescriptionPattern: z
+          .string()
+          .max(256)
+          .optional()
+          .describe(
+            "A regular expression (RE2 subset) that at least one SeriesDescription must match, case-insensitive.",
+          ),
+      })
+      .optional()
+      .describe("Series attributes a study must have; all given criteria must hold for the same series."),
+    expression: z
+      .string()
+      .max(4096)
+      .optional()
+      .describe("A CEL expression over `study` that must be true, e.g. study.series.exists(s, s.modality == 'CT')."),
+  })
+  .describe("Which studies start the workflow; every given criterion must hold.");
+
+export const Storage = z
+  .object({
+    pvc: z
+      .object({
+        claimName: DnsLabel(253).describe("Name of a PersistentVolumeClaim in the workflow's namespace."),
+        subPath: z.string().max(1024).optional().describe("Sub-path in the volume under which studies live."),
+      })
+      .optional()
+      .describe("A PersistentVolumeClaim holding studies and results."),
+    s3: z
+      .object({
+        uri: z
+          .string()
+          .regex(/^s3:\/\/[a-z0-9.-]{3,63}(\/.*)?$/, "must be an s3://bucket/prefix URI")
+          .describe("Bucket and prefix, e.g. s3://imaging/studies."),
+        secretName: DnsLabel(253)
+          .optional()
+          .describe("Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for the step."),
+      })
+      .optional()
+      .describe("An S3-compatible object store holding studies and results."),
+    mountPath: z.string().max(256).default("/data").describe("Where a PVC is mounted in the step's container."),
+  })
+  .describe("Where steps find the study and write results.")
+  .meta({
+    "x-kubernetes-validations": [
+      {
+        rule: "has(self.pvc) != has(self.s3)",
+        message: "exactly one of pvc or s3 must be set",
+        reason: "FieldValueInvalid",
+      },
+    ],
+  });
+
+export const ExportDestination = z
+  .object({
+    name: z.string().min(1).max(64).describe("Name of the destination (e.g. a PACS) as the export service knows it."),
+    plugin: z
+      .string()
+      .min(1)
+      .max(64)
+      .regex(/^[A-Za-z0-9_-]+$/, "letters, digits, '-' and '_' only")
+      .default("monaiscu")
+      .describe("Export plugin; the MONAI-compatible ExportRequestEvent goes to md.export.request.<plugin>."),
+  })
+  .describe("Where results are sent once the task succeeds.");
+
+export const AIWorkflowSpec = z
+  .object({
+    description: z.string().max(1024).optional().describe("What the workflow does, for people."),
+    priority: Priority.default("routine"),
+    trigger: Trigger,
+    steps: Steps,
+    queueTimeoutSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(604800)
+      .optional()
+      .describe("How long a task may wait for a GPU before it fails loudly with QueueTimeout."),
+    concurrency: z
+      .object({
+        maxRunning: z
+          .number()
+          .int()
+          .min(1)
+          .max(10000)
+          .optional()
+          .describe("Most Jobs of this workflow running at once."),
+      })
+      .optional()
+      .describe("Limits on how much of the cluster the workflow may use at once."),
+    suspend: z.boolean().default(false).describe("When true, no new InferenceTasks are started for this workflow."),
+    ttlSecondsAfterFinished: z
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .describe("Delete finished InferenceTasks (and their Jobs) this many seconds after they end."),
+    export: z
+      .array(ExportDestination)
+      .max(16)
+      .optional()
+      .describe("Destinations for results once a task succeeds.")
+      .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"] }),
+    storage: Storage.optional(),
+    kueue: z
+      .object({
+        queueName: DnsLabel(63).describe("Kueue LocalQueue that admits this workflow's Jobs."),
+      })
+      .optional()
+      .describe(
+        "Hand quota and GPU-flavor decisions to Kueue: Jobs are created suspended and radflow's GPU cap steps aside.",
+      ),
+  })
+  .describe("AIWorkflowSpec: which studies run which models.");
+export type AIWorkflowSpec = z.infer<typeof AIWorkflowSpec>;
+
+export const AIWorkflowStatus = z
+  .object({
+    observedGeneration: z.number().int().optional().describe("The .metadata.generation this status describes."),
+    conditions: z
+      .array(Condition)
+      .optional()
+      .describe("Ready: True when the workflow is valid and starts tasks; False with a reason naming what to fix.")
+      .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"] }),
+    stepCount: z.number().int().optional().describe("Number of steps, for kubectl's Steps column."),
+  })
+  .describe("AIWorkflowStatus: what the operator observed about the workflow.");
+export type AIWorkflowStatus = z.infer<typeof AIWorkflowStatus>;
+
+export const AIWorkflow = z
+  .object({
+    apiVersion: z.literal("radflow.io/v1alpha1"),
+    kind: z.literal("AIWorkflow"),
+    metadata: ObjectMeta,
+    spec: AIWorkflowSpec,
+    status: AIWorkflowStatus.optional(),
+  })
+  .describe("AIWorkflow routes studies to AI models and runs them as GPU Jobs.");
+export type AIWorkflow = z.infer<typeof AIWorkflow>;

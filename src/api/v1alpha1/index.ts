@@ -1,0 +1,4 @@
+export * from "./aiworkflow.ts";
+export * from "./common.ts";
+export * from "./inferencetask.ts";
+export * from "./study.ts";

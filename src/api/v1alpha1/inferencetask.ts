@@ -1,0 +1,119 @@
+// InferenceTask: one study through one workflow (ARCHITECTURE.md §3).
+import { z } from "zod";
+import { AIWorkflowSpec, Steps } from "./aiworkflow.ts";
+import { Condition, DnsLabel, ObjectMeta, Priority } from "./common.ts";
+import { Study } from "./study.ts";
+
+export const TaskPhase = z
+  .enum(["Pending", "Running", "Succeeded", "Failed", "Canceled"])
+  .describe("Pending: waiting to start or for a GPU; Running; Succeeded; Failed; Canceled.");
+export type TaskPhase = z.infer<typeof TaskPhase>;
+
+export const StepPhase = z
+  .enum(["Pending", "WaitingForGPU", "Running", "Succeeded", "Failed", "Skipped", "Canceled"])
+  .describe(
+    "Pending, WaitingForGPU (pod unschedulable), Running, Succeeded, Failed, Skipped (its `when` was false) or Canceled.",
+  );
+export type StepPhase = z.infer<typeof StepPhase>;
+
+export const StepStatus = z
+  .object({
+    name: DnsLabel(40).describe("Name of the step."),
+    phase: StepPhase,
+    jobName: z.string().max(63).optional().describe("The Job running the step."),
+    attempts: z.number().int().min(0).optional().describe("Pods the Job has started for the step."),
+    startTime: z.string().optional().describe("When the step's Job was created.").meta({ format: "date-time" }),
+    completionTime: z.string().optional().describe("When the step ended.").meta({ format: "date-time" }),
+    outputs: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .describe(
+        "The JSON object the model wrote to its termination message (at most 4 KiB); later steps' `when` reads it.",
+      )
+      .meta({ "x-kubernetes-preserve-unknown-fields": true }),
+    reason: z
+      .string()
+      .max(256)
+      .optional()
+      .describe("Machine-readable reason for the phase, e.g. BackoffLimitExceeded."),
+    message: z.string().max(4096).optional().describe("Human-readable detail."),
+  })
+  .describe("What happened to one step.");
+export type StepStatus = z.infer<typeof StepStatus>;
+
+export const InferenceTaskSpec = z
+  .object({
+    workflowRef: z
+      .object({
+        name: DnsLabel(63).describe("Name of the AIWorkflow."),
+        uid: z.string().max(64).describe("UID of the AIWorkflow when the task was created."),
+        generation: z.number().int().min(0).describe("Generation of the AIWorkflow whose steps were copied."),
+      })
+      .describe("The AIWorkflow this task runs."),
+    priority: Priority,
+    steps: Steps.describe(
+      "Snapshot of the workflow's steps when the task was created; later workflow edits do not change a running task.",
+    ),
+    queueTimeoutSeconds: AIWorkflowSpec.shape.queueTimeoutSeconds,
+    ttlSecondsAfterFinished: AIWorkflowSpec.shape.ttlSecondsAfterFinished,
+    storage: AIWorkflowSpec.shape.storage,
+    export: AIWorkflowSpec.shape.export,
+    kueue: AIWorkflowSpec.shape.kueue,
+    study: Study,
+    eventId: z.string().min(1).max(256).describe("ID of the study event (the idempotency key)."),
+    eventTime: z
+      .string()
+      .optional()
+      .describe("When the study event was produced; turnaround is measured from here.")
+      .meta({ format: "date-time" }),
+    cancel: z
+      .boolean()
+      .default(false)
+      .describe("Set to true to cancel the task: its Jobs are removed and it ends Canceled."),
+  })
+  .describe("InferenceTaskSpec: one study through one workflow.");
+export type InferenceTaskSpec = z.infer<typeof InferenceTaskSpec>;
+
+export const InferenceTaskStatus = z
+  .object({
+    observedGeneration: z.number().int().optional().describe("The .metadata.generation this status describes."),
+    phase: TaskPhase.optional(),
+    currentStep: z.string().max(256).optional().describe("Step(s) in progress, or the last step that ran."),
+    conditions: z
+      .array(Condition)
+      .optional()
+      .describe(
+        "Succeeded (with reasons such as StepFailed, QueueTimeout, DeadlineExceeded, Canceled) and Queued / WaitingForGPU while waiting.",
+      )
+      .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"] }),
+    steps: z
+      .array(StepStatus)
+      .optional()
+      .describe("Per-step status.")
+      .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"] }),
+    startTime: z.string().optional().describe("When the first step started.").meta({ format: "date-time" }),
+    completionTime: z.string().optional().describe("When the task ended.").meta({ format: "date-time" }),
+    duration: z
+      .string()
+      .max(32)
+      .optional()
+      .describe("Run time from start to end (or to the last status write), e.g. 1m12s."),
+    resultsPublished: z
+      .string()
+      .optional()
+      .describe("When the results event was acknowledged by JetStream.")
+      .meta({ format: "date-time" }),
+  })
+  .describe("InferenceTaskStatus: what the operator observed.");
+export type InferenceTaskStatus = z.infer<typeof InferenceTaskStatus>;
+
+export const InferenceTask = z
+  .object({
+    apiVersion: z.literal("radflow.io/v1alpha1"),
+    kind: z.literal("InferenceTask"),
+    metadata: ObjectMeta,
+    spec: InferenceTaskSpec,
+    status: InferenceTaskStatus.optional(),
+  })
+  .describe("InferenceTask runs one study through one AIWorkflow's steps as GPU Jobs.");
+export type InferenceTask = z.infer<typeof InferenceTask>;

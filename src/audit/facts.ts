@@ -1,0 +1,55 @@
+// The lifecycle facts radflow audits (ARCHITECTURE.md §5). Producers (ingest, reconcilers,
+// the operator's start/stop) describe what happened; src/audit renders each fact as a DICOM
+// AuditMessage (syslog/TLS) and a FHIR AuditEvent (NATS). Facts carry study identifiers:
+// audit records exist to hold them, so a fact must never be logged as it is.
+export type AuditEventKind =
+  | "StudyReceived" // an event arrived and matched at least one workflow
+  | "StudyUnmatched" // an event arrived and matched none
+  | "StudyRejected" // an invalid event went to the dead-letter subject
+  | "TaskCreated"
+  | "StepStarted"
+  | "GPUWait" // a step's pod is unschedulable for lack of a GPU
+  | "StepFinished"
+  | "TaskSucceeded"
+  | "TaskFailed"
+  | "TaskCanceled"
+  | "TaskTimedOut"
+  | "ResultsPublished"
+  | "WorkflowCreated"
+  | "WorkflowChanged"
+  | "WorkflowDeleted"
+  | "OperatorStarted"
+  | "OperatorStopped";
+
+export type AuditOutcome = "success" | "minorFailure" | "seriousFailure" | "majorFailure";
+
+export interface AuditFact {
+  /** Unique and stable for the fact: a repeat of the same fact has the same id (dedupe key). */
+  id: string;
+  kind: AuditEventKind;
+  time: string; // RFC 3339 with zone
+  outcome: AuditOutcome;
+  /** human-readable, may hold PHI only through the study fields below, never free text from the study */
+  description?: string;
+  namespace?: string;
+  workflow?: string;
+  task?: string;
+  step?: string;
+  reason?: string;
+  study?: {
+    studyInstanceUID: string;
+    accessionNumber?: string;
+    patientId?: string;
+    callingAETitle?: string;
+    calledAETitle?: string;
+    sopClassUIDs?: string[];
+  };
+}
+
+export interface AuditSink {
+  /** Durably accepts the fact (spooled or sent); resolves once it cannot be lost. */
+  record(fact: AuditFact): Promise<void>;
+}
+
+/** Used where auditing is not configured (unit tests, `radflow send`). */
+export const noAudit: AuditSink = { record: async () => undefined };

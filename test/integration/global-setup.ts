@@ -1,0 +1,36 @@
+// Brings the local cluster (API server, Job controller, scheduler, KWOK GPU nodes, JetStream)
+// up once per test run, or uses an existing one when KUBECONFIG and RADFLOW_NATS_URL are set,
+// and tears down only what it started.
+import type { TestProject } from "vitest/node";
+import { buildTools, down, up } from "../../hack/cluster.ts";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    kubeconfig: string;
+    natsUrl: string;
+    toolsBin: string;
+  }
+}
+
+export default async function setup(project: TestProject) {
+  const toolsBin = buildTools();
+  let teardown: (() => Promise<void>) | undefined;
+  let env: { KUBECONFIG: string; RADFLOW_NATS_URL: string };
+  if (process.env.KUBECONFIG && process.env.RADFLOW_NATS_URL) {
+    env = { KUBECONFIG: process.env.KUBECONFIG, RADFLOW_NATS_URL: process.env.RADFLOW_NATS_URL };
+    process.stderr.write(`integration: using the existing cluster (KUBECONFIG=${env.KUBECONFIG})\n`);
+  } else {
+    const o = {
+      dir: process.env.RADFLOW_TEST_CLUSTER_DIR ?? "/tmp/radflow-test-cluster",
+      portBase: Number(process.env.RADFLOW_TEST_PORT_BASE ?? 36500),
+    };
+    env = await up(o);
+    teardown = () => down(o);
+  }
+  project.provide("kubeconfig", env.KUBECONFIG);
+  project.provide("natsUrl", env.RADFLOW_NATS_URL);
+  project.provide("toolsBin", toolsBin);
+  return async () => {
+    if (teardown && !process.env.RADFLOW_KEEP_CLUSTER) await teardown();
+  };
+}
