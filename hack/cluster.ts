@@ -424,6 +424,15 @@ kind: KwokConfiguration
 options:
   manageNodesWithAnnotationSelector: kwok.x-k8s.io/node=fake
   nodeLeaseDurationSeconds: 40
+  # a config file skips KWOK's defaulting: set every parallelism explicitly
+  podPlayStageParallelism: 16
+  nodePlayStageParallelism: 4
+  nodeLeaseParallelism: 4
+  podsOnNodeSyncParallelism: 4
+  cidr: 10.0.0.1/16
+  nodeIP: 10.0.0.1
+  enablePodsOnNodeSyncListPager: true
+  enablePodsOnNodeSyncStreamWatch: false
   serverAddress: 127.0.0.1:${p.kwok}
 ---
 ${readFileSync(path.join(hackDir, "kwok-stages.yaml"), "utf8")}`,
@@ -431,8 +440,6 @@ ${readFileSync(path.join(hackDir, "kwok-stages.yaml"), "utf8")}`,
   start(o, bin, "kwok", [
     `--kubeconfig=${kubeconfig}`,
     `--config=${path.join(o.dir, "kwok.yaml")}`,
-    "--cidr=10.0.0.1/16",
-    "--node-ip=10.0.0.1",
   ]);
   await waitFor(
     "the default ServiceAccount (controller-manager is up)",

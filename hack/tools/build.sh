@@ -64,9 +64,8 @@ for tool in "${order[@]}"; do
   # visible progress: a dot every 15 s while the compiler works
   while kill -0 "$pid" 2>/dev/null; do sleep 15; kill -0 "$pid" 2>/dev/null && printf '.' >&2; done; echo >&2
   wait "$pid"
-  # `go build` names a binary after the last path element; etcd's is "v3" (the module path).
-  [ -f "$tmp/v3" ] && mv "$tmp/v3" "$tmp/etcd"
-  [ -f "$tmp/v2" ] && mv "$tmp/v2" "$tmp/nats-server"
+  # `go build` names etcd's binary "server" (go.etcd.io/etcd/server/v3, major suffix dropped).
+  if [ "$tool" = etcd ]; then mv "$tmp/server" "$tmp/etcd"; fi
   mv "$tmp"/* "$bindir/"
   rm -rf "$tmp"
   touch "$stamp"
