@@ -437,10 +437,7 @@ options:
 ---
 ${readFileSync(path.join(hackDir, "kwok-stages.yaml"), "utf8")}`,
   );
-  start(o, bin, "kwok", [
-    `--kubeconfig=${kubeconfig}`,
-    `--config=${path.join(o.dir, "kwok.yaml")}`,
-  ]);
+  start(o, bin, "kwok", [`--kubeconfig=${kubeconfig}`, `--config=${path.join(o.dir, "kwok.yaml")}`]);
   await waitFor(
     "the default ServiceAccount (controller-manager is up)",
     60_000,

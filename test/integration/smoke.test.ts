@@ -9,7 +9,11 @@ import { batch, core, natsUrl, useNamespace, waitFor } from "./helpers.ts";
 
 const ns = useNamespace("smoke");
 
-function gpuJob(name: string, gpus: number, extra: { backoffLimit?: number; annotations?: Record<string, string> } = {}): V1Job {
+function gpuJob(
+  name: string,
+  gpus: number,
+  extra: { backoffLimit?: number; annotations?: Record<string, string> } = {},
+): V1Job {
   return {
     metadata: { name },
     spec: {

@@ -1,0 +1,124 @@
+// Admission of step Jobs under the global cap and each workflow's concurrency.maxRunning,
+// in clinical order: stat before urgent before routine before batch, oldest first within a
+// priority. Running Jobs are counted from the Job informer; Jobs just created and not yet seen
+// there are held as reservations so a burst of reconciles cannot overshoot a cap.
+import { PRIORITY_ORDER, type Priority } from "../api/v1alpha1/index.ts";
+import { runningJobs } from "../metrics/metrics.ts";
+
+export interface Waiter {
+  key: string; // namespace/name of the task
+  workflowKey: string; // namespace/workflow
+  priority: Priority;
+  created: string; // RFC 3339 creation time of the task
+}
+
+export interface DispatcherOptions {
+  globalCap: number; // 0 = none
+  /** maxRunning of a workflow, by namespace/name; undefined = none */
+  workflowCap: (workflowKey: string) => number | undefined;
+  /** running (not finished) radflow Jobs, by namespace/workflow; from the Job informer */
+  running: () => { total: number; byWorkflow: Map<string, number> };
+  /** asks for a reconcile of tasks that may now start */
+  wake: (taskKey: string, priority: Priority) => void;
+}
+
+function before(a: Waiter, b: Waiter): number {
+  return (
+    PRIORITY_ORDER[a.priority] - PRIORITY_ORDER[b.priority] ||
+    a.created.localeCompare(b.created) ||
+    a.key.localeCompare(b.key)
+  );
+}
+
+export class Dispatcher {
+  private readonly waiting = new Map<string, Waiter>();
+  private readonly reserved = new Map<string, { workflowKey: string; at: number }>();
+  private readonly o: DispatcherOptions;
+
+  constructor(o: DispatcherOptions) {
+    this.o = o;
+  }
+
+  /** How many new Jobs the task may start now. Unlimited (Infinity) without caps. */
+  capacityFor(w: Waiter): number {
+    const wfCap = this.o.workflowCap(w.workflowKey);
+    if (!this.o.globalCap && wfCap === undefined) return Number.POSITIVE_INFINITY;
+    const { total, byWorkflow } = this.counts();
+    let globalFree = this.o.globalCap ? this.o.globalCap - total : Number.POSITIVE_INFINITY;
+    const wfFree = new Map<string, number>();
+    const free = (wk: string) => {
+      if (!wfFree.has(wk)) {
+        const cap = this.o.workflowCap(wk);
+        wfFree.set(wk, cap === undefined ? Number.POSITIVE_INFINITY : cap - (byWorkflow.get(wk) ?? 0));
+      }
+      return wfFree.get(wk) as number;
+    };
+    // Walk the waiters (and this task) in clinical order, handing out one slot each; the task
+    // gets a slot only if everyone ahead of it that can use one has had theirs.
+    const order = [...this.waiting.values()].filter((x) => x.key !== w.key);
+    order.push(w);
+    order.sort(before);
+    for (const x of order) {
+      if (globalFree <= 0) return 0;
+      const f = free(x.workflowKey);
+      if (x.key === w.key) return Math.max(0, Math.min(globalFree, f));
+      if (f > 0) {
+        globalFree -= 1;
+        wfFree.set(x.workflowKey, f - 1);
+      }
+    }
+    return 0;
+  }
+
+  /** The task could not start everything it wanted: it waits its turn. */
+  wait(w: Waiter): void {
+    this.waiting.set(w.key, w);
+  }
+
+  /** The task got what it wanted, ended or went away. */
+  forget(taskKey: string): void {
+    this.waiting.delete(taskKey);
+  }
+
+  /** A Job was created and may not be in the informer yet. */
+  reserve(jobKey: string, workflowKey: string): void {
+    this.reserved.set(jobKey, { workflowKey, at: Date.now() });
+  }
+
+  /** The informer saw the Job (or it is gone): the reservation is no longer needed. */
+  observed(jobKey: string): void {
+    this.reserved.delete(jobKey);
+  }
+
+  /** Capacity may have freed (a Job ended or vanished): wake the next waiters in order. */
+  capacityChanged(): void {
+    if (this.waiting.size === 0) return;
+    const { total } = this.counts();
+    const slots = this.o.globalCap ? Math.max(0, this.o.globalCap - total) : this.waiting.size;
+    if (slots === 0) return;
+    // wake a few more than the free slots: some waiters are blocked by their workflow's cap
+    const next = [...this.waiting.values()].sort(before).slice(0, slots * 2 + 4);
+    for (const w of next) this.o.wake(w.key, w.priority);
+  }
+
+  get waitingCount(): number {
+    return this.waiting.size;
+  }
+
+  private counts(): { total: number; byWorkflow: Map<string, number> } {
+    const r = this.o.running();
+    const byWorkflow = new Map(r.byWorkflow);
+    let total = r.total;
+    const now = Date.now();
+    for (const [k, v] of this.reserved) {
+      if (now - v.at > 60_000) {
+        this.reserved.delete(k); // the informer never saw it: creation must have failed after all
+        continue;
+      }
+      total += 1;
+      byWorkflow.set(v.workflowKey, (byWorkflow.get(v.workflowKey) ?? 0) + 1);
+    }
+    runningJobs.set(total);
+    return { total, byWorkflow };
+  }
+}

@@ -1,0 +1,366 @@
+// The InferenceTask reconciler: level-triggered, one key at a time. It reads the task, its Jobs
+// and pods from the informer caches, asks the pure planner what should be, and makes only the
+// writes the plan asks for — at most one status write per reconcile, and only on change.
+import { BatchV1Api, CustomObjectsApi, type KubeConfig, type V1Job, type V1Pod } from "@kubernetes/client-node";
+import { type AIWorkflow, GROUP, type InferenceTask, PRIORITY_ORDER, VERSION } from "../api/v1alpha1/index.ts";
+import type { AuditFact, AuditSink } from "../audit/facts.ts";
+import type { OperatorConfig } from "../config/operator-config.ts";
+import { buildJob, LABEL_STEP, LABEL_TASK, LABEL_WORKFLOW } from "../jobs/job-builder.ts";
+import { isAlreadyExists, isNotFound, mergePatch, track } from "../kube/client.ts";
+import type { Recorder } from "../kube/events.ts";
+import { errMessage, type Informer, keyOf } from "../kube/informer.ts";
+import { logger } from "../log/logger.ts";
+import { queueWait, stepDuration, tasksFinished, turnaround } from "../metrics/metrics.ts";
+import type { Dispatcher } from "./dispatcher.ts";
+import { FINALIZER, isTerminal, type JobView, type PodView, planTask, sameJson } from "./task-plan.ts";
+
+const log = logger("inferencetask");
+const PLURAL = "inferencetasks";
+
+export type ReconcileResult = { requeueAfterMs?: number };
+
+export interface TaskControllerDeps {
+  kc: KubeConfig;
+  config: Pick<
+    OperatorConfig,
+    "gpuResource" | "gpuProductLabel" | "gpuTolerations" | "priorityClasses" | "terminationMessageMaxBytes"
+  >;
+  tasks: Informer<InferenceTask>;
+  jobs: Informer<V1Job>;
+  pods: Informer<V1Pod>;
+  workflows: Informer<AIWorkflow>;
+  dispatcher: Dispatcher;
+  recorder: Recorder;
+  audit: AuditSink;
+  /** publishes the results event(s); resolves once JetStream acknowledged them */
+  publishResults?: (task: InferenceTask) => Promise<void>;
+  /** false as soon as this replica is not the leader: no write may follow */
+  isLeader: () => boolean;
+  now?: () => number;
+}
+
+/** Jobs and pods by owning task, maintained from informer events (handlers never do I/O). */
+export class OwnedIndex<
+  T extends { metadata?: { namespace?: string; name?: string; labels?: Record<string, string> } },
+> {
+  private readonly byTask = new Map<string, Set<string>>();
+  add(o: T): void {
+    const t = o.metadata?.labels?.[LABEL_TASK];
+    if (!t) return;
+    const k = `${o.metadata?.namespace}/${t}`;
+    const s = this.byTask.get(k) ?? new Set<string>();
+    this.byTask.set(k, s);
+    s.add(keyOf(o));
+  }
+  remove(o: T): void {
+    const t = o.metadata?.labels?.[LABEL_TASK];
+    if (!t) return;
+    const k = `${o.metadata?.namespace}/${t}`;
+    const s = this.byTask.get(k);
+    s?.delete(keyOf(o));
+    if (s?.size === 0) this.byTask.delete(k);
+  }
+  keys(taskKey: string): string[] {
+    return [...(this.byTask.get(taskKey) ?? [])];
+  }
+}
+
+export function jobView(j: V1Job): JobView {
+  const cond = (t: string) => j.status?.conditions?.find((c) => c.type === t && c.status === "True");
+  const complete = cond("Complete");
+  const failed = cond("Failed");
+  return {
+    name: j.metadata?.name as string,
+    step: j.metadata?.labels?.[LABEL_STEP] as string,
+    active: j.status?.active ?? 0,
+    succeeded: j.status?.succeeded ?? 0,
+    failed: j.status?.failed ?? 0,
+    suspended: j.spec?.suspend === true,
+    deleting: !!j.metadata?.deletionTimestamp,
+    complete: complete ? { reason: complete.reason, message: complete.message } : undefined,
+    failedCondition: failed ? { reason: failed.reason, message: failed.message } : undefined,
+  };
+}
+
+export function podView(p: V1Pod): PodView {
+  const sched = p.status?.conditions?.find((c) => c.type === "PodScheduled");
+  const t = p.status?.containerStatuses?.[0]?.state?.terminated;
+  return {
+    name: p.metadata?.name as string,
+    step: p.metadata?.labels?.[LABEL_STEP] as string,
+    phase: p.status?.phase ?? "Pending",
+    created: String(p.metadata?.creationTimestamp ?? ""),
+    unschedulable:
+      sched?.status === "False" && sched.reason === "Unschedulable" ? (sched.message ?? "unschedulable") : undefined,
+    terminated: t ? { exitCode: t.exitCode, reason: t.reason, message: t.message } : undefined,
+  };
+}
+
+/** True for a Job that holds (or will hold) a GPU slot: not finished and not being deleted. */
+export function jobIsRunning(j: V1Job): boolean {
+  const v = jobView(j);
+  return !v.complete && !v.failedCondition && !v.deleting;
+}
+
+export class TaskController {
+  readonly jobIndex = new OwnedIndex<V1Job>();
+  readonly podIndex = new OwnedIndex<V1Pod>();
+  private readonly custom: CustomObjectsApi;
+  private readonly batch: BatchV1Api;
+  /** our own last status writes: the informer may not have seen them yet */
+  private readonly written = new Map<string, InferenceTask>();
+  private readonly d: TaskControllerDeps;
+  private readonly now: () => number;
+
+  constructor(d: TaskControllerDeps) {
+    this.d = d;
+    this.custom = d.kc.makeApiClient(CustomObjectsApi);
+    this.batch = d.kc.makeApiClient(BatchV1Api);
+    this.now = d.now ?? Date.now;
+  }
+
+  /** The freshest copy we know: the informer's, or our own write if that is newer. */
+  private current(key: string): InferenceTask | undefined {
+    const cached = this.d.tasks.get(key);
+    const mine = this.written.get(key);
+    if (!cached) {
+      this.written.delete(key);
+      return undefined;
+    }
+    if (mine && Number(mine.metadata.resourceVersion) > Number(cached.metadata.resourceVersion)) return mine;
+    this.written.delete(key);
+    return cached;
+  }
+
+  async reconcile(key: string): Promise<ReconcileResult> {
+    const task = this.current(key);
+    if (!task) {
+      this.d.dispatcher.forget(key);
+      return {};
+    }
+    const ns = task.metadata.namespace as string;
+    const jobs = this.jobIndex
+      .keys(key)
+      .map((k) => this.d.jobs.get(k))
+      .filter((j): j is V1Job => !!j);
+    const pods = this.podIndex
+      .keys(key)
+      .map((k) => this.d.pods.get(k))
+      .filter((p): p is V1Pod => !!p);
+    const waiter = {
+      key,
+      workflowKey: `${ns}/${task.spec.workflowRef.name}`,
+      priority: task.spec.priority,
+      created: String(task.metadata.creationTimestamp ?? ""),
+    };
+    const now = this.now();
+    const input = {
+      task,
+      jobs: jobs.map(jobView),
+      pods: pods.map(podView),
+      now,
+      capacity: 0,
+      terminationMessageMaxBytes: this.d.config.terminationMessageMaxBytes,
+    };
+    let plan = planTask(input);
+    if (plan.waitingForCapacity) {
+      // something is ready to start: ask for slots (Kueue decides for itself)
+      input.capacity = task.spec.kueue ? Number.POSITIVE_INFINITY : this.d.dispatcher.capacityFor(waiter);
+      if (input.capacity > 0) plan = planTask(input);
+    }
+
+    const target = {
+      apiVersion: `${GROUP}/${VERSION}`,
+      kind: "InferenceTask",
+      namespace: ns,
+      name: task.metadata.name as string,
+      uid: task.metadata.uid,
+    };
+    const guard = () => {
+      if (!this.d.isLeader()) throw new Error("not the leader any more: stopping writes");
+    };
+
+    if (plan.addFinalizer && !task.metadata.deletionTimestamp) {
+      guard();
+      await track("patch", PLURAL, () =>
+        this.custom.patchNamespacedCustomObject(
+          {
+            group: GROUP,
+            version: VERSION,
+            namespace: ns,
+            plural: PLURAL,
+            name: task.metadata.name as string,
+            body: { metadata: { finalizers: [...(task.metadata.finalizers ?? []), FINALIZER] } },
+          },
+          mergePatch,
+        ),
+      );
+    }
+
+    for (const c of plan.create) {
+      guard();
+      const job = buildJob(task, c.step, c.inputs, this.d.config);
+      try {
+        await track("create", "jobs", () => this.batch.createNamespacedJob({ namespace: ns, body: job }));
+        if (!task.spec.kueue) this.d.dispatcher.reserve(`${ns}/${job.metadata?.name}`, waiter.workflowKey);
+      } catch (err) {
+        if (!isAlreadyExists(err)) throw err; // a restart re-plans the same Job: it is already there
+      }
+    }
+    for (const name of plan.deleteJobs) {
+      guard();
+      try {
+        await track("delete", "jobs", () =>
+          this.batch.deleteNamespacedJob({ name, namespace: ns, propagationPolicy: "Background" }),
+        );
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+
+    let publishError: unknown;
+    if (plan.publishResults && this.d.publishResults && isTerminal(plan.status.phase)) {
+      guard();
+      try {
+        await this.d.publishResults({ ...task, status: plan.status });
+        plan.status = { ...plan.status, resultsPublished: new Date(this.now()).toISOString() };
+        this.observeTurnaround(task, plan.status.phase as string);
+      } catch (err) {
+        publishError = err; // status still records the outcome; the publish is retried
+      }
+    }
+
+    if (!task.metadata.deletionTimestamp && !sameJson(plan.status, task.status ?? {})) {
+      guard();
+      const body = { status: nullUndefined(plan.status as Record<string, unknown>) };
+      const updated = (await track("patch", `${PLURAL}/status`, () =>
+        this.custom.patchNamespacedCustomObjectStatus(
+          { group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, name: task.metadata.name as string, body },
+          mergePatch,
+        ),
+      )) as InferenceTask;
+      this.written.set(key, {
+        ...task,
+        metadata: { ...task.metadata, resourceVersion: updated.metadata?.resourceVersion },
+        status: plan.status,
+      });
+      this.observeTransitions(task, plan.status, now);
+    }
+
+    for (const e of plan.events) this.d.recorder.event(target, e.type, e.reason, e.note);
+    for (const a of plan.audits) {
+      const fact: AuditFact = {
+        id: `${task.metadata.uid}:${a.kind}:${a.step ?? ""}:${a.reason ?? ""}`,
+        kind: a.kind,
+        time: new Date(now).toISOString(),
+        outcome: a.outcome,
+        description: a.description,
+        namespace: ns,
+        workflow: task.spec.workflowRef.name,
+        task: task.metadata.name as string,
+        step: a.step,
+        reason: a.reason,
+        study: {
+          studyInstanceUID: task.spec.study.studyInstanceUID,
+          accessionNumber: task.spec.study.accessionNumber,
+          callingAETitle: task.spec.study.callingAETitle,
+          calledAETitle: task.spec.study.calledAETitle,
+        },
+      };
+      await this.d.audit.record(fact);
+    }
+
+    if (plan.removeFinalizer) {
+      guard();
+      try {
+        await track("patch", PLURAL, () =>
+          this.custom.patchNamespacedCustomObject(
+            {
+              group: GROUP,
+              version: VERSION,
+              namespace: ns,
+              plural: PLURAL,
+              name: task.metadata.name as string,
+              body: {
+                metadata: {
+                  finalizers: (task.metadata.finalizers ?? []).filter((f) => f !== FINALIZER),
+                  resourceVersion: task.metadata.resourceVersion,
+                },
+              },
+            },
+            mergePatch,
+          ),
+        );
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+    if (plan.deleteTask) {
+      guard();
+      try {
+        await track("delete", PLURAL, () =>
+          this.custom.deleteNamespacedCustomObject({
+            group: GROUP,
+            version: VERSION,
+            namespace: ns,
+            plural: PLURAL,
+            name: task.metadata.name as string,
+            propagationPolicy: "Background",
+          }),
+        );
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+
+    if (plan.waitingForCapacity && plan.create.length === 0) this.d.dispatcher.wait(waiter);
+    else this.d.dispatcher.forget(key);
+    if (plan.deleteJobs.length || plan.create.length) this.d.dispatcher.capacityChanged();
+
+    if (publishError) throw new Error(`publishing results failed: ${errMessage(publishError)}`);
+    return { requeueAfterMs: plan.requeueAfterMs };
+  }
+
+  /** Lane of a task in the work queue: its priority, so STAT keys jump the queue. */
+  laneOf(key: string): number {
+    const t = this.d.tasks.get(key);
+    return t ? PRIORITY_ORDER[t.spec.priority] : 3;
+  }
+
+  private observeTransitions(task: InferenceTask, next: InferenceTask["status"], now: number): void {
+    const wf = task.spec.workflowRef.name;
+    const prevSteps = new Map((task.status?.steps ?? []).map((s) => [s.name, s]));
+    for (const s of next?.steps ?? []) {
+      const was = prevSteps.get(s.name);
+      if (s.phase === "Running" && was?.phase !== "Running" && s.startTime) {
+        queueWait.observe({ workflow: wf, priority: task.spec.priority }, (now - Date.parse(s.startTime)) / 1000);
+      }
+      if ((s.phase === "Succeeded" || s.phase === "Failed") && was?.phase !== s.phase && s.startTime && s.jobName) {
+        stepDuration.observe({ workflow: wf, step: s.name, outcome: s.phase }, (now - Date.parse(s.startTime)) / 1000);
+      }
+    }
+    if (next?.phase && next.phase !== task.status?.phase && isTerminal(next.phase)) {
+      const reason = next.conditions?.find((c) => c.type === "Succeeded")?.reason ?? next.phase;
+      tasksFinished.inc({ workflow: wf, priority: task.spec.priority, phase: next.phase, reason });
+      log.info({ task: keyOf(task), workflow: wf, phase: next.phase, reason, duration: next.duration }, "task ended");
+    }
+  }
+
+  private observeTurnaround(task: InferenceTask, phase: string): void {
+    const from = task.spec.eventTime ?? (task.metadata.creationTimestamp as string | undefined);
+    if (!from) return;
+    turnaround.observe(
+      { workflow: task.spec.workflowRef.name, priority: task.spec.priority, outcome: phase },
+      Math.max(0, (this.now() - Date.parse(from)) / 1000),
+    );
+  }
+}
+
+/** Merge patch drops undefined members: send null so a field that went away is cleared. */
+function nullUndefined(o: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) out[k] = v === undefined ? null : v;
+  return out;
+}
+
+export const TASK_LABELS = { task: LABEL_TASK, workflow: LABEL_WORKFLOW };

@@ -1,0 +1,528 @@
+// Planning for one InferenceTask: observed state in, desired status and the writes that get
+// there out. Pure (no I/O, the clock is an argument) so every transition is a table test.
+import type {
+  Condition,
+  InferenceTask,
+  InferenceTaskStatus,
+  Step,
+  StepPhase,
+  StepStatus,
+  TaskPhase,
+} from "../api/v1alpha1/index.ts";
+import type { AuditEventKind, AuditOutcome } from "../audit/facts.ts";
+import { cachedBool } from "../expr/cel.ts";
+import { jobName } from "../jobs/job-builder.ts";
+
+export const FINALIZER = "radflow.io/cleanup-jobs";
+
+/** What the Job informer tells about a step's Job. */
+export interface JobView {
+  name: string;
+  step: string;
+  active: number;
+  succeeded: number;
+  failed: number;
+  suspended: boolean;
+  deleting: boolean;
+  complete?: { reason?: string; message?: string };
+  failedCondition?: { reason?: string; message?: string };
+}
+
+/** What the Pod informer tells about a step's pods. */
+export interface PodView {
+  name: string;
+  step: string;
+  phase: string; // Pending | Running | Succeeded | Failed | Unknown
+  created: string;
+  unschedulable?: string; // the scheduler's message
+  terminated?: { exitCode: number; reason?: string; message?: string };
+}
+
+export interface PlanInput {
+  task: InferenceTask;
+  jobs: JobView[];
+  pods: PodView[];
+  now: number;
+  /** how many new step Jobs this task may start now (the dispatcher's answer) */
+  capacity: number;
+  terminationMessageMaxBytes?: number;
+}
+
+export interface PlannedEvent {
+  type: "Normal" | "Warning";
+  reason: string;
+  note: string;
+}
+
+export interface PlannedAudit {
+  kind: AuditEventKind;
+  outcome: AuditOutcome;
+  step?: string;
+  reason?: string;
+  description?: string;
+}
+
+export interface Plan {
+  status: InferenceTaskStatus;
+  create: { step: Step; inputs: Record<string, Record<string, unknown>> }[];
+  deleteJobs: string[];
+  /** steps that are ready but were not admitted (capacity 0) */
+  waitingForCapacity: boolean;
+  requeueAfterMs?: number;
+  events: PlannedEvent[];
+  audits: PlannedAudit[];
+  addFinalizer: boolean;
+  removeFinalizer: boolean;
+  deleteTask: boolean;
+  publishResults: boolean;
+}
+
+const TERMINAL_TASK: ReadonlySet<TaskPhase> = new Set(["Succeeded", "Failed", "Canceled"]);
+const DONE_STEP: ReadonlySet<StepPhase> = new Set(["Succeeded", "Skipped"]);
+const FINISHED_STEP: ReadonlySet<StepPhase> = new Set(["Succeeded", "Skipped", "Failed", "Canceled"]);
+
+export function isTerminal(phase: TaskPhase | undefined): boolean {
+  return phase !== undefined && TERMINAL_TASK.has(phase);
+}
+
+const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+
+export function formatDuration(ms: number): string {
+  let s = Math.max(0, Math.round(ms / 1000));
+  const h = Math.floor(s / 3600);
+  s -= h * 3600;
+  const m = Math.floor(s / 60);
+  s -= m * 60;
+  return `${h ? `${h}h` : ""}${h || m ? `${m}m` : ""}${s}s`;
+}
+
+/** A step's termination message → outputs: a JSON object of at most maxBytes, or an error. */
+export function parseOutputs(
+  message: string | undefined,
+  maxBytes: number,
+): { ok: true; outputs: Record<string, unknown> } | { ok: false; error: string } {
+  const m = (message ?? "").trim();
+  if (m === "") return { ok: true, outputs: {} };
+  if (Buffer.byteLength(m, "utf8") > maxBytes) {
+    return { ok: false, error: `termination message is larger than ${maxBytes} bytes` };
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(m);
+  } catch (e) {
+    return { ok: false, error: `termination message is not valid JSON: ${(e as Error).message.slice(0, 200)}` };
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    return { ok: false, error: "termination message must be a JSON object" };
+  }
+  return { ok: true, outputs: v as Record<string, unknown> };
+}
+
+/** A step's state as its Job and pods show it; undefined when the step has no Job. */
+function observeStep(
+  job: JobView | undefined,
+  pods: PodView[],
+  maxBytes: number,
+): Pick<StepStatus, "phase" | "reason" | "message" | "outputs" | "attempts"> | undefined {
+  if (!job) return undefined;
+  const attempts = Math.max(pods.length, job.active + job.succeeded + job.failed);
+  if (job.complete) {
+    const pod = pods.find((p) => p.phase === "Succeeded");
+    const out = parseOutputs(pod?.terminated?.message, maxBytes);
+    if (!out.ok) return { phase: "Failed", reason: "InvalidOutput", message: out.error, attempts };
+    return { phase: "Succeeded", reason: "Completed", outputs: out.outputs, attempts };
+  }
+  if (job.failedCondition) {
+    const last = [...pods]
+      .filter((p) => p.phase === "Failed")
+      .sort((a, b) => a.created.localeCompare(b.created))
+      .pop();
+    const t = last?.terminated;
+    const podPart = t
+      ? `model container exited with code ${t.exitCode}${t.reason ? ` (${t.reason})` : ""}`
+      : (job.failedCondition.message ?? "the Job failed");
+    const reason =
+      job.failedCondition.reason === "DeadlineExceeded"
+        ? "DeadlineExceeded"
+        : (t?.reason ?? job.failedCondition.reason ?? "JobFailed");
+    return {
+      phase: "Failed",
+      reason,
+      message: `${podPart}; ${attempts} attempt${attempts === 1 ? "" : "s"}; Job: ${job.failedCondition.reason ?? "Failed"}`,
+      attempts,
+    };
+  }
+  if (job.suspended)
+    return { phase: "Pending", reason: "AwaitingAdmission", message: "Job suspended until Kueue admits it", attempts };
+  if (pods.some((p) => p.phase === "Running")) return { phase: "Running", reason: "Running", attempts };
+  const waiting = pods.find((p) => p.phase === "Pending" && p.unschedulable);
+  if (waiting) return { phase: "WaitingForGPU", reason: "Unschedulable", message: waiting.unschedulable, attempts };
+  return { phase: "Pending", reason: "Starting", message: "Job created; pod not running yet", attempts };
+}
+
+function condition(
+  prev: Condition[] | undefined,
+  type: string,
+  status: Condition["status"],
+  reason: string,
+  message: string,
+  now: number,
+  generation: number | undefined,
+): Condition {
+  const old = prev?.find((c) => c.type === type);
+  return {
+    type,
+    status,
+    reason,
+    message: message.slice(0, 1024),
+    lastTransitionTime: old && old.status === status ? old.lastTransitionTime : iso(now),
+    observedGeneration: generation,
+  };
+}
+
+export function planTask(input: PlanInput): Plan {
+  const { task, now } = input;
+  const maxBytes = input.terminationMessageMaxBytes ?? 4096;
+  const prev = task.status ?? {};
+  const prevSteps = new Map((prev.steps ?? []).map((s) => [s.name, s]));
+  const jobsByStep = new Map(input.jobs.map((j) => [j.step, j]));
+  const podsByStep = new Map<string, PodView[]>();
+  for (const p of input.pods) podsByStep.set(p.step, [...(podsByStep.get(p.step) ?? []), p]);
+
+  const plan: Plan = {
+    status: prev,
+    create: [],
+    deleteJobs: [],
+    waitingForCapacity: false,
+    events: [],
+    audits: [],
+    addFinalizer: false,
+    removeFinalizer: false,
+    deleteTask: false,
+    publishResults: false,
+  };
+  const liveJobs = input.jobs.filter((j) => !j.deleting);
+  const activeJobs = liveJobs.filter((j) => !j.complete && !j.failedCondition);
+  const finalizers = task.metadata.finalizers ?? [];
+
+  // Deleted: remove the Jobs (the finalizer holds the task until they are gone).
+  if (task.metadata.deletionTimestamp) {
+    plan.deleteJobs = liveJobs.map((j) => j.name);
+    plan.removeFinalizer = input.jobs.length === 0 && finalizers.includes(FINALIZER);
+    if (!isTerminal(prev.phase) && plan.removeFinalizer) {
+      plan.audits.push({ kind: "TaskCanceled", outcome: "minorFailure", reason: "Deleted" });
+    }
+    return plan;
+  }
+  plan.addFinalizer = !finalizers.includes(FINALIZER);
+
+  // Already ended: clean up, make sure results went out, honour the TTL.
+  if (isTerminal(prev.phase)) {
+    plan.deleteJobs = activeJobs.map((j) => j.name);
+    plan.publishResults = !prev.resultsPublished;
+    const ttl = task.spec.ttlSecondsAfterFinished;
+    if (ttl !== undefined && prev.completionTime) {
+      const due = Date.parse(prev.completionTime) + ttl * 1000;
+      if (now >= due) plan.deleteTask = true;
+      else plan.requeueAfterMs = due - now;
+    }
+    return plan;
+  }
+
+  const generation = task.metadata.generation;
+  const steps: StepStatus[] = [];
+  const byName = new Map<string, StepStatus>();
+  let capacity = input.capacity;
+  const bindings = () => ({
+    study: task.spec.study,
+    steps: Object.fromEntries([...byName].map(([n, s]) => [n, { phase: s.phase, outputs: s.outputs ?? {} }])),
+  });
+
+  for (const step of task.spec.steps) {
+    const before = prevSteps.get(step.name);
+    const job = jobsByStep.get(step.name);
+    const observed = observeStep(job, podsByStep.get(step.name) ?? [], maxBytes);
+    let s: StepStatus;
+    if (observed) {
+      s = {
+        name: step.name,
+        jobName: job?.name,
+        startTime: before?.startTime ?? iso(now),
+        ...observed,
+      };
+      if (FINISHED_STEP.has(observed.phase)) s.completionTime = before?.completionTime ?? iso(now);
+    } else if (before && FINISHED_STEP.has(before.phase)) {
+      s = before; // decided earlier (Skipped, a condition error) or its Job is gone: keep what was recorded
+    } else {
+      const deps = step.dependsOn ?? [];
+      const depStates = deps.map((d) => byName.get(d)?.phase);
+      if (!depStates.every((p) => p !== undefined && DONE_STEP.has(p))) {
+        s = {
+          name: step.name,
+          phase: "Pending",
+          reason: "WaitingForDependencies",
+          message: `waiting for ${deps.join(", ")}`,
+        };
+      } else {
+        let run = true;
+        let failure: string | undefined;
+        if (step.when) {
+          let r: ReturnType<ReturnType<typeof cachedBool>>;
+          try {
+            r = cachedBool(step.when)(bindings());
+          } catch (e) {
+            r = { ok: false, error: (e as Error).message };
+          }
+          if (!r.ok) failure = r.error;
+          else run = r.value;
+        }
+        if (failure !== undefined) {
+          s = {
+            name: step.name,
+            phase: "Failed",
+            reason: "ConditionError",
+            message: `\`when\` could not be evaluated: ${failure}`.slice(0, 1024),
+            completionTime: iso(now),
+          };
+        } else if (!run) {
+          s = {
+            name: step.name,
+            phase: "Skipped",
+            reason: "ConditionFalse",
+            message: "`when` is false",
+            completionTime: iso(now),
+          };
+        } else if (capacity > 0) {
+          capacity -= 1;
+          const inputs: Record<string, Record<string, unknown>> = {};
+          for (const d of deps) inputs[d] = byName.get(d)?.outputs ?? {};
+          plan.create.push({ step, inputs });
+          s = {
+            name: step.name,
+            phase: "Pending",
+            reason: "JobCreated",
+            message: "Job created; waiting for its pod",
+            startTime: before?.startTime ?? iso(now),
+            attempts: 0,
+          };
+        } else {
+          plan.waitingForCapacity = true;
+          s = {
+            name: step.name,
+            phase: "Pending",
+            reason: "Queued",
+            message: "waiting for a free slot (concurrency limit)",
+            startTime: before?.startTime ?? iso(now),
+          };
+        }
+      }
+    }
+    if (plan.create.some((c) => c.step.name === step.name))
+      s.jobName = jobName(task.metadata.name as string, step.name);
+    else s.jobName = s.jobName ?? before?.jobName;
+    steps.push(s);
+    byName.set(step.name, s);
+  }
+
+  // Phase of the task.
+  let phase: TaskPhase;
+  let reason: string;
+  let message: string;
+  const failed = steps.find((s) => s.phase === "Failed");
+  const waitingSteps = steps.filter(
+    (s) => s.phase === "WaitingForGPU" || (s.phase === "Pending" && s.startTime !== undefined),
+  );
+  const timeout = task.spec.queueTimeoutSeconds;
+  const timedOut =
+    timeout !== undefined
+      ? waitingSteps.find((s) => now - Date.parse(s.startTime as string) >= timeout * 1000)
+      : undefined;
+
+  if (task.spec.cancel) {
+    phase = "Canceled";
+    reason = "Canceled";
+    message = "canceled by spec.cancel";
+  } else if (failed) {
+    phase = "Failed";
+    reason = failed.reason === "DeadlineExceeded" || failed.reason === "ConditionError" ? failed.reason : "StepFailed";
+    message = `step ${failed.name} failed: ${failed.message ?? failed.reason ?? ""}`;
+  } else if (timedOut) {
+    phase = "Failed";
+    reason = "QueueTimeout";
+    const waited = Math.round((now - Date.parse(timedOut.startTime as string)) / 1000);
+    message = `step ${timedOut.name} waited ${waited}s without starting (queueTimeoutSeconds=${timeout})${
+      timedOut.phase === "WaitingForGPU" && timedOut.message ? `: ${timedOut.message}` : ""
+    }`;
+  } else if (steps.every((s) => DONE_STEP.has(s.phase))) {
+    phase = "Succeeded";
+    reason = "Succeeded";
+    message = `${steps.filter((s) => s.phase === "Succeeded").length} step(s) succeeded, ${
+      steps.filter((s) => s.phase === "Skipped").length
+    } skipped`;
+  } else if (steps.some((s) => s.phase === "Running" || s.phase === "Succeeded")) {
+    phase = "Running";
+    reason = "Running";
+    message = "";
+  } else {
+    phase = "Pending";
+    reason = steps.some((s) => s.phase === "WaitingForGPU") ? "WaitingForGPU" : "Queued";
+    message = "";
+  }
+
+  if (isTerminal(phase)) {
+    // nothing new starts once the task has ended; stop what runs
+    plan.create = [];
+    plan.waitingForCapacity = false;
+    for (const s of steps) {
+      if (!FINISHED_STEP.has(s.phase)) {
+        s.phase = "Canceled";
+        s.reason = phase === "Canceled" ? "Canceled" : reason;
+        s.message = phase === "Canceled" ? "task canceled" : `task ended: ${reason}`;
+        s.completionTime = iso(now);
+      }
+    }
+    plan.deleteJobs = activeJobs.map((j) => j.name);
+    plan.publishResults = !prev.resultsPublished;
+  }
+
+  const waitingForGpu = steps.filter((s) => s.phase === "WaitingForGPU");
+  const conditions: Condition[] = [];
+  const succeededStatus: Condition["status"] =
+    phase === "Succeeded" ? "True" : phase === "Failed" || phase === "Canceled" ? "False" : "Unknown";
+  conditions.push(
+    condition(
+      prev.conditions,
+      "Succeeded",
+      succeededStatus,
+      phase === "Running" ? (waitingForGpu.length ? "WaitingForGPU" : "Running") : reason,
+      message,
+      now,
+      generation,
+    ),
+  );
+  if (waitingForGpu.length || prev.conditions?.some((c) => c.type === "WaitingForGPU")) {
+    conditions.push(
+      waitingForGpu.length
+        ? condition(
+            prev.conditions,
+            "WaitingForGPU",
+            "True",
+            "Unschedulable",
+            waitingForGpu.map((s) => `step ${s.name}: ${s.message ?? "unschedulable"}`).join("; "),
+            now,
+            generation,
+          )
+        : condition(
+            prev.conditions,
+            "WaitingForGPU",
+            "False",
+            "Scheduled",
+            "no step is waiting for a GPU",
+            now,
+            generation,
+          ),
+    );
+  }
+
+  const startTime = prev.startTime ?? (phase === "Running" || isTerminal(phase) ? iso(now) : undefined);
+  const completionTime = isTerminal(phase) ? iso(now) : undefined;
+  const inProgress = steps.filter(
+    (s) => s.phase === "Running" || s.phase === "WaitingForGPU" || (s.phase === "Pending" && s.startTime),
+  );
+  const lastDone = [...steps].reverse().find((s) => FINISHED_STEP.has(s.phase) && s.phase !== "Canceled");
+  const status: InferenceTaskStatus = {
+    observedGeneration: generation,
+    phase,
+    currentStep: inProgress.length ? inProgress.map((s) => s.name).join(",") : lastDone?.name,
+    conditions,
+    steps,
+    startTime,
+    completionTime,
+    duration: completionTime
+      ? formatDuration(
+          Date.parse(completionTime) -
+            Date.parse(startTime ?? (task.metadata.creationTimestamp as string) ?? completionTime),
+        )
+      : undefined,
+    resultsPublished: prev.resultsPublished,
+  };
+  plan.status = status;
+
+  // What changed, for Events and audit records.
+  for (const c of plan.create) {
+    plan.events.push({ type: "Normal", reason: "StepStarted", note: `step ${c.step.name}: Job created` });
+    plan.audits.push({ kind: "StepStarted", outcome: "success", step: c.step.name });
+  }
+  for (const s of steps) {
+    const was = prevSteps.get(s.name)?.phase;
+    if (s.phase === was) continue;
+    if (s.phase === "WaitingForGPU") {
+      plan.events.push({
+        type: "Warning",
+        reason: "WaitingForGPU",
+        note: `step ${s.name}: ${s.message ?? "unschedulable"}`,
+      });
+      plan.audits.push({ kind: "GPUWait", outcome: "success", step: s.name, description: s.message });
+    } else if (s.phase === "Succeeded") {
+      plan.events.push({ type: "Normal", reason: "StepSucceeded", note: `step ${s.name} succeeded` });
+      plan.audits.push({ kind: "StepFinished", outcome: "success", step: s.name });
+    } else if (s.phase === "Skipped") {
+      plan.events.push({ type: "Normal", reason: "StepSkipped", note: `step ${s.name} skipped: \`when\` is false` });
+      plan.audits.push({ kind: "StepFinished", outcome: "success", step: s.name, reason: "Skipped" });
+    } else if (s.phase === "Failed") {
+      plan.events.push({ type: "Warning", reason: "StepFailed", note: `step ${s.name}: ${s.message ?? s.reason}` });
+      plan.audits.push({
+        kind: "StepFinished",
+        outcome: "seriousFailure",
+        step: s.name,
+        reason: s.reason,
+        description: s.message,
+      });
+    }
+  }
+  if (phase !== prev.phase && isTerminal(phase)) {
+    if (phase === "Succeeded") {
+      plan.events.push({ type: "Normal", reason: "Succeeded", note: message });
+      plan.audits.push({ kind: "TaskSucceeded", outcome: "success" });
+    } else if (phase === "Canceled") {
+      plan.events.push({ type: "Normal", reason: "Canceled", note: message });
+      plan.audits.push({ kind: "TaskCanceled", outcome: "minorFailure", reason: "Canceled" });
+    } else {
+      plan.events.push({ type: "Warning", reason, note: message });
+      plan.audits.push({
+        kind: reason === "QueueTimeout" ? "TaskTimedOut" : "TaskFailed",
+        outcome: "seriousFailure",
+        reason,
+        description: message,
+      });
+    }
+  }
+
+  // When to look again without an informer event: a queue timeout coming due, or the TTL.
+  if (!isTerminal(phase) && timeout !== undefined) {
+    const dues = waitingSteps.map((s) => Date.parse(s.startTime as string) + timeout * 1000 - now);
+    if (dues.length) plan.requeueAfterMs = Math.max(50, Math.min(...dues));
+  }
+  if (isTerminal(phase) && task.spec.ttlSecondsAfterFinished !== undefined) {
+    plan.requeueAfterMs = task.spec.ttlSecondsAfterFinished * 1000;
+  }
+  return plan;
+}
+
+/** Deep equality of JSON-like values, ignoring undefined members: write status only when it changed. */
+export function sameJson(a: unknown, b: unknown): boolean {
+  return stable(a) === stable(b);
+}
+
+function stable(v: unknown): string {
+  return JSON.stringify(v, (_k, x) =>
+    x && typeof x === "object" && !Array.isArray(x)
+      ? Object.fromEntries(
+          Object.keys(x)
+            .sort()
+            .filter((k) => (x as Record<string, unknown>)[k] !== undefined)
+            .map((k) => [k, (x as Record<string, unknown>)[k]]),
+        )
+      : x,
+  );
+}

@@ -1,0 +1,157 @@
+// Builds the batch/v1 Job that runs one step of an InferenceTask (ARCHITECTURE.md "Jobs").
+// Pure: the task, the step and the configuration in, a Job out. Names, labels and env carry
+// workflow, task and step names only — never a UID, accession number or patient attribute.
+import { createHash } from "node:crypto";
+import type { V1EnvVar, V1Job, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
+import type { InferenceTask, Step } from "../api/v1alpha1/index.ts";
+import type { OperatorConfig } from "../config/operator-config.ts";
+
+export const LABEL_MANAGED_BY = "app.kubernetes.io/managed-by";
+export const MANAGED_BY = "radflow";
+export const LABEL_TASK = "radflow.io/task";
+export const LABEL_WORKFLOW = "radflow.io/workflow";
+export const LABEL_STEP = "radflow.io/step";
+export const LABEL_PRIORITY = "radflow.io/priority";
+export const CONTAINER_NAME = "model";
+
+export type JobConfig = Pick<OperatorConfig, "gpuResource" | "gpuProductLabel" | "gpuTolerations" | "priorityClasses">;
+
+/** Deterministic, ≤ 63 characters (the Job controller copies it into a label). */
+export function jobName(taskName: string, stepName: string): string {
+  const full = `${taskName}-${stepName}`;
+  if (full.length <= 63) return full;
+  const h = createHash("sha256").update(full).digest("hex").slice(0, 6);
+  const room = 63 - stepName.length - h.length - 2;
+  return `${taskName.slice(0, Math.max(1, room)).replace(/-+$/, "")}-${h}-${stepName}`.slice(0, 63);
+}
+
+function storage(task: InferenceTask, step: Step): { env: V1EnvVar[]; volumes: V1Volume[]; mounts: V1VolumeMount[] } {
+  const env: V1EnvVar[] = [];
+  const volumes: V1Volume[] = [{ name: "tmp", emptyDir: { sizeLimit: "1Gi" } }];
+  const mounts: V1VolumeMount[] = [{ name: "tmp", mountPath: "/tmp" }];
+  const s = task.spec.storage;
+  const rel = (task.spec.study.location ?? "").replace(/^\/+/, "");
+  const out = `results/${task.metadata.name}/${step.name}`;
+  if (s?.pvc) {
+    const base = s.mountPath ?? "/data";
+    volumes.push({ name: "data", persistentVolumeClaim: { claimName: s.pvc.claimName } });
+    mounts.push({ name: "data", mountPath: base, subPath: s.pvc.subPath });
+    env.push({ name: "RADFLOW_STUDY_DIR", value: rel ? `${base}/${rel}` : base });
+    env.push({ name: "RADFLOW_OUTPUT_DIR", value: `${base}/${out}` });
+  } else if (s?.s3) {
+    const base = s.s3.uri.replace(/\/+$/, "");
+    env.push({ name: "RADFLOW_STUDY_URI", value: rel ? `${base}/${rel}` : base });
+    env.push({ name: "RADFLOW_OUTPUT_URI", value: `${base}/${out}` });
+  } else if (task.spec.study.location) {
+    env.push({ name: "RADFLOW_STUDY_LOCATION", value: task.spec.study.location });
+  }
+  return { env, volumes, mounts };
+}
+
+export function buildJob(
+  task: InferenceTask,
+  step: Step,
+  inputs: Record<string, Record<string, unknown>>,
+  cfg: JobConfig,
+): V1Job {
+  const name = jobName(task.metadata.name as string, step.name);
+  const labels: Record<string, string> = {
+    [LABEL_MANAGED_BY]: MANAGED_BY,
+    [LABEL_TASK]: task.metadata.name as string,
+    [LABEL_WORKFLOW]: task.spec.workflowRef.name,
+    [LABEL_STEP]: step.name,
+    [LABEL_PRIORITY]: task.spec.priority,
+  };
+  const kueue = task.spec.kueue?.queueName;
+  if (kueue) labels["kueue.x-k8s.io/queue-name"] = kueue;
+  const gpu = step.resources?.gpu ?? 1;
+  const limits: Record<string, string> = {};
+  const requests: Record<string, string> = {};
+  if (gpu > 0) limits[cfg.gpuResource] = String(gpu);
+  if (step.resources?.cpu) limits.cpu = requests.cpu = step.resources.cpu;
+  if (step.resources?.memory) limits.memory = requests.memory = step.resources.memory;
+  const nodeSelector: Record<string, string> = { ...(step.resources?.nodeSelector ?? {}) };
+  if (step.resources?.gpuProduct) nodeSelector[cfg.gpuProductLabel] = step.resources.gpuProduct;
+  const st = storage(task, step);
+  const env: V1EnvVar[] = [
+    { name: "RADFLOW_TASK", value: task.metadata.name as string },
+    { name: "RADFLOW_WORKFLOW", value: task.spec.workflowRef.name },
+    { name: "RADFLOW_STEP", value: step.name },
+    { name: "RADFLOW_PRIORITY", value: task.spec.priority },
+    // earlier steps' outputs (model results, no identifiers) for cascades
+    { name: "RADFLOW_INPUTS", value: JSON.stringify(inputs) },
+    ...st.env,
+    ...(step.env ?? []).map((e) => ({ name: e.name, value: e.value })),
+  ];
+  const priorityClassName = cfg.priorityClasses[task.spec.priority];
+  return {
+    apiVersion: "batch/v1",
+    kind: "Job",
+    metadata: {
+      name,
+      namespace: task.metadata.namespace,
+      labels,
+      ownerReferences: [
+        {
+          apiVersion: "radflow.io/v1alpha1",
+          kind: "InferenceTask",
+          name: task.metadata.name as string,
+          uid: task.metadata.uid as string,
+          controller: true,
+          blockOwnerDeletion: true,
+        },
+      ],
+    },
+    spec: {
+      // Kueue admits a suspended Job by unsuspending it; radflow's own cap steps aside.
+      suspend: kueue ? true : undefined,
+      backoffLimit: step.retries ?? 0,
+      activeDeadlineSeconds: step.timeoutSeconds ?? 3600,
+      // Node loss, eviction and preemption are the infrastructure's fault: retry them without
+      // spending the step's retries. Everything else counts (the model failed).
+      podFailurePolicy: {
+        rules: [{ action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] }],
+      },
+      template: {
+        metadata: { labels },
+        spec: {
+          restartPolicy: "Never",
+          priorityClassName,
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          nodeSelector: Object.keys(nodeSelector).length ? nodeSelector : undefined,
+          tolerations: gpu > 0 ? cfg.gpuTolerations : undefined,
+          securityContext: {
+            runAsNonRoot: true,
+            seccompProfile: { type: "RuntimeDefault" },
+          },
+          volumes: st.volumes,
+          containers: [
+            {
+              name: CONTAINER_NAME,
+              image: step.image,
+              command: step.command,
+              args: step.args,
+              env,
+              envFrom: task.spec.storage?.s3?.secretName
+                ? [{ secretRef: { name: task.spec.storage.s3.secretName } }]
+                : undefined,
+              resources: {
+                limits: Object.keys(limits).length ? limits : undefined,
+                requests: Object.keys(requests).length ? requests : undefined,
+              },
+              volumeMounts: st.mounts,
+              terminationMessagePath: "/dev/termination-log",
+              terminationMessagePolicy: "File",
+              securityContext: {
+                allowPrivilegeEscalation: false,
+                readOnlyRootFilesystem: true,
+                capabilities: { drop: ["ALL"] },
+              },
+            },
+          ],
+        },
+      },
+    },
+  };
+}
