@@ -8,7 +8,7 @@ import type { AuditSink } from "../audit/facts.ts";
 import { checkBool } from "../expr/cel.ts";
 import { isNotFound, mergePatch, track } from "../kube/client.ts";
 import type { Recorder } from "../kube/events.ts";
-import type { Informer } from "../kube/informer.ts";
+import type { Cache } from "../kube/informer.ts";
 import { sameJson } from "./task-plan.ts";
 
 export interface Verdict {
@@ -132,7 +132,7 @@ export function isReady(wf: AIWorkflow): boolean {
 
 export class WorkflowController {
   private readonly custom: CustomObjectsApi;
-  private readonly workflows: Informer<AIWorkflow>;
+  private readonly workflows: Cache<AIWorkflow>;
   private readonly recorder: Recorder;
   private readonly audit: AuditSink;
   private readonly isLeader: () => boolean;
@@ -140,7 +140,7 @@ export class WorkflowController {
 
   constructor(
     kc: KubeConfig,
-    workflows: Informer<AIWorkflow>,
+    workflows: Cache<AIWorkflow>,
     recorder: Recorder,
     audit: AuditSink,
     isLeader: () => boolean,

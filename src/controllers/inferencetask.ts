@@ -8,9 +8,9 @@ import type { OperatorConfig } from "../config/operator-config.ts";
 import { buildJob, LABEL_STEP, LABEL_TASK, LABEL_WORKFLOW } from "../jobs/job-builder.ts";
 import { isAlreadyExists, isNotFound, mergePatch, track } from "../kube/client.ts";
 import type { Recorder } from "../kube/events.ts";
-import { errMessage, type Informer, keyOf } from "../kube/informer.ts";
+import { type Cache, errMessage, keyOf } from "../kube/informer.ts";
 import { logger } from "../log/logger.ts";
-import { queueWait, stepDuration, tasksFinished, turnaround } from "../metrics/metrics.ts";
+import { queueWait, stepDuration, tasksFinished } from "../metrics/metrics.ts";
 import type { Dispatcher } from "./dispatcher.ts";
 import { FINALIZER, isTerminal, type JobView, type PodView, planTask, sameJson } from "./task-plan.ts";
 
@@ -25,10 +25,10 @@ export interface TaskControllerDeps {
     OperatorConfig,
     "gpuResource" | "gpuProductLabel" | "gpuTolerations" | "priorityClasses" | "terminationMessageMaxBytes"
   >;
-  tasks: Informer<InferenceTask>;
-  jobs: Informer<V1Job>;
-  pods: Informer<V1Pod>;
-  workflows: Informer<AIWorkflow>;
+  tasks: Cache<InferenceTask>;
+  jobs: Cache<V1Job>;
+  pods: Cache<V1Pod>;
+  workflows: Cache<AIWorkflow>;
   dispatcher: Dispatcher;
   recorder: Recorder;
   audit: AuditSink;
@@ -224,7 +224,6 @@ export class TaskController {
       try {
         await this.d.publishResults({ ...task, status: plan.status });
         plan.status = { ...plan.status, resultsPublished: new Date(this.now()).toISOString() };
-        this.observeTurnaround(task, plan.status.phase as string);
       } catch (err) {
         publishError = err; // status still records the outcome; the publish is retried
       }
@@ -344,15 +343,6 @@ export class TaskController {
       tasksFinished.inc({ workflow: wf, priority: task.spec.priority, phase: next.phase, reason });
       log.info({ task: keyOf(task), workflow: wf, phase: next.phase, reason, duration: next.duration }, "task ended");
     }
-  }
-
-  private observeTurnaround(task: InferenceTask, phase: string): void {
-    const from = task.spec.eventTime ?? (task.metadata.creationTimestamp as string | undefined);
-    if (!from) return;
-    turnaround.observe(
-      { workflow: task.spec.workflowRef.name, priority: task.spec.priority, outcome: phase },
-      Math.max(0, (this.now() - Date.parse(from)) / 1000),
-    );
   }
 }
 

@@ -214,3 +214,46 @@ export function errMessage(err: unknown): string {
     return `HTTP ${e.code}: ${typeof e.body === "string" ? e.body.slice(0, 300) : JSON.stringify(e.body).slice(0, 300)}`;
   return e.message ?? String(err);
 }
+
+/** The read side of one or several informers: what reconcilers depend on. */
+export interface Cache<T> {
+  get(key: string): T | undefined;
+  list(): IterableIterator<T>;
+  on(h: Handler<T>): void;
+  hasSynced(): boolean;
+}
+
+/** Several informers (one per watched namespace) seen as one cache. */
+export class CombinedCache<T extends { metadata?: { namespace?: string; name?: string; resourceVersion?: string } }>
+  implements Cache<T>
+{
+  readonly parts: Informer<T>[];
+  constructor(parts: Informer<T>[]) {
+    this.parts = parts;
+  }
+  get(key: string): T | undefined {
+    for (const p of this.parts) {
+      const v = p.get(key);
+      if (v) return v;
+    }
+    return undefined;
+  }
+  *list(): IterableIterator<T> {
+    for (const p of this.parts) yield* p.list();
+  }
+  on(h: Handler<T>): void {
+    for (const p of this.parts) p.on(h);
+  }
+  hasSynced(): boolean {
+    return this.parts.every((p) => p.hasSynced());
+  }
+  async start(): Promise<void> {
+    await Promise.all(this.parts.map((p) => p.start()));
+  }
+  async stop(): Promise<void> {
+    await Promise.all(this.parts.map((p) => p.stop()));
+  }
+  async waitForSync(timeoutMs?: number): Promise<void> {
+    await Promise.all(this.parts.map((p) => p.waitForSync(timeoutMs)));
+  }
+}

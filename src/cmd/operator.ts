@@ -1,0 +1,255 @@
+// `radflow operator`: the controllers, study ingest, results publishing, audit trail, metrics
+// and health endpoints in one process. Flags override RADFLOW_* environment variables.
+import { readFileSync } from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import { parseArgs } from "node:util";
+import { jetstream } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { AIWorkflow, InferenceTask } from "../api/v1alpha1/index.ts";
+import { loadAuditCodes } from "../audit/codes.ts";
+import { type AuditSink, noAudit } from "../audit/facts.ts";
+import { AuditTrail } from "../audit/pipeline.ts";
+import { OperatorConfig } from "../config/operator-config.ts";
+import { startManager } from "../controllers/manager.ts";
+import { connectNats, natsSettingsFromEnv } from "../ingest/connect.ts";
+import { StudyIngest } from "../ingest/consumer.ts";
+import { publishResults } from "../ingest/results.ts";
+import { loadKubeConfig } from "../kube/client.ts";
+import { errMessage } from "../kube/informer.ts";
+import { logger, setStudyRefKey } from "../log/logger.ts";
+import { registry } from "../metrics/metrics.ts";
+
+const log = logger("operator");
+
+const help = `radflow operator — run the radflow controllers and study ingest
+
+flags (environment variable in brackets):
+  --kubeconfig PATH            kubeconfig; in-cluster when unset            [KUBECONFIG]
+  --namespaces a,b             namespaces to watch; all when unset          [RADFLOW_NAMESPACES]
+  --workers N                  concurrent task reconciles (8)               [RADFLOW_WORKERS]
+  --identity NAME              leader-election identity (hostname)          [POD_NAME]
+  --leader-elect=false         run without leader election                  [RADFLOW_LEADER_ELECT]
+  --lease-namespace NS         namespace of the Lease (radflow-system)      [RADFLOW_LEASE_NAMESPACE]
+  --lease-duration-ms N        lease duration (15000)                        [RADFLOW_LEASE_DURATION_MS]
+  --renew-deadline-ms N        renew deadline (10000)                        [RADFLOW_RENEW_DEADLINE_MS]
+  --retry-period-ms N          retry period (2000)                           [RADFLOW_RETRY_PERIOD_MS]
+  --metrics-port N             /metrics port (8080; 0 = off)                 [RADFLOW_METRICS_PORT]
+  --health-port N              /healthz and /readyz port (8081; 0 = off)     [RADFLOW_HEALTH_PORT]
+  --max-running-jobs N         global cap on running step Jobs (0 = none)    [RADFLOW_MAX_RUNNING_JOBS]
+  --priority-class P=NAME      PriorityClass for a priority (repeatable)     [RADFLOW_PRIORITY_CLASSES=stat=a,batch=b]
+  --nats-url URL               NATS server(s); ingest is off when unset      [RADFLOW_NATS_URL, RADFLOW_NATS_*]
+  --consumer NAME              durable consumer name (radflow-operator)     [RADFLOW_NATS_CONSUMER]
+  --monai                      also consume md.workflow.request              [RADFLOW_MONAI=true]
+  --syslog-host H --syslog-port P --syslog-ca FILE                          [RADFLOW_SYSLOG_HOST/PORT/CA]
+                               Audit Record Repository (RFC 5425 syslog over TLS)
+  --audit-codes FILE           site remapping of audit event codes          [RADFLOW_AUDIT_CODES]
+`;
+
+function csv(s: string | undefined): string[] {
+  return (s ?? "")
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean);
+}
+
+export function parseOperatorArgs(args: string[], env: NodeJS.ProcessEnv = process.env) {
+  const { values } = parseArgs({
+    args,
+    options: {
+      help: { type: "boolean" },
+      kubeconfig: { type: "string" },
+      namespaces: { type: "string" },
+      workers: { type: "string" },
+      identity: { type: "string" },
+      "leader-elect": { type: "string" },
+      "lease-namespace": { type: "string" },
+      "lease-duration-ms": { type: "string" },
+      "renew-deadline-ms": { type: "string" },
+      "retry-period-ms": { type: "string" },
+      "metrics-port": { type: "string" },
+      "health-port": { type: "string" },
+      "max-running-jobs": { type: "string" },
+      "priority-class": { type: "string", multiple: true },
+      "nats-url": { type: "string" },
+      consumer: { type: "string" },
+      monai: { type: "boolean" },
+      "syslog-host": { type: "string" },
+      "syslog-port": { type: "string" },
+      "syslog-ca": { type: "string" },
+      "audit-codes": { type: "string" },
+    },
+    allowPositionals: false,
+  });
+  const num = (v: string | undefined) => (v === undefined || v === "" ? undefined : Number(v));
+  const pcs = [...(values["priority-class"] ?? []), ...csv(env.RADFLOW_PRIORITY_CLASSES)];
+  const cfg = OperatorConfig.parse({
+    kubeconfig: values.kubeconfig ?? env.KUBECONFIG,
+    namespaces: csv(values.namespaces ?? env.RADFLOW_NAMESPACES),
+    workers: num(values.workers ?? env.RADFLOW_WORKERS),
+    identity: values.identity ?? env.POD_NAME ?? `${os.hostname()}-${process.pid}`,
+    leaderElection: (values["leader-elect"] ?? env.RADFLOW_LEADER_ELECT ?? "true") !== "false",
+    leaseNamespace: values["lease-namespace"] ?? env.RADFLOW_LEASE_NAMESPACE,
+    leaseDurationMs: num(values["lease-duration-ms"] ?? env.RADFLOW_LEASE_DURATION_MS),
+    renewDeadlineMs: num(values["renew-deadline-ms"] ?? env.RADFLOW_RENEW_DEADLINE_MS),
+    retryPeriodMs: num(values["retry-period-ms"] ?? env.RADFLOW_RETRY_PERIOD_MS),
+    metricsPort: num(values["metrics-port"] ?? env.RADFLOW_METRICS_PORT),
+    healthPort: num(values["health-port"] ?? env.RADFLOW_HEALTH_PORT),
+    maxRunningJobs: num(values["max-running-jobs"] ?? env.RADFLOW_MAX_RUNNING_JOBS),
+    priorityClasses: Object.fromEntries(pcs.map((p) => p.split("=").map((x) => x.trim()))),
+    nats: {
+      url: values["nats-url"] ?? env.RADFLOW_NATS_URL,
+      consumer: values.consumer ?? env.RADFLOW_NATS_CONSUMER ?? "radflow-operator",
+      monai: values.monai ?? env.RADFLOW_MONAI === "true",
+    },
+    phiHmacKey: env.RADFLOW_PHI_HMAC_KEY,
+  });
+  const syslogHost = values["syslog-host"] ?? env.RADFLOW_SYSLOG_HOST;
+  const syslog = syslogHost
+    ? {
+        host: syslogHost,
+        port: Number(values["syslog-port"] ?? env.RADFLOW_SYSLOG_PORT ?? 6514),
+        caFile: values["syslog-ca"] ?? env.RADFLOW_SYSLOG_CA,
+      }
+    : undefined;
+  return { help: values.help === true, cfg, syslog, auditCodes: values["audit-codes"] ?? env.RADFLOW_AUDIT_CODES };
+}
+
+/** /metrics on one port, /healthz and /readyz on another (or the same). */
+function serve(
+  port: number,
+  routes: Record<string, () => Promise<[number, string, string?]>>,
+): http.Server | undefined {
+  if (!port) return undefined;
+  const server = http.createServer((req, res) => {
+    const route = routes[(req.url ?? "/").split("?")[0] as string];
+    if (!route) {
+      res.writeHead(404).end("not found\n");
+      return;
+    }
+    route().then(
+      ([code, body, type]) => res.writeHead(code, { "content-type": type ?? "text/plain" }).end(body),
+      (err) => res.writeHead(500).end(`${errMessage(err)}\n`),
+    );
+  });
+  server.listen(port);
+  return server;
+}
+
+export async function main(args: string[]): Promise<number> {
+  const { help: wantHelp, cfg, syslog, auditCodes } = parseOperatorArgs(args);
+  if (wantHelp) {
+    process.stdout.write(help);
+    return 0;
+  }
+  if (cfg.phiHmacKey) setStudyRefKey(cfg.phiHmacKey);
+  const kc = loadKubeConfig(cfg.kubeconfig);
+
+  let nc: NatsConnection | undefined;
+  let audit: AuditSink = noAudit;
+  let trail: AuditTrail | undefined;
+  let ingest: StudyIngest | undefined;
+  if (cfg.nats.url) {
+    nc = await connectNats({
+      ...natsSettingsFromEnv(),
+      servers: csv(cfg.nats.url),
+      waitForServer: true,
+      name: cfg.identity,
+    });
+    trail = new AuditTrail({
+      nc,
+      codes: loadAuditCodes(auditCodes),
+      syslog: syslog
+        ? { host: syslog.host, port: syslog.port, ca: syslog.caFile ? readFileSync(syslog.caFile) : "" }
+        : undefined,
+      onBacklog: (n) => {
+        if (n > 0) log.warn({ backlog: n }, "audit records spooled: the Audit Record Repository is not taking them");
+      },
+    });
+    await trail.start();
+    audit = trail;
+  }
+  const js = nc ? jetstream(nc) : undefined;
+  let stopping = false;
+
+  const manager = await startManager(kc, cfg, {
+    audit,
+    publishResults: js
+      ? async (task: InferenceTask) => {
+          const workflow = manager.workflows.get(`${task.metadata.namespace}/${task.spec.workflowRef.name}`);
+          await publishResults(js, task, { workflow, audit, monaiExport: cfg.nats.monai });
+        }
+      : undefined,
+    onLeading: async (workflows: () => AIWorkflow[]) => {
+      if (!nc) return;
+      ingest = new StudyIngest({
+        nc,
+        kubeConfig: kc,
+        workflows: { list: workflows },
+        audit,
+        consumer: cfg.nats.consumer,
+        streams: { monai: cfg.nats.monai },
+      });
+      await ingest.start();
+      log.info({ consumer: cfg.nats.consumer }, "study ingest started");
+    },
+    onLostLeadership: () => {
+      log.error("leadership lost: exiting so that a clean restart campaigns again");
+      process.exit(1);
+    },
+  });
+  await audit.record({
+    id: `${cfg.identity}:OperatorStarted:${Date.now()}`,
+    kind: "OperatorStarted",
+    time: new Date().toISOString(),
+    outcome: "success",
+    description: `radflow operator ${cfg.identity} started`,
+  });
+
+  const metricsRoutes = {
+    "/metrics": async (): Promise<[number, string, string]> => [200, await registry.metrics(), registry.contentType],
+  };
+  const healthRoutes = {
+    "/healthz": async (): Promise<[number, string]> => [stopping ? 503 : 200, stopping ? "stopping\n" : "ok\n"],
+    "/readyz": async (): Promise<[number, string]> =>
+      manager.ready() && !stopping && (!nc || !nc.isClosed()) ? [200, "ready\n"] : [503, "not ready\n"],
+  };
+  const servers =
+    cfg.healthPort === cfg.metricsPort
+      ? [serve(cfg.metricsPort, { ...metricsRoutes, ...healthRoutes })]
+      : [serve(cfg.metricsPort, metricsRoutes), serve(cfg.healthPort, healthRoutes)];
+  log.info(
+    { identity: cfg.identity, namespaces: cfg.namespaces, workers: cfg.workers, ingest: !!nc },
+    "operator running",
+  );
+
+  await new Promise<void>((resolve) => {
+    const shutdown = (sig: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal: sig }, "shutting down: stopping intake, finishing in-flight work, releasing the lease");
+      void (async () => {
+        try {
+          await ingest?.stop();
+          await manager.stop();
+          await audit.record({
+            id: `${cfg.identity}:OperatorStopped:${Date.now()}`,
+            kind: "OperatorStopped",
+            time: new Date().toISOString(),
+            outcome: "success",
+            description: `radflow operator ${cfg.identity} stopped (${sig})`,
+          });
+          await trail?.stop();
+          await nc?.drain();
+        } catch (err) {
+          log.error({ err: errMessage(err) }, "error during shutdown");
+        }
+        for (const srv of servers) srv?.close();
+        resolve();
+      })();
+    };
+    process.on("SIGTERM", () => shutdown("SIGTERM"));
+    process.on("SIGINT", () => shutdown("SIGINT"));
+  });
+  return 0;
+}
