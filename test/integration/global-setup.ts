@@ -1,6 +1,8 @@
 // Brings the local cluster (API server, Job controller, scheduler, KWOK GPU nodes, JetStream)
 // up once per test run, or uses an existing one when KUBECONFIG and RADFLOW_NATS_URL are set,
 // and tears down only what it started.
+import { execFileSync } from "node:child_process";
+import path from "node:path";
 import type { TestProject } from "vitest/node";
 import { buildTools, down, up } from "../../hack/cluster.ts";
 
@@ -27,6 +29,18 @@ export default async function setup(project: TestProject) {
     env = await up(o);
     teardown = () => down(o);
   }
+  // radflow's CRDs, as the chart installs them (server-side apply: idempotent, no annotations)
+  const kubectl = (args: string[]) =>
+    execFileSync(path.join(toolsBin, "kubectl"), ["--kubeconfig", env.KUBECONFIG, ...args], { stdio: "pipe" });
+  const crds = process.env.RADFLOW_TEST_CRDS ?? path.resolve(import.meta.dirname, "../../crds");
+  kubectl(["apply", "--server-side", "--force-conflicts", "-f", crds]);
+  kubectl([
+    "wait",
+    "--for=condition=Established",
+    "--timeout=60s",
+    "crd/aiworkflows.radflow.io",
+    "crd/inferencetasks.radflow.io",
+  ]);
   project.provide("kubeconfig", env.KUBECONFIG);
   project.provide("natsUrl", env.RADFLOW_NATS_URL);
   project.provide("toolsBin", toolsBin);

@@ -1,10 +1,15 @@
 // AIWorkflow: which studies run which models (ARCHITECTURE.md §3).
 import { z } from "zod";
-import { AETitle, Condition, DicomUID, DnsLabel, ObjectMeta, Priority } from "./common.ts";
+import { AETitle, Condition, DicomUID, DnsLabel, keyedList, ObjectMeta, Priority, setList } from "./common.ts";
 
-const Quantity = z
-  .string()
-  .regex(/^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/, "must be a Kubernetes quantity such as 500m, 2 or 8Gi");
+// A Kubernetes quantity. YAML users write `cpu: 2` as readily as `cpu: "2"`, and the API server
+// stores what they wrote (int-or-string), so both parse; the parsed value is always a string.
+const Quantity = z.union([
+  z.number().int().min(0).transform(String),
+  z
+    .string()
+    .regex(/^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/, "must be a Kubernetes quantity such as 500m, 2 or 8Gi"),
+]);
 
 export const EnvVar = z
   .object({
@@ -51,19 +56,13 @@ export const Step = z
       .describe("Container image of the model, e.g. registry.example.org/ich-triage:1.4."),
     command: z.array(z.string()).max(64).optional().describe("Entrypoint override for the container."),
     args: z.array(z.string()).max(256).optional().describe("Arguments for the container."),
-    env: z
-      .array(EnvVar)
-      .max(64)
+    env: keyedList(z.array(EnvVar).max(64), "name")
       .optional()
-      .describe("Environment for the container, next to the RADFLOW_* variables the operator sets.")
-      .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"] }),
+      .describe("Environment for the container, next to the RADFLOW_* variables the operator sets."),
     resources: StepResources.default({ gpu: 1 }),
-    dependsOn: z
-      .array(DnsLabel(40))
-      .max(32)
+    dependsOn: setList(z.array(DnsLabel(40)).max(32))
       .optional()
-      .describe("Steps that must have finished (Succeeded or Skipped) before this one starts.")
-      .meta({ "x-kubernetes-list-type": "set" }),
+      .describe("Steps that must have finished (Succeeded or Skipped) before this one starts."),
     when: z
       .string()
       .max(4096)
@@ -91,26 +90,40 @@ export const Step = z
   .describe("One model run: a container on a GPU, a node of the workflow's step DAG.");
 export type Step = z.infer<typeof Step>;
 
-export const Steps = z
-  .array(Step)
-  .min(1)
-  .max(32)
+const DEPENDS_ON_UNKNOWN = "every dependsOn entry must name a step of this workflow";
+const DEPENDS_ON_SELF = "a step must not depend on itself";
+
+export const Steps = keyedList(z.array(Step).min(1).max(32), "name")
   .describe("The steps of the workflow: a DAG ordered by dependsOn.")
   .meta({
-    "x-kubernetes-list-type": "map",
-    "x-kubernetes-list-map-keys": ["name"],
     "x-kubernetes-validations": [
       {
         rule: "self.all(s, !has(s.dependsOn) || s.dependsOn.all(d, self.exists(o, o.name == d)))",
-        message: "every dependsOn entry must name a step of this workflow",
+        message: DEPENDS_ON_UNKNOWN,
         reason: "FieldValueInvalid",
       },
       {
         rule: "self.all(s, !has(s.dependsOn) || !(s.name in s.dependsOn))",
-        message: "a step must not depend on itself",
+        message: DEPENDS_ON_SELF,
         reason: "FieldValueInvalid",
       },
     ],
+  })
+  // the same two rules for in-process parsing (toJSONSchema does not see refinements)
+  .superRefine((steps, ctx) => {
+    const names = new Set(steps.map((s) => s.name));
+    steps.forEach((s, i) => {
+      s.dependsOn?.forEach((d, j) => {
+        const path = [i, "dependsOn", j];
+        if (d === s.name) ctx.addIssue({ code: "custom", path, message: `${DEPENDS_ON_SELF} (step "${d}")` });
+        else if (!names.has(d))
+          ctx.addIssue({
+            code: "custom",
+            path,
+            message: `${DEPENDS_ON_UNKNOWN}: step "${s.name}" depends on "${d}", which is not a step`,
+          });
+      });
+    });
   });
 
 export const Trigger = z
@@ -165,6 +178,8 @@ export const Trigger = z
   })
   .describe("Which studies start the workflow; every given criterion must hold.");
 
+const STORAGE_ONE_OF = "exactly one of pvc or s3 must be set";
+
 export const Storage = z
   .object({
     pvc: z
@@ -193,10 +208,13 @@ export const Storage = z
     "x-kubernetes-validations": [
       {
         rule: "has(self.pvc) != has(self.s3)",
-        message: "exactly one of pvc or s3 must be set",
+        message: STORAGE_ONE_OF,
         reason: "FieldValueInvalid",
       },
     ],
+  })
+  .superRefine((s, ctx) => {
+    if ((s.pvc === undefined) === (s.s3 === undefined)) ctx.addIssue({ code: "custom", message: STORAGE_ONE_OF });
   });
 
 export const ExportDestination = z
@@ -244,12 +262,9 @@ export const AIWorkflowSpec = z
       .min(0)
       .optional()
       .describe("Delete finished InferenceTasks (and their Jobs) this many seconds after they end."),
-    export: z
-      .array(ExportDestination)
-      .max(16)
+    export: keyedList(z.array(ExportDestination).max(16), "name")
       .optional()
-      .describe("Destinations for results once a task succeeds.")
-      .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"] }),
+      .describe("Destinations for results once a task succeeds."),
     storage: Storage.optional(),
     kueue: z
       .object({
@@ -266,11 +281,9 @@ export type AIWorkflowSpec = z.infer<typeof AIWorkflowSpec>;
 export const AIWorkflowStatus = z
   .object({
     observedGeneration: z.number().int().optional().describe("The .metadata.generation this status describes."),
-    conditions: z
-      .array(Condition)
+    conditions: keyedList(z.array(Condition), "type")
       .optional()
-      .describe("Ready: True when the workflow is valid and starts tasks; False with a reason naming what to fix.")
-      .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"] }),
+      .describe("Ready: True when the workflow is valid and starts tasks; False with a reason naming what to fix."),
     stepCount: z.number().int().optional().describe("Number of steps, for kubectl's Steps column."),
   })
   .describe("AIWorkflowStatus: what the operator observed about the workflow.");

@@ -85,20 +85,33 @@ function typeOf(s: JSONSchemaProps, title: string): { text: string; object?: [st
 }
 
 function constraints(s: JSONSchemaProps): string[] {
+  const c = checks(s);
+  const out = c.length > 0 ? [`Validation: ${c.join("; ")}.`] : [];
+  // a list of scalars: what each entry must be
+  const items = s.type === "array" ? s.items : undefined;
+  if (items && items.type !== "object") {
+    const ic = checks(items);
+    const text = [items.description ?? "", ic.length > 0 ? `${ic.join("; ")}.` : ""].filter((t) => t !== "").join(" ");
+    if (text) out.push(`Each entry: ${text}`);
+  }
+  return out;
+}
+
+function checks(s: JSONSchemaProps): string[] {
   const c: string[] = [];
   const range = (what: string, min?: number, max?: number) => {
     if (min !== undefined && max !== undefined) c.push(`${what} ${min} to ${max}`);
     else if (min !== undefined) c.push(`${what} at least ${min}`);
     else if (max !== undefined) c.push(`${what} at most ${max}`);
   };
-  range("Value", s.minimum, s.maximum);
-  range("Length", s.minLength, s.maxLength);
-  range("Items", s.minItems, s.maxItems);
-  if (s.pattern) c.push(`Pattern: ${code(s.pattern)}`);
+  range("value", s.minimum, s.maximum);
+  range("length", s.minLength, s.maxLength);
+  range("items", s.minItems, s.maxItems);
+  if (s.pattern) c.push(`pattern ${code(s.pattern)}`);
   const lt = s["x-kubernetes-list-type"];
-  if (lt === "map") c.push(`Keyed by ${(s["x-kubernetes-list-map-keys"] ?? []).map(code).join(", ")} (unique)`);
-  if (lt === "set") c.push("Entries are unique");
-  return c.length > 0 ? [`Validation: ${c.join("; ")}.`] : [];
+  if (lt === "map") c.push(`keyed by ${(s["x-kubernetes-list-map-keys"] ?? []).map(code).join(", ")} (unique)`);
+  if (lt === "set") c.push("entries are unique");
+  return c;
 }
 
 function rules(s: JSONSchemaProps): string[] {
@@ -119,5 +132,8 @@ function cell(s: string): string {
 }
 
 function anchor(title: string): string {
-  return title.toLowerCase().replace(/[^a-z0-9 -]/g, "").replaceAll(" ", "-");
+  return title
+    .toLowerCase()
+    .replace(/[^a-z0-9 -]/g, "")
+    .replaceAll(" ", "-");
 }

@@ -32,6 +32,35 @@ export const DnsLabel = (max: number) =>
       "must be lower-case letters, digits and '-', starting and ending alphanumeric",
     );
 
+/**
+ * A list of named things keyed by `key` (x-kubernetes-list-type: map). The API server rejects a
+ * repeated key; the refinement makes parsing reject it too, so both verdicts agree.
+ */
+export function keyedList<T extends z.ZodArray>(list: T, key: string): T {
+  return list
+    .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": [key] })
+    .superRefine((items, ctx) => {
+      const seen = new Set<unknown>();
+      (items as Record<string, unknown>[]).forEach((item, i) => {
+        const v = item[key];
+        if (seen.has(v))
+          ctx.addIssue({ code: "custom", path: [i, key], message: `duplicate ${key} ${JSON.stringify(v)}` });
+        seen.add(v);
+      });
+    });
+}
+
+/** A list whose entries are unique (x-kubernetes-list-type: set), checked by parsing as by the API server. */
+export function setList<T extends z.ZodArray>(list: T): T {
+  return list.meta({ "x-kubernetes-list-type": "set" }).superRefine((items, ctx) => {
+    const seen = new Set<unknown>();
+    (items as unknown[]).forEach((v, i) => {
+      if (seen.has(v)) ctx.addIssue({ code: "custom", path: [i], message: `duplicate entry ${JSON.stringify(v)}` });
+      seen.add(v);
+    });
+  });
+}
+
 export const Priority = z
   .enum(["stat", "urgent", "routine", "batch"])
   .describe(

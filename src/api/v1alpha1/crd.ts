@@ -150,7 +150,7 @@ function structural(node: Json, path: string, problems: string[]): JSONSchemaPro
   if (Object.keys(node).filter((k) => k !== "description" && k !== "default").length === 0) {
     copy(node, o, ["description", "default"]);
     out["x-kubernetes-preserve-unknown-fields"] = true;
-    return out;
+    return ordered(out);
   }
   if (Array.isArray(node.anyOf)) return union(node, path, problems);
   for (const [k, v] of Object.entries(node)) {
@@ -159,10 +159,10 @@ function structural(node: Json, path: string, problems: string[]): JSONSchemaPro
       else out.type = v as JSONSchemaProps["type"];
     } else if (k === "format") {
       if (typeof v === "string" && KNOWN_FORMATS.has(v)) out.format = v;
-    } else if (k === "minimum" && v === -SAFE) {
-    } else if (k === "maximum" && v === SAFE) {
+    } else if ((k === "minimum" && v === -SAFE) || (k === "maximum" && v === SAFE)) {
+      // zod's safe-integer bounds: dropped (see SAFE)
     } else if (k === "properties" || k === "required" || k === "additionalProperties" || k === "items") {
-      // below
+      // handled below, once the type is known
     } else if (k === "propertyNames") {
       // CRDs cannot constrain map keys; zod still checks them when the operator parses
     } else if (PASSED_THROUGH.has(k)) {
@@ -189,7 +189,36 @@ function structural(node: Json, path: string, problems: string[]): JSONSchemaPro
     }
   }
   if (out.type === "object") objectFields(node, out, path, problems);
-  return out;
+  return ordered(out);
+}
+
+// One key order for every node, so the YAML reads the same way throughout (description first,
+// then the type and its constraints, then children, then the Kubernetes extensions).
+const KEY_ORDER = [
+  "description",
+  "type",
+  "format",
+  "enum",
+  "default",
+  "nullable",
+  ...VALUE_KEYS,
+  "x-kubernetes-int-or-string",
+  "anyOf",
+  "required",
+  "properties",
+  "additionalProperties",
+  "items",
+  "x-kubernetes-preserve-unknown-fields",
+  "x-kubernetes-list-type",
+  "x-kubernetes-list-map-keys",
+  "x-kubernetes-map-type",
+  "x-kubernetes-validations",
+];
+
+function ordered(s: JSONSchemaProps): JSONSchemaProps {
+  const o = s as Record<string, unknown>;
+  const keys = Object.keys(o).sort((a, b) => KEY_ORDER.indexOf(a) - KEY_ORDER.indexOf(b));
+  return Object.fromEntries(keys.map((k) => [k, o[k]])) as JSONSchemaProps;
 }
 
 function objectFields(node: Json, out: JSONSchemaProps, path: string, problems: string[]) {
@@ -217,7 +246,8 @@ function objectFields(node: Json, out: JSONSchemaProps, path: string, problems: 
   if (extra && typeof extra === "object") out.additionalProperties = structural(extra, `${path}{}`, problems);
 }
 
-// Unions the API server can express: enums of strings, int-or-string, and X | null.
+// Unions the API server can express: enums of strings and int-or-string. (X | null needs no
+// union: the OpenAPI 3.0 target writes it as nullable: true.)
 function union(node: Json, path: string, problems: string[]): JSONSchemaProps {
   const branches = (node.anyOf as Json[]).map((b) => structural(b, path, []));
   const rest: Json = { ...node };
@@ -225,8 +255,10 @@ function union(node: Json, path: string, problems: string[]): JSONSchemaProps {
   const outer = structural({ type: "string", ...rest }, path, problems);
   delete outer.type;
   const types = branches.map((b) => b.type);
-  if (branches.every((b) => b.type === "string" && b.enum && Object.keys(b).every((k) => k === "type" || k === "enum"))) {
-    return { ...outer, type: "string", enum: branches.flatMap((b) => b.enum ?? []) };
+  if (
+    branches.every((b) => b.type === "string" && b.enum && Object.keys(b).every((k) => k === "type" || k === "enum"))
+  ) {
+    return ordered({ ...outer, type: "string", enum: branches.flatMap((b) => b.enum ?? []) });
   }
   if (types.length === 2 && types.includes("integer") && types.includes("string")) {
     // int-or-string (e.g. a quantity): the anyOf must be exactly [{integer}, {string}], so each
@@ -239,7 +271,7 @@ function union(node: Json, path: string, problems: string[]): JSONSchemaProps {
         (merged as Record<string, unknown>)[k] = b[k];
       }
     }
-    return { ...merged, "x-kubernetes-int-or-string": true, anyOf: [{ type: "integer" }, { type: "string" }] };
+    return ordered({ ...merged, "x-kubernetes-int-or-string": true, anyOf: [{ type: "integer" }, { type: "string" }] });
   }
   problems.push(`${path}: a union of ${JSON.stringify(types)} has no structural equivalent`);
   return outer;

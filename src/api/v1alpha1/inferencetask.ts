@@ -1,7 +1,7 @@
 // InferenceTask: one study through one workflow (ARCHITECTURE.md §3).
 import { z } from "zod";
 import { AIWorkflowSpec, Steps } from "./aiworkflow.ts";
-import { Condition, DnsLabel, ObjectMeta, Priority } from "./common.ts";
+import { Condition, DnsLabel, keyedList, ObjectMeta, Priority } from "./common.ts";
 import { Study } from "./study.ts";
 
 export const TaskPhase = z
@@ -79,18 +79,12 @@ export const InferenceTaskStatus = z
     observedGeneration: z.number().int().optional().describe("The .metadata.generation this status describes."),
     phase: TaskPhase.optional(),
     currentStep: z.string().max(256).optional().describe("Step(s) in progress, or the last step that ran."),
-    conditions: z
-      .array(Condition)
+    conditions: keyedList(z.array(Condition), "type")
       .optional()
       .describe(
         "Succeeded (with reasons such as StepFailed, QueueTimeout, DeadlineExceeded, Canceled) and Queued / WaitingForGPU while waiting.",
-      )
-      .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"] }),
-    steps: z
-      .array(StepStatus)
-      .optional()
-      .describe("Per-step status.")
-      .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"] }),
+      ),
+    steps: keyedList(z.array(StepStatus), "name").optional().describe("Per-step status."),
     startTime: z.string().optional().describe("When the first step started.").meta({ format: "date-time" }),
     completionTime: z.string().optional().describe("When the task ended.").meta({ format: "date-time" }),
     duration: z
