@@ -36,6 +36,8 @@ export interface AuditFact {
   task?: string;
   step?: string;
   reason?: string;
+  /** Where results went (ResultsPublished): a NATS subject or export destination name, no PHI. */
+  destination?: string;
   study?: {
     studyInstanceUID: string;
     accessionNumber?: string;
@@ -43,7 +45,24 @@ export interface AuditFact {
     callingAETitle?: string;
     calledAETitle?: string;
     sopClassUIDs?: string[];
+    /** SOP classes with instance counts; preferred over sopClassUIDs (DICOM wants the count). */
+    sopClasses?: { uid: string; instances: number }[];
   };
+}
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/**
+ * The fact's time as an xsd:dateTime / FHIR instant with its zone kept (upper-case T and Z).
+ * A time without a zone is a producer bug that would make the record ambiguous: it throws.
+ */
+export function auditTime(fact: Pick<AuditFact, "time" | "kind">): string {
+  if (!RFC3339.test(fact.time) || Number.isNaN(Date.parse(fact.time))) {
+    throw new Error(
+      `audit fact ${fact.kind}: time ${JSON.stringify(fact.time)} is not an RFC 3339 timestamp with a zone`,
+    );
+  }
+  return fact.time.toUpperCase();
 }
 
 export interface AuditSink {

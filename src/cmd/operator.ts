@@ -1,7 +1,6 @@
 // `radflow operator`: the controllers, study ingest, results publishing, audit trail, metrics
 // and health endpoints in one process. Flags override RADFLOW_* environment variables.
 import { readFileSync } from "node:fs";
-import http from "node:http";
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { jetstream } from "@nats-io/jetstream";
@@ -11,14 +10,14 @@ import { loadAuditCodes } from "../audit/codes.ts";
 import { type AuditSink, noAudit } from "../audit/facts.ts";
 import { AuditTrail } from "../audit/pipeline.ts";
 import { OperatorConfig } from "../config/operator-config.ts";
-import { startManager } from "../controllers/manager.ts";
+import { type Manager, startManager } from "../controllers/manager.ts";
 import { connectNats, natsSettingsFromEnv } from "../ingest/connect.ts";
 import { StudyIngest } from "../ingest/consumer.ts";
 import { publishResults } from "../ingest/results.ts";
 import { loadKubeConfig } from "../kube/client.ts";
 import { errMessage } from "../kube/informer.ts";
 import { logger, setStudyRefKey } from "../log/logger.ts";
-import { registry } from "../metrics/metrics.ts";
+import { startMetricsServer } from "../metrics/server.ts";
 
 const log = logger("operator");
 
@@ -115,27 +114,6 @@ export function parseOperatorArgs(args: string[], env: NodeJS.ProcessEnv = proce
   return { help: values.help === true, cfg, syslog, auditCodes: values["audit-codes"] ?? env.RADFLOW_AUDIT_CODES };
 }
 
-/** /metrics on one port, /healthz and /readyz on another (or the same). */
-function serve(
-  port: number,
-  routes: Record<string, () => Promise<[number, string, string?]>>,
-): http.Server | undefined {
-  if (!port) return undefined;
-  const server = http.createServer((req, res) => {
-    const route = routes[(req.url ?? "/").split("?")[0] as string];
-    if (!route) {
-      res.writeHead(404).end("not found\n");
-      return;
-    }
-    route().then(
-      ([code, body, type]) => res.writeHead(code, { "content-type": type ?? "text/plain" }).end(body),
-      (err) => res.writeHead(500).end(`${errMessage(err)}\n`),
-    );
-  });
-  server.listen(port);
-  return server;
-}
-
 export async function main(args: string[]): Promise<number> {
   const { help: wantHelp, cfg, syslog, auditCodes } = parseOperatorArgs(args);
   if (wantHelp) {
@@ -162,8 +140,16 @@ export async function main(args: string[]): Promise<number> {
       syslog: syslog
         ? { host: syslog.host, port: syslog.port, ca: syslog.caFile ? readFileSync(syslog.caFile) : "" }
         : undefined,
+      // only the leader forwards to the repository (one TLS stream keeps the order)
+      forward: false,
       onBacklog: (n) => {
-        if (n > 0) log.warn({ backlog: n }, "audit records spooled: the Audit Record Repository is not taking them");
+        if (n === 0) return;
+        log.warn({ backlog: n }, "audit records spooled: the Audit Record Repository is not taking them");
+        manager?.operatorEvent(
+          "Warning",
+          "AuditBacklog",
+          `${n} audit record(s) spooled: the Audit Record Repository is not taking them`,
+        );
       },
     });
     await trail.start();
@@ -171,17 +157,19 @@ export async function main(args: string[]): Promise<number> {
   }
   const js = nc ? jetstream(nc) : undefined;
   let stopping = false;
+  let manager: Manager | undefined;
 
-  const manager = await startManager(kc, cfg, {
+  manager = await startManager(kc, cfg, {
     audit,
     publishResults: js
       ? async (task: InferenceTask) => {
-          const workflow = manager.workflows.get(`${task.metadata.namespace}/${task.spec.workflowRef.name}`);
+          const workflow = manager?.workflows.get(`${task.metadata.namespace}/${task.spec.workflowRef.name}`);
           await publishResults(js, task, { workflow, audit, monaiExport: cfg.nats.monai });
         }
       : undefined,
     onLeading: async (workflows: () => AIWorkflow[]) => {
       if (!nc) return;
+      if (syslog) trail?.startForwarding();
       ingest = new StudyIngest({
         nc,
         kubeConfig: kc,
@@ -206,18 +194,19 @@ export async function main(args: string[]): Promise<number> {
     description: `radflow operator ${cfg.identity} started`,
   });
 
-  const metricsRoutes = {
-    "/metrics": async (): Promise<[number, string, string]> => [200, await registry.metrics(), registry.contentType],
-  };
-  const healthRoutes = {
-    "/healthz": async (): Promise<[number, string]> => [stopping ? 503 : 200, stopping ? "stopping\n" : "ok\n"],
-    "/readyz": async (): Promise<[number, string]> =>
-      manager.ready() && !stopping && (!nc || !nc.isClosed()) ? [200, "ready\n"] : [503, "not ready\n"],
-  };
-  const servers =
-    cfg.healthPort === cfg.metricsPort
-      ? [serve(cfg.metricsPort, { ...metricsRoutes, ...healthRoutes })]
-      : [serve(cfg.metricsPort, metricsRoutes), serve(cfg.healthPort, healthRoutes)];
+  const running = manager;
+  const metrics = cfg.metricsPort ? await startMetricsServer(cfg.metricsPort) : undefined;
+  const health =
+    !cfg.healthPort || cfg.healthPort === cfg.metricsPort
+      ? metrics
+      : await startMetricsServer(cfg.healthPort, { metrics: false });
+  health?.probe("/healthz", () => ({ ok: !stopping, detail: "stopping" }));
+  health?.probe("/readyz", () => {
+    if (stopping) return { ok: false, detail: "stopping" };
+    if (!running.ready()) return { ok: false, detail: "informer caches not synced" };
+    if (nc?.isClosed()) return { ok: false, detail: "NATS connection closed" };
+    return { ok: true };
+  });
   log.info(
     { identity: cfg.identity, namespaces: cfg.namespaces, workers: cfg.workers, ingest: !!nc },
     "operator running",
@@ -244,7 +233,8 @@ export async function main(args: string[]): Promise<number> {
         } catch (err) {
           log.error({ err: errMessage(err) }, "error during shutdown");
         }
-        for (const srv of servers) srv?.close();
+        await health?.close();
+        if (metrics !== health) await metrics?.close();
         resolve();
       })();
     };

@@ -77,7 +77,13 @@ export function jobView(j: V1Job): JobView {
     failed: j.status?.failed ?? 0,
     suspended: j.spec?.suspend === true,
     deleting: !!j.metadata?.deletionTimestamp,
-    complete: complete ? { reason: complete.reason, message: complete.message } : undefined,
+    complete: complete
+      ? {
+          reason: complete.reason,
+          message: complete.message,
+          at: j.status?.completionTime ? String(j.status.completionTime) : undefined,
+        }
+      : undefined,
     failedCondition: failed ? { reason: failed.reason, message: failed.message } : undefined,
   };
 }
@@ -160,6 +166,7 @@ export class TaskController {
       pods: pods.map(podView),
       now,
       capacity: 0,
+      resultsRequired: this.d.publishResults !== undefined,
       terminationMessageMaxBytes: this.d.config.terminationMessageMaxBytes,
     };
     let plan = planTask(input);
@@ -168,6 +175,11 @@ export class TaskController {
       input.capacity = task.spec.kueue ? Number.POSITIVE_INFINITY : this.d.dispatcher.capacityFor(waiter);
       if (input.capacity > 0) plan = planTask(input);
     }
+
+    // Take the slots now, before any await: concurrent reconciles must not both see them free.
+    const jobs_ = plan.create.map((c) => buildJob(task, c.step, c.inputs, this.d.config));
+    if (!task.spec.kueue)
+      for (const j of jobs_) this.d.dispatcher.reserve(`${ns}/${j.metadata?.name}`, waiter.workflowKey);
 
     const target = {
       apiVersion: `${GROUP}/${VERSION}`,
@@ -197,14 +209,14 @@ export class TaskController {
       );
     }
 
-    for (const c of plan.create) {
-      guard();
-      const job = buildJob(task, c.step, c.inputs, this.d.config);
+    for (const job of jobs_) {
       try {
+        guard();
         await track("create", "jobs", () => this.batch.createNamespacedJob({ namespace: ns, body: job }));
-        if (!task.spec.kueue) this.d.dispatcher.reserve(`${ns}/${job.metadata?.name}`, waiter.workflowKey);
       } catch (err) {
-        if (!isAlreadyExists(err)) throw err; // a restart re-plans the same Job: it is already there
+        if (isAlreadyExists(err)) continue; // a restart re-plans the same Job: it is already there
+        for (const j of jobs_) this.d.dispatcher.observed(`${ns}/${j.metadata?.name}`); // release the slots
+        throw err;
       }
     }
     for (const name of plan.deleteJobs) {
@@ -294,7 +306,7 @@ export class TaskController {
         if (!isNotFound(err)) throw err;
       }
     }
-    if (plan.deleteTask) {
+    if (plan.deleteTask && !publishError) {
       guard();
       try {
         await track("delete", PLURAL, () =>
@@ -335,7 +347,10 @@ export class TaskController {
         queueWait.observe({ workflow: wf, priority: task.spec.priority }, (now - Date.parse(s.startTime)) / 1000);
       }
       if ((s.phase === "Succeeded" || s.phase === "Failed") && was?.phase !== s.phase && s.startTime && s.jobName) {
-        stepDuration.observe({ workflow: wf, step: s.name, outcome: s.phase }, (now - Date.parse(s.startTime)) / 1000);
+        stepDuration.observe(
+          { workflow: wf, priority: task.spec.priority, step: s.name, outcome: s.phase },
+          (now - Date.parse(s.startTime)) / 1000,
+        );
       }
     }
     if (next?.phase && next.phase !== task.status?.phase && isTerminal(next.phase)) {

@@ -19,7 +19,7 @@ import { type Cache, CombinedCache, errMessage, Informer, keyOf } from "../kube/
 import { LeaderElector } from "../kube/lease.ts";
 import { runWorkers, WorkQueue } from "../kube/work-queue.ts";
 import { logger } from "../log/logger.ts";
-import { reconcileDuration, reconciles, tasksByPhase, waitingForGpu } from "../metrics/metrics.ts";
+import { oldestGpuWait, reconcileDuration, reconciles, tasksByPhase, waitingForGpu } from "../metrics/metrics.ts";
 import { isReady, WorkflowController } from "./aiworkflow.ts";
 import { Dispatcher } from "./dispatcher.ts";
 import { jobIsRunning, TaskController } from "./inferencetask.ts";
@@ -38,6 +38,8 @@ export interface ManagerHooks {
 
 export interface Manager {
   ready(): boolean;
+  /** a Kubernetes Event about the operator itself (on its Pod when known, else on its Lease) */
+  operatorEvent(type: "Normal" | "Warning", reason: string, note: string): void;
   isLeader(): boolean;
   stop(): Promise<void>;
   workflows: Cache<AIWorkflow>;
@@ -176,16 +178,24 @@ export async function startManager(kc: KubeConfig, cfg: OperatorConfig, hooks: M
   const phaseTimer = setInterval(() => {
     const byPhase = new Map<string, number>();
     const gpuWait = new Map<string, number>();
+    const oldest = new Map<string, number>();
+    const now = Date.now();
     for (const t of tasks.list()) {
       const ph = t.status?.phase ?? "Pending";
       byPhase.set(ph, (byPhase.get(ph) ?? 0) + 1);
-      const n = t.status?.steps?.filter((s) => s.phase === "WaitingForGPU").length ?? 0;
-      if (n) gpuWait.set(t.spec.priority, (gpuWait.get(t.spec.priority) ?? 0) + n);
+      for (const s of t.status?.steps ?? []) {
+        if (s.phase !== "WaitingForGPU") continue;
+        gpuWait.set(t.spec.priority, (gpuWait.get(t.spec.priority) ?? 0) + 1);
+        const age = s.startTime ? (now - Date.parse(s.startTime)) / 1000 : 0;
+        oldest.set(t.spec.priority, Math.max(oldest.get(t.spec.priority) ?? 0, age));
+      }
     }
     tasksByPhase.reset();
     for (const [phase, n] of byPhase) tasksByPhase.set({ phase }, n);
     waitingForGpu.reset();
     for (const [priority, n] of gpuWait) waitingForGpu.set({ priority }, n);
+    for (const priority of ["stat", "urgent", "routine", "batch"])
+      oldestGpuWait.set({ priority }, oldest.get(priority) ?? 0);
   }, 5_000);
   phaseTimer.unref();
 
@@ -268,9 +278,14 @@ export async function startManager(kc: KubeConfig, cfg: OperatorConfig, hooks: M
     await startWork();
   }
 
+  const self =
+    process.env.POD_NAME && process.env.POD_NAMESPACE
+      ? { apiVersion: "v1", kind: "Pod", namespace: process.env.POD_NAMESPACE, name: process.env.POD_NAME }
+      : { apiVersion: "coordination.k8s.io/v1", kind: "Lease", namespace: cfg.leaseNamespace, name: cfg.leaseName };
   return {
     workflows,
     tasks,
+    operatorEvent: (type, reason, note) => recorder.event(self, type, reason, note),
     ready: synced,
     isLeader,
     async stop() {

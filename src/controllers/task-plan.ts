@@ -1,19 +1,20 @@
 // Planning for one InferenceTask: observed state in, desired status and the writes that get
 // there out. Pure (no I/O, the clock is an argument) so every transition is a table test.
-import type {
-  Condition,
-  InferenceTask,
-  InferenceTaskStatus,
-  Step,
-  StepPhase,
-  StepStatus,
-  TaskPhase,
+import {
+  type Condition,
+  type InferenceTask,
+  type InferenceTaskStatus,
+  type Step,
+  type StepPhase,
+  type StepStatus,
+  TASK_FINALIZER,
+  type TaskPhase,
 } from "../api/v1alpha1/index.ts";
 import type { AuditEventKind, AuditOutcome } from "../audit/facts.ts";
 import { cachedBool } from "../expr/cel.ts";
 import { jobName } from "../jobs/job-builder.ts";
 
-export const FINALIZER = "radflow.io/cleanup-jobs";
+export const FINALIZER = TASK_FINALIZER;
 
 /** What the Job informer tells about a step's Job. */
 export interface JobView {
@@ -24,7 +25,7 @@ export interface JobView {
   failed: number;
   suspended: boolean;
   deleting: boolean;
-  complete?: { reason?: string; message?: string };
+  complete?: { reason?: string; message?: string; at?: string };
   failedCondition?: { reason?: string; message?: string };
 }
 
@@ -45,6 +46,8 @@ export interface PlanInput {
   now: number;
   /** how many new step Jobs this task may start now (the dispatcher's answer) */
   capacity: number;
+  /** results must be published before a finished task may be deleted by its TTL */
+  resultsRequired?: boolean;
   terminationMessageMaxBytes?: number;
 }
 
@@ -110,7 +113,10 @@ export function parseOutputs(
   try {
     v = JSON.parse(m);
   } catch (e) {
-    return { ok: false, error: `termination message is not valid JSON: ${(e as Error).message.slice(0, 200)}` };
+    // V8's message quotes the text around the error, and a model may print patient data there;
+    // this error goes to status, an Event and an audit description (no PHI): keep the position only
+    const where = /at position \d+/.exec((e as Error).message)?.[0];
+    return { ok: false, error: `termination message is not valid JSON${where ? ` (${where})` : ""}` };
   }
   if (typeof v !== "object" || v === null || Array.isArray(v)) {
     return { ok: false, error: "termination message must be a JSON object" };
@@ -119,18 +125,47 @@ export function parseOutputs(
 }
 
 /** A step's state as its Job and pods show it; undefined when the step has no Job. */
+/** How long a complete Job may wait for its Succeeded pod to show in the cache before the step
+ * is concluded without outputs (the pod was garbage-collected while radflow was away). */
+const POD_VISIBILITY_GRACE_MS = 60_000;
+
+type Observed = Pick<StepStatus, "phase" | "reason" | "message" | "outputs" | "attempts"> & {
+  /** a pod of the step has run: the queue timeout no longer applies */
+  ran: boolean;
+};
+
+/** A step's state as its Job and pods show it; undefined when the step has no Job. */
 function observeStep(
   job: JobView | undefined,
   pods: PodView[],
+  before: StepStatus | undefined,
+  now: number,
   maxBytes: number,
-): Pick<StepStatus, "phase" | "reason" | "message" | "outputs" | "attempts"> | undefined {
+): Observed | undefined {
   if (!job) return undefined;
   const attempts = Math.max(pods.length, job.active + job.succeeded + job.failed);
+  const ran = job.succeeded + job.failed > 0 || pods.some((p) => p.phase !== "Pending");
   if (job.complete) {
+    if (before?.phase === "Succeeded") return { ...before, ran: true }; // outputs were recorded: keep them
     const pod = pods.find((p) => p.phase === "Succeeded");
-    const out = parseOutputs(pod?.terminated?.message, maxBytes);
-    if (!out.ok) return { phase: "Failed", reason: "InvalidOutput", message: out.error, attempts };
-    return { phase: "Succeeded", reason: "Completed", outputs: out.outputs, attempts };
+    if (!pod) {
+      // The Job's update can arrive before its pod's: wait for the termination message.
+      const since = job.complete.at ? Date.parse(job.complete.at) : now;
+      if (now - since < POD_VISIBILITY_GRACE_MS) {
+        return { phase: "Running", reason: "Completing", message: "reading the model's outputs", attempts, ran };
+      }
+      return {
+        phase: "Succeeded",
+        reason: "Completed",
+        message: "outputs unavailable: the pod is gone",
+        outputs: {},
+        attempts,
+        ran,
+      };
+    }
+    const out = parseOutputs(pod.terminated?.message, maxBytes);
+    if (!out.ok) return { phase: "Failed", reason: "InvalidOutput", message: out.error, attempts, ran };
+    return { phase: "Succeeded", reason: "Completed", outputs: out.outputs, attempts, ran };
   }
   if (job.failedCondition) {
     const last = [...pods]
@@ -150,14 +185,26 @@ function observeStep(
       reason,
       message: `${podPart}; ${attempts} attempt${attempts === 1 ? "" : "s"}; Job: ${job.failedCondition.reason ?? "Failed"}`,
       attempts,
+      ran,
     };
   }
   if (job.suspended)
-    return { phase: "Pending", reason: "AwaitingAdmission", message: "Job suspended until Kueue admits it", attempts };
-  if (pods.some((p) => p.phase === "Running")) return { phase: "Running", reason: "Running", attempts };
+    return {
+      phase: "Pending",
+      reason: "AwaitingAdmission",
+      message: "Job suspended until Kueue admits it",
+      attempts,
+      ran,
+    };
+  if (pods.some((p) => p.phase === "Running")) return { phase: "Running", reason: "Running", attempts, ran };
+  // a pod finished and the Job controller has not decided yet (done, or a retry coming)
+  if (pods.some((p) => p.phase === "Succeeded")) return { phase: "Running", reason: "Completing", attempts, ran };
   const waiting = pods.find((p) => p.phase === "Pending" && p.unschedulable);
-  if (waiting) return { phase: "WaitingForGPU", reason: "Unschedulable", message: waiting.unschedulable, attempts };
-  return { phase: "Pending", reason: "Starting", message: "Job created; pod not running yet", attempts };
+  if (waiting)
+    return { phase: "WaitingForGPU", reason: "Unschedulable", message: waiting.unschedulable, attempts, ran };
+  if (ran)
+    return { phase: "Running", reason: "Retrying", message: "an attempt failed; the Job is retrying", attempts, ran };
+  return { phase: "Pending", reason: "Starting", message: "Job created; pod not running yet", attempts, ran };
 }
 
 function condition(
@@ -221,7 +268,8 @@ export function planTask(input: PlanInput): Plan {
     plan.deleteJobs = activeJobs.map((j) => j.name);
     plan.publishResults = !prev.resultsPublished;
     const ttl = task.spec.ttlSecondsAfterFinished;
-    if (ttl !== undefined && prev.completionTime) {
+    const publishPending = input.resultsRequired === true && !prev.resultsPublished;
+    if (ttl !== undefined && prev.completionTime && !publishPending) {
       const due = Date.parse(prev.completionTime) + ttl * 1000;
       if (now >= due) plan.deleteTask = true;
       else plan.requeueAfterMs = due - now;
@@ -238,17 +286,22 @@ export function planTask(input: PlanInput): Plan {
     steps: Object.fromEntries([...byName].map(([n, s]) => [n, { phase: s.phase, outputs: s.outputs ?? {} }])),
   });
 
-  for (const step of task.spec.steps) {
+  const hasRun = new Set<string>();
+  // Plan in dependency order (the list may name a step before the steps it depends on);
+  // status keeps the order the workflow lists them in.
+  for (const step of topologicalOrder(task.spec.steps)) {
     const before = prevSteps.get(step.name);
     const job = jobsByStep.get(step.name);
-    const observed = observeStep(job, podsByStep.get(step.name) ?? [], maxBytes);
+    const observed = observeStep(job, podsByStep.get(step.name) ?? [], before, now, maxBytes);
     let s: StepStatus;
     if (observed) {
+      const { ran, ...seen } = observed;
+      if (ran) hasRun.add(step.name);
       s = {
         name: step.name,
         jobName: job?.name,
         startTime: before?.startTime ?? iso(now),
-        ...observed,
+        ...seen,
       };
       if (FINISHED_STEP.has(observed.phase)) s.completionTime = before?.completionTime ?? iso(now);
     } else if (before && FINISHED_STEP.has(before.phase)) {
@@ -324,13 +377,17 @@ export function planTask(input: PlanInput): Plan {
     byName.set(step.name, s);
   }
 
+  const order = new Map(task.spec.steps.map((st, i) => [st.name, i]));
+  steps.sort((a, b) => (order.get(a.name) ?? 0) - (order.get(b.name) ?? 0));
+
   // Phase of the task.
   let phase: TaskPhase;
   let reason: string;
   let message: string;
   const failed = steps.find((s) => s.phase === "Failed");
+  // The queue timeout is about starting: a step that has run once (a retry waits again) is exempt.
   const waitingSteps = steps.filter(
-    (s) => s.phase === "WaitingForGPU" || (s.phase === "Pending" && s.startTime !== undefined),
+    (s) => !hasRun.has(s.name) && (s.phase === "WaitingForGPU" || (s.phase === "Pending" && s.startTime !== undefined)),
   );
   const timeout = task.spec.queueTimeoutSeconds;
   const timedOut =
@@ -450,6 +507,8 @@ export function planTask(input: PlanInput): Plan {
 
   // What changed, for Events and audit records.
   for (const c of plan.create) {
+    // re-sent create while the informer had not shown our Job yet: already announced
+    if (prevSteps.get(c.step.name)?.reason === "JobCreated") continue;
     plan.events.push({ type: "Normal", reason: "StepStarted", note: `step ${c.step.name}: Job created` });
     plan.audits.push({ kind: "StepStarted", outcome: "success", step: c.step.name });
   }
@@ -507,6 +566,25 @@ export function planTask(input: PlanInput): Plan {
     plan.requeueAfterMs = task.spec.ttlSecondsAfterFinished * 1000;
   }
   return plan;
+}
+
+/** Steps ordered so that each comes after what it depends on; ties keep the listed order. */
+export function topologicalOrder(steps: readonly Step[]): Step[] {
+  const byName = new Map(steps.map((s) => [s.name, s]));
+  const out: Step[] = [];
+  const state = new Map<string, 1 | 2>();
+  const visit = (s: Step) => {
+    if (state.get(s.name)) return; // done, or a cycle (the workflow controller rejects those)
+    state.set(s.name, 1);
+    for (const d of s.dependsOn ?? []) {
+      const dep = byName.get(d);
+      if (dep) visit(dep);
+    }
+    state.set(s.name, 2);
+    out.push(s);
+  };
+  for (const s of steps) visit(s);
+  return out;
 }
 
 /** Deep equality of JSON-like values, ignoring undefined members: write status only when it changed. */

@@ -1,9 +1,11 @@
 // Prometheus metrics (ARCHITECTURE.md §6). Labels never carry a study, patient or accession
 // value: only workflow names, priorities, phases, outcomes, verbs and codes.
+import { readFileSync } from "node:fs";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 export const registry = new Registry();
-collectDefaultMetrics({ register: registry, prefix: "radflow_process_" });
+// Node's process metrics as radflow_process_cpu_seconds_total, radflow_nodejs_heap_size_used_bytes, …
+collectDefaultMetrics({ register: registry, prefix: "radflow_" });
 
 // 0.1 s .. 1 h: a STAT triage answers in seconds, a batch run may wait an hour.
 export const CLINICAL_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600];
@@ -52,10 +54,16 @@ export const waitingForGpu = new Gauge({
   labelNames: ["priority"] as const,
   registers: [registry],
 });
+export const oldestGpuWait = new Gauge({
+  name: "radflow_gpu_wait_oldest_seconds",
+  help: "How long the longest-waiting step of each priority has been unschedulable for lack of a GPU (0 when none waits).",
+  labelNames: ["priority"] as const,
+  registers: [registry],
+});
 export const stepDuration = new Histogram({
   name: "radflow_step_duration_seconds",
-  help: "Step run time, from Job creation to its end, by workflow, step and outcome.",
-  labelNames: ["workflow", "step", "outcome"] as const,
+  help: "Step run time, from Job creation to its end, by workflow, priority, step and outcome.",
+  labelNames: ["workflow", "priority", "step", "outcome"] as const,
   buckets: CLINICAL_BUCKETS,
   registers: [registry],
 });
@@ -147,7 +155,7 @@ export const resultsPublished = new Counter({
 });
 export const auditRecords = new Counter({
   name: "radflow_audit_records_total",
-  help: "Audit records by sink (syslog, nats) and outcome (sent, spooled, failed).",
+  help: "Audit records by sink and outcome. nats: published, duplicate, failed. syslog: spooled, duplicate, failed (not spooled), sent (written to the repository), retry (a send attempt failed; the record stays spooled).",
   labelNames: ["sink", "outcome"] as const,
   registers: [registry],
 });
@@ -157,6 +165,25 @@ export const auditBacklog = new Gauge({
   labelNames: ["sink"] as const,
   registers: [registry],
 });
+export const buildInfo = new Gauge({
+  name: "radflow_build_info",
+  help: "Always 1; labels say which radflow and Node.js run.",
+  labelNames: ["version", "node"] as const,
+  registers: [registry],
+});
+buildInfo.set({ version: radflowVersion(), node: process.versions.node }, 1);
+
+function radflowVersion(): string {
+  try {
+    // src/metrics/ and dist/metrics/ are both two levels below package.json
+    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+      version?: string;
+    };
+    return pkg.version ?? "unknown";
+  } catch {
+    return "unknown";
+  }
+}
 export const leader = new Gauge({
   name: "radflow_leader",
   help: "1 when this replica holds the leader lease.",

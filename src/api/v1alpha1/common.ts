@@ -6,6 +6,9 @@ export const GROUP = "radflow.io";
 export const VERSION = "v1alpha1";
 export const API_VERSION = `${GROUP}/${VERSION}`;
 
+/** Holds an InferenceTask until the operator has removed its Jobs (set at creation by ingest). */
+export const TASK_FINALIZER = "radflow.io/cleanup-jobs";
+
 /** DICOM UID (PS3.5 9.1): digits and dots, no leading zero in a component, at most 64 characters. */
 export const DicomUID = z
   .string()

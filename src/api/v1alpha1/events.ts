@@ -146,7 +146,9 @@ export const StudyEvent = z.object({
   workflows: z
     .array(z.string())
     .optional()
-    .describe("When set (MONAI's workflows[]), only AIWorkflows of these names may match."),
+    .describe(
+      "When set (MONAI's workflows[]), only AIWorkflows so named (by name, imported MONAI name or MONAI id) may match.",
+    ),
   format: z.enum(["cloudevents", "monai"]),
 });
 export type StudyEvent = z.infer<typeof StudyEvent>;

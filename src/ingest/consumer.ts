@@ -1,0 +1,439 @@
+// StudyIngest: study events from JetStream → InferenceTasks (ARCHITECTURE.md §4).
+//
+// A durable pull consumer with explicit ack. Every message ends in exactly one of:
+//   - every matched InferenceTask exists (created, or already there) → ack;
+//   - no workflow matched → counted, audited, ack;
+//   - the event is invalid (or the API server refuses its task for good, or retries ran out)
+//     → one record on radflow.dlq.study, ack;
+//   - a transient failure (API server down, 5xx, 429, timeout) → nak with a growing delay.
+// The ack comes only after the task exists, so a crash at any point means a redelivery, and the
+// deterministic task name turns a redelivery into "already exists". max_ack_pending bounds how
+// much is in flight (backpressure); a slow message is kept alive with working().
+import * as k8s from "@kubernetes/client-node";
+import {
+  AckPolicy,
+  type Consumer,
+  type ConsumerConfig,
+  type ConsumerMessages,
+  DeliverPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+  jetstream,
+  jetstreamManager,
+} from "@nats-io/jetstream";
+import { headers, type NatsConnection, nanos } from "@nats-io/transport-node";
+import type { AIWorkflow } from "../api/v1alpha1/aiworkflow.ts";
+import { GROUP, VERSION } from "../api/v1alpha1/common.ts";
+import { type DeadLetter, type StudyEvent, SUBJECT, toStudyEvent } from "../api/v1alpha1/events.ts";
+import type { InferenceTask } from "../api/v1alpha1/inferencetask.ts";
+import type { Study } from "../api/v1alpha1/study.ts";
+import { type AuditFact, type AuditSink, noAudit } from "../audit/facts.ts";
+import { logger, studyRef } from "../log/logger.ts";
+import {
+  dlqRecords,
+  natsAckPending,
+  natsPending,
+  natsRedeliveries,
+  studyEvents,
+  tasksCreated,
+} from "../metrics/metrics.ts";
+import { connectNats, type NatsSettings, reconnectDelay } from "./connect.ts";
+import { route, stableId } from "./route.ts";
+import { ensureStreams, STREAM, type StreamOptions } from "./streams.ts";
+
+const log = logger("ingest");
+
+export interface StudyIngestOptions {
+  /** An open NATS connection (kept open by stop()), or settings to open one (closed by stop()). */
+  nc?: NatsConnection;
+  nats?: NatsSettings;
+  kubeConfig: k8s.KubeConfig;
+  /** The Ready AIWorkflows (the operator's informer cache). Start ingest only once it has synced. */
+  workflows: { list(): AIWorkflow[] };
+  audit?: AuditSink;
+  /** Durable consumer name; default "radflow-ingest". */
+  consumer?: string;
+  /** Stream to read; default RADFLOW_STUDIES. */
+  stream?: string;
+  /** Subjects to read from it; default all of the stream's. */
+  subjects?: string[];
+  /**
+   * Where a newly created consumer starts: "all" (default) takes every event the stream still
+   * holds, so events published before radflow first started are not lost; "new" only takes
+   * events published from now on. An existing consumer keeps its position either way.
+   */
+  deliverPolicy?: "all" | "new";
+  /** Create or update radflow's streams at start with these options; false leaves streams alone. */
+  streams?: StreamOptions | false;
+  /** Messages delivered and not yet acked, at most (backpressure); default 256. */
+  maxAckPending?: number;
+  /** Deliveries of one message before it goes to the DLQ as retries-exhausted; default 10. */
+  maxDeliver?: number;
+  /** Redelivery after this long without ack (a crashed replica); default 30 s. */
+  ackWaitMs?: number;
+  /** nak delay: retryBaseMs · 2^(delivery-1), at most retryMaxMs; default 1 s … 60 s. */
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+  /** Messages worked on at once; default 16. */
+  concurrency?: number;
+  /** How often consumer lag is read into metrics; default 5 s. */
+  lagIntervalMs?: number;
+}
+
+type Outcome = "matched" | "unmatched" | "invalid" | "duplicate" | "retried";
+
+/** A failure creating a task: permanent (the API server will never accept it) or not. */
+class CreateError extends Error {
+  readonly permanent: boolean;
+  constructor(message: string, permanent: boolean) {
+    super(message);
+    this.permanent = permanent;
+  }
+}
+
+export class StudyIngest {
+  private readonly o: Required<
+    Pick<
+      StudyIngestOptions,
+      | "consumer"
+      | "stream"
+      | "maxAckPending"
+      | "maxDeliver"
+      | "ackWaitMs"
+      | "retryBaseMs"
+      | "retryMaxMs"
+      | "concurrency"
+      | "lagIntervalMs"
+    >
+  > &
+    StudyIngestOptions;
+  private readonly api: k8s.CustomObjectsApi;
+  private readonly audit: AuditSink;
+  private nc?: NatsConnection;
+  private js?: JetStreamClient;
+  private messages?: ConsumerMessages;
+  private consumer?: Consumer;
+  private stopping = false;
+  private loop?: Promise<void>;
+  private lagTimer?: NodeJS.Timeout;
+
+  constructor(opts: StudyIngestOptions) {
+    if (!opts.nc && !opts.nats) throw new Error("StudyIngest: give either nc or nats settings");
+    this.o = {
+      ...opts,
+      consumer: opts.consumer ?? "radflow-ingest",
+      stream: opts.stream ?? STREAM.studies,
+      maxAckPending: opts.maxAckPending ?? 256,
+      maxDeliver: opts.maxDeliver ?? 10,
+      ackWaitMs: opts.ackWaitMs ?? 30_000,
+      retryBaseMs: opts.retryBaseMs ?? 1_000,
+      retryMaxMs: opts.retryMaxMs ?? 60_000,
+      concurrency: opts.concurrency ?? 16,
+      lagIntervalMs: opts.lagIntervalMs ?? 5_000,
+    };
+    this.api = opts.kubeConfig.makeApiClient(k8s.CustomObjectsApi);
+    this.audit = opts.audit ?? noAudit;
+  }
+
+  /**
+   * Connects, ensures the streams and the durable consumer, and starts consuming. Rejects if
+   * that first setup fails (e.g. a stream's subjects clash with another stream); afterwards a
+   * lost consumer or stream is re-created with backoff until stop().
+   */
+  async start(): Promise<void> {
+    if (this.loop) return;
+    this.stopping = false;
+    this.nc = this.o.nc ?? (await connectNats(this.o.nats as NatsSettings));
+    this.js = jetstream(this.nc);
+    const first = await this.subscribe();
+    this.loop = this.runForever(first);
+    this.lagTimer = setInterval(() => void this.exportLag(), this.o.lagIntervalMs);
+    this.lagTimer.unref();
+    log.info({ stream: this.o.stream, consumer: this.o.consumer }, "study ingest started");
+  }
+
+  /** Stops pulling, finishes the messages in hand, and closes the connection if it opened it. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.lagTimer);
+    await this.messages?.close();
+    await this.loop;
+    this.loop = undefined;
+    if (!this.o.nc && this.nc && !this.nc.isClosed()) await this.nc.drain();
+    log.info({ consumer: this.o.consumer }, "study ingest stopped");
+  }
+
+  /** Ensures streams and consumer and opens a consume() iterator on it. */
+  private async subscribe(): Promise<ConsumerMessages> {
+    const nc = this.nc as NatsConnection;
+    const jsm = await jetstreamManager(nc);
+    if (this.o.streams !== false) await ensureStreams(jsm, this.o.streams ?? {});
+    await this.ensureConsumer(jsm);
+    this.consumer = await (this.js as JetStreamClient).consumers.get(this.o.stream, this.o.consumer);
+    const messages = await this.consumer.consume({
+      max_messages: Math.min(this.o.maxAckPending, this.o.concurrency * 2),
+    });
+    this.messages = messages;
+    void this.watch(messages);
+    return messages;
+  }
+
+  // consume() rides out disconnects by itself; a consumer or stream that is gone (deleted, or
+  // JetStream lost its state) ends the iterator here so that runForever creates it again.
+  private async watch(messages: ConsumerMessages): Promise<void> {
+    for await (const st of messages.status()) {
+      if (st.type === "consumer_not_found" || st.type === "consumer_deleted" || st.type === "stream_not_found") {
+        log.warn({ consumer: this.o.consumer, stream: this.o.stream, status: st.type }, "JetStream consumer lost");
+        await messages.close();
+        return;
+      }
+    }
+  }
+
+  private async runForever(first: ConsumerMessages): Promise<void> {
+    let messages: ConsumerMessages | undefined = first;
+    let attempt = 0;
+    while (!this.stopping) {
+      try {
+        messages ??= await this.subscribe();
+        if (this.stopping) {
+          await messages.close(); // stop() came while subscribing
+          break;
+        }
+        attempt = 0;
+        await this.run(messages);
+      } catch (e) {
+        log.error({ err: (e as Error).message, consumer: this.o.consumer }, "study consumer failed");
+      }
+      messages = undefined;
+      if (this.stopping) break;
+      await new Promise((r) => setTimeout(r, reconnectDelay(attempt++)));
+    }
+  }
+
+  private async ensureConsumer(jsm: JetStreamManager): Promise<void> {
+    const cfg: Partial<ConsumerConfig> = {
+      durable_name: this.o.consumer,
+      description: "radflow: study events to InferenceTasks",
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: this.o.deliverPolicy === "new" ? DeliverPolicy.New : DeliverPolicy.All,
+      ack_wait: nanos(this.o.ackWaitMs),
+      // the DLQ takes a message on its last delivery; +1 covers a crash during that one
+      max_deliver: this.o.maxDeliver + 1,
+      max_ack_pending: this.o.maxAckPending,
+      ...(this.o.subjects?.length ? { filter_subjects: this.o.subjects } : {}),
+    };
+    try {
+      const info = await jsm.consumers.info(this.o.stream, this.o.consumer);
+      const c = info.config;
+      const same =
+        c.ack_wait === cfg.ack_wait &&
+        c.max_deliver === cfg.max_deliver &&
+        c.max_ack_pending === cfg.max_ack_pending &&
+        (c.filter_subjects ?? (c.filter_subject ? [c.filter_subject] : [])).join(" ") ===
+          (cfg.filter_subjects ?? []).join(" ");
+      if (!same) {
+        const { durable_name: _d, ack_policy: _a, deliver_policy: _p, ...updatable } = cfg;
+        await jsm.consumers.update(this.o.stream, this.o.consumer, updatable);
+      }
+    } catch (e) {
+      if (!(e instanceof JetStreamApiError && e.code === JetStreamApiCodes.ConsumerNotFound)) throw e;
+      await jsm.consumers.add(this.o.stream, cfg);
+    }
+  }
+
+  private async run(messages: ConsumerMessages): Promise<void> {
+    const inflight = new Set<Promise<void>>();
+    for await (const m of messages) {
+      const p: Promise<void> = this.handle(m).finally(() => inflight.delete(p));
+      inflight.add(p);
+      if (inflight.size >= this.o.concurrency) await Promise.race(inflight);
+    }
+    await Promise.all(inflight);
+  }
+
+  private async exportLag(): Promise<void> {
+    try {
+      if (!this.consumer) return;
+      const ci = await this.consumer.info();
+      natsPending.set({ consumer: this.o.consumer }, ci.num_pending);
+      natsAckPending.set({ consumer: this.o.consumer }, ci.num_ack_pending);
+    } catch (e) {
+      log.debug({ err: (e as Error).message }, "cannot read consumer info");
+    }
+  }
+
+  /** Never rejects: every path acks or naks. */
+  private async handle(m: JsMsg): Promise<void> {
+    const deliveries = m.info.deliveryCount;
+    if (deliveries > 1) natsRedeliveries.inc({ consumer: this.o.consumer });
+    const keepAlive = setInterval(() => m.working(), Math.max(1_000, this.o.ackWaitMs / 3));
+    let outcome: Outcome;
+    try {
+      outcome = await this.process(m, deliveries);
+    } catch (e) {
+      outcome = "retried";
+      const delay = this.retryDelay(deliveries);
+      log.warn({ err: (e as Error).message, deliveries, retryInMs: delay }, "study event not processed; will retry");
+      m.nak(delay);
+    } finally {
+      clearInterval(keepAlive);
+    }
+    studyEvents.inc({ outcome });
+  }
+
+  private retryDelay(deliveries: number): number {
+    return Math.min(this.o.retryMaxMs, this.o.retryBaseMs * 2 ** Math.max(0, deliveries - 1));
+  }
+
+  private async process(m: JsMsg, deliveries: number): Promise<Outcome> {
+    const parsed = toStudyEvent(m.data, m.time.toISOString());
+    if (!parsed.ok) {
+      await this.reject(m, parsed.reason, parsed.detail);
+      m.ack();
+      return "invalid";
+    }
+    const event = parsed.event;
+    const ref = studyRef(event.study.studyInstanceUID);
+    const { tasks, errors } = route(event, this.o.workflows.list());
+    for (const e of errors) {
+      log.warn({ namespace: e.namespace, workflow: e.workflow, studyRef: ref, err: e.error }, "trigger not evaluable");
+    }
+    if (tasks.length === 0) {
+      await this.audit.record(this.fact(event, "StudyUnmatched", "received-unmatched"));
+      log.debug({ studyRef: ref, eventId: event.id, ruleErrors: errors.length }, "study matched no workflow");
+      m.ack();
+      return "unmatched";
+    }
+
+    const results = await Promise.allSettled(tasks.map((t) => this.createTask(t)));
+    const transient = results.filter((r) => r.status === "rejected" && !(r.reason as CreateError).permanent);
+    if (transient.length) {
+      const first = (transient[0] as PromiseRejectedResult).reason as Error;
+      if (deliveries < this.o.maxDeliver) throw first;
+      await this.reject(m, "retries-exhausted", `gave up after ${deliveries} deliveries: ${first.message}`, event);
+      m.ack();
+      return "invalid";
+    }
+
+    let created = 0;
+    for (const [i, r] of results.entries()) {
+      const t = tasks[i] as InferenceTask;
+      if (r.status === "rejected") continue;
+      if (r.value === "created") {
+        created++;
+        tasksCreated.inc({ workflow: t.spec.workflowRef.name, priority: t.spec.priority });
+        log.info(
+          { namespace: t.metadata.namespace, task: t.metadata.name, workflow: t.spec.workflowRef.name, studyRef: ref },
+          "InferenceTask created",
+        );
+      }
+      // also for "exists": the audit sink de-duplicates by id, and the earlier delivery may have
+      // crashed between creating the task and auditing it
+      await this.audit.record({
+        ...this.fact(event, "TaskCreated", `task:${t.metadata.namespace}/${t.metadata.name}`),
+        namespace: t.metadata.namespace,
+        workflow: t.spec.workflowRef.name,
+        task: t.metadata.name,
+      });
+    }
+    const permanent = results.filter((r) => r.status === "rejected");
+    if (permanent.length) {
+      // the API server refuses these tasks whatever we do; the others exist
+      const detail = permanent.map((r) => ((r as PromiseRejectedResult).reason as Error).message).join("; ");
+      await this.reject(m, "task-rejected", detail, event);
+    }
+    await this.audit.record(this.fact(event, "StudyReceived", "received"));
+    m.ack();
+    if (permanent.length === results.length) return "invalid";
+    return created === 0 && results.length - permanent.length > 0 ? "duplicate" : "matched";
+  }
+
+  /** Creates the task; resolves "created" or "exists", rejects with a CreateError. */
+  private async createTask(t: InferenceTask): Promise<"created" | "exists"> {
+    const where = `InferenceTask ${t.metadata.namespace}/${t.metadata.name} (workflow ${t.spec.workflowRef.name})`;
+    try {
+      await this.api.createNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        namespace: t.metadata.namespace ?? "",
+        plural: "inferencetasks",
+        body: t,
+      });
+      return "created";
+    } catch (e) {
+      const code = e instanceof k8s.ApiException ? e.code : undefined;
+      if (code === 409) return "exists";
+      // 400/422: the object is invalid and stays invalid. The API server's message can quote
+      // field values (PHI), so only the code goes into the reason.
+      if (code === 400 || code === 422)
+        throw new CreateError(`${where}: rejected by the API server (HTTP ${code})`, true);
+      throw new CreateError(`${where}: ${code ? `HTTP ${code}` : (e as Error).message}`, false);
+    }
+  }
+
+  /** Writes one DLQ record for the message (idempotent per stream sequence) and audits it. */
+  private async reject(m: JsMsg, reason: string, detail: string, event?: StudyEvent): Promise<void> {
+    const js = this.js as JetStreamClient;
+    const record: DeadLetter = {
+      reason,
+      detail,
+      subject: m.subject,
+      stream: m.info.stream,
+      streamSequence: m.seq,
+      deliveries: m.info.deliveryCount,
+      receivedAt: m.time.toISOString(),
+      rejectedAt: new Date().toISOString(),
+      payload: Buffer.from(m.data).toString("base64"),
+    };
+    const h = headers();
+    h.set("Radflow-Reason", reason);
+    const ack = await js.publish(SUBJECT.dlqStudy, JSON.stringify(record), {
+      msgID: `dlq-${m.info.stream}-${m.seq}`,
+      headers: h,
+      expect: { streamName: STREAM.dlq },
+    });
+    if (!ack.duplicate) dlqRecords.inc({ reason });
+    log.warn({ reason, detail, subject: m.subject, streamSequence: m.seq }, "study event sent to the DLQ");
+    await this.audit.record({
+      id: stableId(`${m.info.stream}/${m.seq}`, "rejected", reason),
+      kind: "StudyRejected",
+      time: new Date().toISOString(),
+      outcome: "minorFailure",
+      reason,
+      description: detail,
+      ...(event ? { study: auditStudy(event.study) } : {}),
+    });
+  }
+
+  private fact(event: StudyEvent, kind: AuditFact["kind"], key: string): AuditFact {
+    return {
+      id: stableId(event.id, kind, key),
+      kind,
+      time: new Date().toISOString(),
+      outcome: "success",
+      study: auditStudy(event.study),
+    };
+  }
+}
+
+function auditStudy(s: Study): NonNullable<AuditFact["study"]> {
+  const counts = new Map<string, number>();
+  for (const x of s.series)
+    if (x.sopClassUID) counts.set(x.sopClassUID, (counts.get(x.sopClassUID) ?? 0) + x.numberOfInstances);
+  return {
+    studyInstanceUID: s.studyInstanceUID,
+    ...(s.accessionNumber ? { accessionNumber: s.accessionNumber } : {}),
+    ...(s.callingAETitle ? { callingAETitle: s.callingAETitle } : {}),
+    ...(s.calledAETitle ? { calledAETitle: s.calledAETitle } : {}),
+    ...(counts.size
+      ? {
+          sopClassUIDs: [...counts.keys()],
+          sopClasses: [...counts].map(([uid, instances]) => ({ uid, instances })),
+        }
+      : {}),
+  };
+}

@@ -1,0 +1,537 @@
+// Study ingest against the real nats-server (JetStream) and the real API server: StudyIngest runs
+// in-process with a static list of Ready AIWorkflows. Each test publishes on a subject of its
+// own under radflow.study.> and reads it with a durable consumer of its own, so events left in
+// the shared stream by other tests or runs never reach it.
+import { execFile, execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import {
+  DeliverPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstream,
+  jetstreamManager,
+} from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AIWorkflow } from "../../src/api/v1alpha1/aiworkflow.ts";
+import { DeadLetter, STUDY_RECEIVED } from "../../src/api/v1alpha1/events.ts";
+import { InferenceTask } from "../../src/api/v1alpha1/inferencetask.ts";
+import type { AuditFact } from "../../src/audit/facts.ts";
+import { StudyIngest, type StudyIngestOptions } from "../../src/ingest/consumer.ts";
+import { publishResults, resultMsgId } from "../../src/ingest/results.ts";
+import { taskName } from "../../src/ingest/route.ts";
+import { ensureStreams, STREAM } from "../../src/ingest/streams.ts";
+import { installCrds } from "./crds.ts";
+import { core, custom, kubeConfig, natsUrl, useNamespace, waitFor } from "./helpers.ts";
+
+const run = promisify(execFile);
+const ns = useNamespace("ingest");
+const RUN = `${Date.now() % 1_000_000}`;
+let nc: NatsConnection;
+let js: JetStreamClient;
+let jsm: JetStreamManager;
+const started: { ingest: StudyIngest; consumer: string; subject: string }[] = [];
+
+beforeAll(async () => {
+  await installCrds();
+  nc = await connect({ servers: natsUrl() });
+  js = jetstream(nc);
+  jsm = await jetstreamManager(nc);
+  await ensureStreams(jsm);
+});
+
+afterAll(async () => {
+  for (const s of started) {
+    await s.ingest.stop();
+    await jsm.consumers.delete(STREAM.studies, s.consumer).catch(() => undefined);
+    // leave no test events behind for other consumers of the shared stream
+    await jsm.streams.purge(STREAM.studies, { filter: s.subject }).catch(() => undefined);
+  }
+  await nc?.drain();
+});
+
+function workflow(name: string, match: AIWorkflow["spec"]["trigger"], namespace = ns.name): AIWorkflow {
+  return AIWorkflow.parse({
+    apiVersion: "radflow.io/v1alpha1",
+    kind: "AIWorkflow",
+    metadata: { name, namespace, uid: `uid-${RUN}-${name}`, generation: 1 },
+    spec: { priority: "stat", trigger: match, steps: [{ name: "infer", image: "registry.example.org/model:1" }] },
+    status: {
+      conditions: [{ type: "Ready", status: "True", reason: "Valid", lastTransitionTime: "2025-01-01T00:00:00Z" }],
+    },
+  });
+}
+
+/** A fresh subject and consumer for one test, and an ingest reading them. */
+async function startIngest(
+  label: string,
+  workflows: AIWorkflow[],
+  extra: Partial<StudyIngestOptions> = {},
+): Promise<{ subject: string; ingest: StudyIngest; audit: AuditFact[] }> {
+  const subject = `radflow.study.test-${RUN}-${label}`;
+  const consumer = `test-${RUN}-${label}`;
+  const audit: AuditFact[] = [];
+  const ingest = new StudyIngest({
+    nc,
+    kubeConfig: kubeConfig(),
+    workflows: { list: () => workflows },
+    audit: { record: async (f) => void audit.push(f) },
+    consumer,
+    subjects: [subject],
+    retryBaseMs: 200,
+    retryMaxMs: 1_000,
+    lagIntervalMs: 500,
+    ...extra,
+  });
+  await ingest.start();
+  started.push({ ingest, consumer, subject });
+  return { subject, ingest, audit };
+}
+
+let uidSeq = 0;
+function studyEvent(id: string, modality: string, bodyPart?: string) {
+  const uid = `1.2.826.0.1.3680043.8.498.${RUN}.${++uidSeq}`;
+  return {
+    specversion: "1.0",
+    id,
+    source: "/test/ingest",
+    type: STUDY_RECEIVED,
+    time: new Date().toISOString(),
+    data: {
+      studyInstanceUID: uid,
+      accessionNumber: `A${uidSeq}`,
+      callingAETitle: "CT01",
+      series: [{ seriesInstanceUID: `${uid}.1`, modality, bodyPartExamined: bodyPart, numberOfInstances: 3 }],
+    },
+  };
+}
+
+async function tasks(namespace = ns.name): Promise<InferenceTask[]> {
+  const r = (await custom().listNamespacedCustomObject({
+    group: "radflow.io",
+    version: "v1alpha1",
+    namespace,
+    plural: "inferencetasks",
+  })) as { items: unknown[] };
+  return r.items.map((i) => InferenceTask.parse(i));
+}
+
+async function dlqLastSeq(): Promise<number> {
+  return (await jsm.streams.info(STREAM.dlq)).state.last_seq;
+}
+
+/** DLQ records after `afterSeq` whose original subject is `subject`. */
+async function dlq(afterSeq: number, subject: string): Promise<{ record: DeadLetter; reasonHeader?: string }[]> {
+  const last = await dlqLastSeq();
+  const out: { record: DeadLetter; reasonHeader?: string }[] = [];
+  if (last <= afterSeq) return out;
+  const c = await js.consumers.get(STREAM.dlq, {
+    deliver_policy: DeliverPolicy.StartSequence,
+    opt_start_seq: afterSeq + 1,
+  });
+  const it = await c.fetch({ max_messages: last - afterSeq, expires: 5_000 });
+  for await (const m of it) {
+    const record = DeadLetter.parse(m.json());
+    if (record.subject === subject) out.push({ record, reasonHeader: m.headers?.get("Radflow-Reason") });
+    if (m.seq >= last) break;
+  }
+  return out;
+}
+
+async function drained(consumer: string): Promise<boolean> {
+  const ci = await jsm.consumers.info(STREAM.studies, consumer);
+  return ci.num_pending === 0 && ci.num_ack_pending === 0;
+}
+
+describe("study ingest", () => {
+  it("turns a study event into an InferenceTask named from the workflow and event", async () => {
+    const wf = workflow("head-ct", { match: { modalities: ["CT"], bodyParts: ["head"] } });
+    const { subject, audit } = await startIngest("one", [wf]);
+    const ev = studyEvent(`one-${RUN}`, "CT", "HEAD");
+    await js.publish(subject, JSON.stringify(ev), { msgID: ev.id });
+
+    const name = taskName("head-ct", wf.metadata.uid as string, ev.id);
+    const task = await waitFor(`InferenceTask ${name}`, 30_000, async () => {
+      const t = (await tasks()).find((x) => x.metadata.name === name);
+      return { done: !!t, value: t };
+    });
+    expect(task.metadata.labels?.["radflow.io/workflow"]).toBe("head-ct");
+    expect(task.spec).toMatchObject({
+      workflowRef: { name: "head-ct", uid: wf.metadata.uid, generation: 1 },
+      priority: "stat",
+      eventId: ev.id,
+      study: { studyInstanceUID: ev.data.studyInstanceUID, accessionNumber: ev.data.accessionNumber },
+    });
+    expect(task.spec.steps.map((s) => s.name)).toEqual(["infer"]);
+    await waitFor("the message acknowledged", 10_000, async () => ({ done: await drained(`test-${RUN}-one`) }));
+    expect(audit.map((f) => f.kind).sort()).toEqual(["StudyReceived", "TaskCreated"]);
+    expect(audit.find((f) => f.kind === "TaskCreated")?.study?.studyInstanceUID).toBe(ev.data.studyInstanceUID);
+  });
+
+  it("gives one task for a duplicate publish, a repeated event id and a task that already existed", async () => {
+    const wf = workflow("dup-ct", { match: { modalities: ["CT"] } });
+    // an earlier delivery that crashed after creating the task and before acking
+    const pre = studyEvent(`pre-${RUN}`, "CT");
+    const preName = taskName("dup-ct", wf.metadata.uid as string, pre.id);
+    await custom().createNamespacedCustomObject({
+      group: "radflow.io",
+      version: "v1alpha1",
+      namespace: ns.name,
+      plural: "inferencetasks",
+      body: {
+        apiVersion: "radflow.io/v1alpha1",
+        kind: "InferenceTask",
+        metadata: { name: preName },
+        spec: {
+          workflowRef: { name: "dup-ct", uid: wf.metadata.uid, generation: 1 },
+          priority: "stat",
+          steps: wf.spec.steps,
+          study: pre.data,
+          eventId: pre.id,
+        },
+      },
+    });
+
+    const { subject } = await startIngest("dup", [wf]);
+    const ev = studyEvent(`dup-${RUN}`, "CT");
+    const a1 = await js.publish(subject, JSON.stringify(ev), { msgID: ev.id });
+    const a2 = await js.publish(subject, JSON.stringify(ev), { msgID: ev.id });
+    expect(a2.duplicate).toBe(true); // JetStream drops the repeat inside the duplicate window
+    expect(a2.seq).toBe(a1.seq);
+    await js.publish(subject, JSON.stringify({ ...ev, time: new Date().toISOString() }), { msgID: `${ev.id}-resent` });
+    await js.publish(subject, JSON.stringify(pre), { msgID: pre.id });
+
+    await waitFor("all four messages acknowledged", 30_000, async () => ({ done: await drained(`test-${RUN}-dup`) }));
+    const mine = (await tasks()).filter((t) => t.spec.workflowRef.name === "dup-ct");
+    expect(mine.map((t) => t.spec.eventId).sort()).toEqual([ev.id, pre.id].sort());
+  });
+
+  it("naks while the API server refuses, and creates the task once it accepts (redelivery)", async () => {
+    const late = `${ns.name}-late`;
+    const wf = workflow("late-ct", { match: { modalities: ["CT"] } }, late);
+    const { subject } = await startIngest("late", [wf]);
+    const ev = studyEvent(`late-${RUN}`, "CT");
+    await js.publish(subject, JSON.stringify(ev), { msgID: ev.id });
+
+    // the namespace does not exist yet: creating the task fails and the message comes back
+    await waitFor("a redelivery", 20_000, async () => {
+      const ci = await jsm.consumers.info(STREAM.studies, `test-${RUN}-late`);
+      return { done: ci.num_redelivered > 0 || ci.delivered.consumer_seq >= 2, seen: ci.delivered };
+    });
+    expect(await tasks(late).catch(() => [])).toHaveLength(0);
+    await core().createNamespace({ body: { metadata: { name: late, labels: { "radflow.io/test": "true" } } } });
+    try {
+      const name = taskName("late-ct", wf.metadata.uid as string, ev.id);
+      await waitFor(`InferenceTask ${late}/${name}`, 30_000, async () => ({
+        done: (await tasks(late)).some((t) => t.metadata.name === name),
+      }));
+      await waitFor("the message acknowledged", 10_000, async () => ({ done: await drained(`test-${RUN}-late`) }));
+    } finally {
+      await core()
+        .deleteNamespace({ name: late })
+        .catch(() => undefined);
+    }
+  });
+
+  it("sends an event to the DLQ as retries-exhausted when the API server never accepts it", async () => {
+    const wf = workflow("never-ct", { match: { modalities: ["CT"] } }, `${ns.name}-never`);
+    const since = await dlqLastSeq();
+    const { subject } = await startIngest("never", [wf], { maxDeliver: 3 });
+    const ev = studyEvent(`never-${RUN}`, "CT");
+    await js.publish(subject, JSON.stringify(ev), { msgID: ev.id });
+    const [rec, ...more] = await waitFor("a retries-exhausted DLQ record", 30_000, async () => {
+      const r = await dlq(since, subject);
+      return { done: r.length > 0, value: r };
+    });
+    expect(more).toHaveLength(0);
+    expect(rec?.record).toMatchObject({ reason: "retries-exhausted", deliveries: 3 });
+    expect(rec?.record.detail).toMatch(/HTTP 404/);
+    await waitFor("the message acknowledged", 10_000, async () => ({ done: await drained(`test-${RUN}-never`) }));
+  });
+
+  it("puts an invalid event on radflow.dlq.study once, with a reason and the raw payload, and acks it", async () => {
+    const since = await dlqLastSeq();
+    const { subject, audit } = await startIngest("invalid", [workflow("inv-ct", { match: { modalities: ["CT"] } })]);
+    const ev = studyEvent(`invalid-${RUN}`, "CT");
+    const bad = JSON.stringify({ ...ev, data: { ...ev.data, studyInstanceUID: "DOE^JOHN" } });
+    await js.publish(subject, bad, { msgID: ev.id });
+
+    const records = await waitFor("a DLQ record", 30_000, async () => {
+      const r = await dlq(since, subject);
+      return { done: r.length > 0, value: r };
+    });
+    await waitFor("the message acknowledged", 10_000, async () => ({ done: await drained(`test-${RUN}-invalid`) }));
+    expect(await dlq(since, subject)).toHaveLength(1);
+    const [{ record, reasonHeader }] = records as [{ record: DeadLetter; reasonHeader?: string }];
+    expect(record).toMatchObject({ reason: "invalid-cloudevent", subject, stream: STREAM.studies, deliveries: 1 });
+    expect(reasonHeader).toBe("invalid-cloudevent");
+    expect(record.detail).toMatch(/data\.studyInstanceUID/);
+    expect(`${record.reason} ${record.detail}`).not.toMatch(/DOE|JOHN|1\.2\.826/);
+    expect(Buffer.from(record.payload, "base64").toString()).toBe(bad);
+    expect(audit.map((f) => f.kind)).toEqual(["StudyRejected"]);
+    expect((await tasks()).some((t) => t.spec.workflowRef.name === "inv-ct")).toBe(false);
+  });
+
+  it("1,000 events with 10% malformed and 5% duplicates give exactly the expected tasks and DLQ records", async () => {
+    const wfs = [
+      workflow("bulk-ct", { match: { modalities: ["CT"] } }),
+      workflow("bulk-mr", { match: { modalities: ["MR"] } }),
+      workflow("bulk-head", { match: { bodyParts: ["HEAD"] } }),
+    ];
+    const since = await dlqLastSeq();
+    const { subject } = await startIngest("bulk", wfs, { concurrency: 32 });
+
+    // 850 distinct events: CT HEAD (2 tasks), MR (1 task), US (no workflow) in turn
+    const valid = Array.from({ length: 850 }, (_, i) =>
+      studyEvent(`bulk-${RUN}-${i}`, ["CT", "MR", "US"][i % 3] as string, i % 3 === 0 ? "HEAD" : undefined),
+    );
+    const ct = valid.filter((_, i) => i % 3 === 0).length;
+    const mr = valid.filter((_, i) => i % 3 === 1).length;
+    const messages: { data: string; msgID: string }[] = valid.map((e) => ({ data: JSON.stringify(e), msgID: e.id }));
+    // 50 duplicates: 25 republished with the same Nats-Msg-Id, 25 resent under a new one
+    for (let i = 0; i < 50; i++) {
+      const e = valid[i * 17] as (typeof valid)[number];
+      messages.push({ data: JSON.stringify(e), msgID: i < 25 ? e.id : `${e.id}-again` });
+    }
+    // 100 malformed: not JSON, a broken study, a foreign CloudEvent type
+    for (let i = 0; i < 100; i++) {
+      const e = studyEvent(`bad-${RUN}-${i}`, "CT", "HEAD");
+      const data =
+        i % 3 === 0
+          ? `{"specversion":"1.0","id":"bad-${i}"`
+          : i % 3 === 1
+            ? JSON.stringify({ ...e, data: { ...e.data, series: "none" } })
+            : JSON.stringify({ ...e, type: "com.example.other" });
+      messages.push({ data, msgID: e.id });
+    }
+    // interleave deterministically so that duplicates and malformed events arrive among the rest
+    messages.sort((a, b) => hash(a.msgID + a.data.length) - hash(b.msgID + b.data.length));
+    expect(messages).toHaveLength(1000);
+
+    for (let i = 0; i < messages.length; i += 100) {
+      await Promise.all(messages.slice(i, i + 100).map((m) => js.publish(subject, m.data, { msgID: m.msgID })));
+    }
+
+    const expected = ct * 2 + mr;
+    const ours = (ts: InferenceTask[]) => ts.filter((t) => t.spec.workflowRef.name.startsWith("bulk-"));
+    await waitFor(
+      `${expected} tasks and the consumer drained`,
+      120_000,
+      async () => {
+        const n = ours(await tasks()).length;
+        return { done: n >= expected && (await drained(`test-${RUN}-bulk`)), seen: { tasks: n } };
+      },
+      500,
+    );
+    const all = ours(await tasks());
+    expect(all).toHaveLength(expected);
+    expect(new Set(all.map((t) => t.metadata.name)).size).toBe(expected);
+    expect(countBy(all.map((t) => t.spec.workflowRef.name))).toEqual({ "bulk-ct": ct, "bulk-head": ct, "bulk-mr": mr });
+
+    const dead = await dlq(since, subject);
+    expect(dead).toHaveLength(100);
+    expect(countBy(dead.map((d) => d.record.reason))).toEqual({
+      "malformed-json": 34,
+      "invalid-cloudevent": 33,
+      "unexpected-type": 33,
+    });
+  });
+});
+
+describe("JetStream plumbing", () => {
+  it("ensureStreams is idempotent under concurrent callers and adds or removes MONAI's subjects", async () => {
+    await Promise.all([ensureStreams(jsm), ensureStreams(jsm), ensureStreams(jsm)]);
+    await ensureStreams(jsm, { monai: true });
+    expect((await jsm.streams.info(STREAM.studies)).config.subjects).toEqual([
+      "radflow.study.>",
+      "md.workflow.request",
+    ]);
+    expect((await jsm.streams.info(STREAM.results)).config.subjects).toEqual(["radflow.task.>", "md.export.request.>"]);
+    await ensureStreams(jsm);
+    expect((await jsm.streams.info(STREAM.results)).config.subjects).toEqual(["radflow.task.>"]);
+  });
+
+  it("re-creates its consumer when it is deleted under it, and goes on ingesting", async () => {
+    const wf = workflow("lost-ct", { match: { modalities: ["CT"] } });
+    const { subject } = await startIngest("lost", [wf]);
+    const first = studyEvent(`lost-a-${RUN}`, "CT");
+    await js.publish(subject, JSON.stringify(first), { msgID: first.id });
+    await waitFor("the first task", 30_000, async () => ({
+      done: (await tasks()).some((t) => t.spec.eventId === first.id),
+    }));
+    await jsm.consumers.delete(STREAM.studies, `test-${RUN}-lost`);
+    const second = studyEvent(`lost-b-${RUN}`, "CT");
+    await js.publish(subject, JSON.stringify(second), { msgID: second.id });
+    await waitFor("the second task after the consumer came back", 60_000, async () => ({
+      done: (await tasks()).some((t) => t.spec.eventId === second.id),
+    }));
+  });
+
+  it("publishResults resolves after JetStream stored the results, and a republish is a duplicate", async () => {
+    await ensureStreams(jsm, { monai: true });
+    const plugin = `it${RUN}`;
+    const task = InferenceTask.parse({
+      apiVersion: "radflow.io/v1alpha1",
+      kind: "InferenceTask",
+      metadata: { name: `res-${RUN}`, namespace: ns.name, uid: `task-uid-${RUN}` },
+      spec: {
+        workflowRef: { name: "res", uid: "wf-uid", generation: 1 },
+        priority: "urgent",
+        steps: [{ name: "infer", image: "m:1" }],
+        storage: { s3: { uri: "s3://imaging/studies" } },
+        export: [{ name: "PACS", plugin }],
+        study: {
+          studyInstanceUID: "1.2.3.4",
+          series: [{ seriesInstanceUID: "1.2.3.4.1", modality: "CT", numberOfInstances: 1 }],
+        },
+        eventId: `res-ev-${RUN}`,
+        eventTime: new Date(Date.now() - 5_000).toISOString(),
+      },
+      status: {
+        phase: "Succeeded",
+        completionTime: new Date().toISOString(),
+        steps: [{ name: "infer", phase: "Succeeded", outputs: { files: ["out/seg.dcm"] } }],
+      },
+    });
+    const audit: AuditFact[] = [];
+    const first = await publishResults(js, task, { audit: { record: async (f) => void audit.push(f) } });
+    expect(first).toEqual({ outcome: "succeeded", messages: 2, duplicates: 0 });
+    const native = await jsm.streams.getMessage(STREAM.results, { last_by_subj: "radflow.task.succeeded" });
+    expect(native?.json<{ data: { task: { uid: string } } }>().data.task.uid).toBe(`task-uid-${RUN}`);
+    expect(native?.header.get("Nats-Msg-Id")).toBe(resultMsgId(`task-uid-${RUN}`, "succeeded"));
+    const exp = await jsm.streams.getMessage(STREAM.results, { last_by_subj: `md.export.request.${plugin}` });
+    expect(exp?.json()).toMatchObject({
+      files: ["out/seg.dcm"],
+      destinations: ["PACS"],
+      workflow_instance_id: `task-uid-${RUN}`,
+    });
+    expect(audit.map((f) => f.kind)).toEqual(["ResultsPublished"]);
+
+    expect(await publishResults(js, task)).toEqual({ outcome: "succeeded", messages: 2, duplicates: 2 });
+    await expect(publishResults(js, { ...task, status: { phase: "Running" } })).rejects.toThrow(/not finished/);
+    await ensureStreams(jsm);
+  });
+});
+
+describe("radflow send", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "radflow-send-it-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("publishes real DICOM files (made by dcmtk's dump2dcm) as study events that are routed by modality", async () => {
+    try {
+      execFileSync("dump2dcm", ["--version"], { stdio: "ignore" });
+    } catch {
+      throw new Error("dump2dcm not found: install Debian's dcmtk (hack/deps.sh does)");
+    }
+    const ctStudy = `1.2.826.0.1.3680043.8.498.${RUN}.9001`;
+    const mrStudy = `1.2.826.0.1.3680043.8.498.${RUN}.9002`;
+    const files: [string, string, string, string, string, string][] = [
+      // study, series, instance, SOP class, modality, body part
+      [ctStudy, `${ctStudy}.1`, `${ctStudy}.1.1`, "=CTImageStorage", "CT", "HEAD"],
+      [ctStudy, `${ctStudy}.1`, `${ctStudy}.1.2`, "=CTImageStorage", "CT", "HEAD"],
+      [ctStudy, `${ctStudy}.1`, `${ctStudy}.1.3`, "=CTImageStorage", "CT", "HEAD"],
+      [mrStudy, `${mrStudy}.1`, `${mrStudy}.1.1`, "=MRImageStorage", "MR", "BRAIN"],
+      [mrStudy, `${mrStudy}.1`, `${mrStudy}.1.2`, "=MRImageStorage", "MR", "BRAIN"],
+    ];
+    for (const [i, [study, series, sop, sopClass, modality, part]] of files.entries()) {
+      const sub = path.join(dir, modality);
+      mkdirSync(sub, { recursive: true });
+      const dump = path.join(dir, `${i}.dump`);
+      writeFileSync(
+        dump,
+        [
+          `(0008,0016) UI ${sopClass}`,
+          `(0008,0018) UI [${sop}]`,
+          "(0008,0050) SH [ACC-IT-1]",
+          `(0008,0060) CS [${modality}]`,
+          "(0008,103e) LO [routine protocol]",
+          "(0010,0010) PN [DOE^JOHN]",
+          "(0010,0020) LO [PID-IT-1]",
+          `(0018,0015) CS [${part}]`,
+          `(0020,000d) UI [${study}]`,
+          `(0020,000e) UI [${series}]`,
+          "(0028,0002) US 1",
+          "(0028,0004) CS [MONOCHROME2]",
+          "(0028,0010) US 2",
+          "(0028,0011) US 2",
+          "(0028,0100) US 16",
+          "(0028,0101) US 16",
+          "(0028,0102) US 15",
+          "(0028,0103) US 0",
+          "(7fe0,0010) OW 0001\\0002\\0003\\0004",
+        ].join("\n"),
+      );
+      execFileSync("dump2dcm", ["-g", "+te", dump, path.join(sub, `${i}.dcm`)]);
+      rmSync(dump);
+    }
+    writeFileSync(path.join(dir, "notes.txt"), "not DICOM\n");
+
+    const wfs = [
+      workflow("send-head-ct", { match: { modalities: ["CT"], bodyParts: ["HEAD"] } }),
+      workflow("send-brain-mr", { match: { modalities: ["MR"] } }),
+      workflow("send-xr", { match: { modalities: ["DX"] } }),
+    ];
+    const { subject } = await startIngest("send", wfs);
+    const r = await run(
+      process.execPath,
+      [
+        "src/cmd/radflow.ts",
+        "send",
+        dir,
+        "--nats",
+        natsUrl(),
+        "--subject",
+        subject,
+        "--calling-ae",
+        "CT01",
+        "--location",
+        "in/it",
+      ],
+      { env: { ...process.env, RADFLOW_NATS_URL: "" } },
+    );
+    expect(r.stderr).toMatch(
+      /6 files: 5 DICOM instances, 1 not DICOM \(skipped\).* 0 corrupt; 2 studies; 2 events published/,
+    );
+    expect(r.stdout).toBe("");
+
+    const mine = await waitFor("two tasks from radflow send", 30_000, async () => {
+      const t = (await tasks()).filter((x) => x.spec.workflowRef.name.startsWith("send-"));
+      return { done: t.length >= 2, value: t, seen: t.length };
+    });
+    await waitFor("the messages acknowledged", 10_000, async () => ({ done: await drained(`test-${RUN}-send`) }));
+    const byStudy = Object.fromEntries(
+      (await tasks())
+        .filter((x) => x.spec.workflowRef.name.startsWith("send-"))
+        .map((t) => [t.spec.workflowRef.name, t.spec.study]),
+    );
+    expect(mine).toHaveLength(2);
+    expect(byStudy["send-head-ct"]).toMatchObject({
+      studyInstanceUID: ctStudy,
+      accessionNumber: "ACC-IT-1",
+      callingAETitle: "CT01",
+      location: "in/it",
+      series: [
+        { modality: "CT", bodyPartExamined: "HEAD", numberOfInstances: 3, sopClassUID: "1.2.840.10008.5.1.4.1.1.2" },
+      ],
+    });
+    expect(byStudy["send-brain-mr"]).toMatchObject({
+      studyInstanceUID: mrStudy,
+      series: [{ modality: "MR", numberOfInstances: 2, sopClassUID: "1.2.840.10008.5.1.4.1.1.4" }],
+    });
+  });
+});
+
+function countBy(xs: string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const x of xs) out[x] = (out[x] ?? 0) + 1;
+  return out;
+}
+
+function hash(s: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
+}

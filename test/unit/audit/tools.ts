@@ -1,0 +1,62 @@
+// External tools the audit tests need. A missing tool fails the test loudly, naming the Debian
+// package to install: a skipped schema check would let invalid audit messages through CI.
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+
+const PACKAGES: Record<string, string> = { xmllint: "libxml2-utils", trang: "trang", openssl: "openssl" };
+
+export function requireTool(name: string): string {
+  const r = spawnSync("sh", ["-c", `command -v ${name}`], { encoding: "utf8" });
+  const found = r.stdout.trim();
+  if (r.status !== 0 || !found) {
+    throw new Error(`${name} is not installed: apt-get install -y ${PACKAGES[name] ?? name}`);
+  }
+  return found;
+}
+
+export function run(cmd: string, args: string[], opts: { cwd?: string; input?: string } = {}) {
+  const r = spawnSync(requireTool(cmd), args, { encoding: "utf8", ...opts });
+  if (r.error) throw r.error;
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+export const FIXTURES = path.resolve(import.meta.dirname, "../../../../shared/fixtures/audit");
+
+/**
+ * The fixture's RELAX NG compact schema as full RELAX NG (xmllint reads only the XML syntax).
+ * The DICOM schema writes "##" documentation comments after the value they describe, which
+ * trang rejects; as plain "#" comments they mean the same and convert cleanly.
+ */
+export function convertedSchema(): string {
+  const dir = mkdtempSync(path.join(tmpdir(), "radflow-rng-"));
+  const rnc = path.join(dir, "dicom-audit-message.rnc");
+  writeFileSync(rnc, readFileSync(path.join(FIXTURES, "dicom-audit-message.rnc"), "utf8").replace(/##/g, "#"));
+  const rng = path.join(dir, "dicom-audit-message.rng");
+  const r = run("trang", ["-I", "rnc", "-O", "rng", rnc, rng]);
+  if (r.status !== 0) throw new Error(`trang failed: ${r.stderr}`);
+  return rng;
+}
+
+/** xmllint --relaxng over many documents at once: the files that failed, with xmllint's reasons. */
+export function validate(rng: string, docs: Record<string, string>): Record<string, string> {
+  const dir = mkdtempSync(path.join(tmpdir(), "radflow-xml-"));
+  const files = Object.entries(docs).map(([name, xml]) => {
+    const f = path.join(dir, `${name}.xml`);
+    writeFileSync(f, xml);
+    return f;
+  });
+  const r = run("xmllint", ["--noout", "--relaxng", rng, ...files]);
+  const failures: Record<string, string> = {};
+  for (const f of files) {
+    const name = path.basename(f, ".xml");
+    if (r.stderr.includes(`${f} fails to validate`) || !r.stderr.includes(`${f} validates`)) {
+      failures[name] = r.stderr
+        .split("\n")
+        .filter((l) => l.startsWith(f))
+        .join("\n");
+    }
+  }
+  return failures;
+}
