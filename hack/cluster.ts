@@ -28,7 +28,7 @@ export interface ClusterEnv {
   RADFLOW_NATS_URL: string;
 }
 
-const components = [
+export const components = [
   "etcd",
   "kube-apiserver",
   "kube-controller-manager",
@@ -36,7 +36,7 @@ const components = [
   "kwok",
   "nats-server",
 ] as const;
-type Component = (typeof components)[number];
+export type Component = (typeof components)[number];
 
 export function defaultOptions(env: NodeJS.ProcessEnv = process.env): ClusterOptions {
   return {
@@ -202,6 +202,7 @@ function start(o: ClusterOptions, bin: string, c: Component, args: string[]) {
   const child = spawn(path.join(bin, c), args, { detached: true, stdio: ["ignore", fd, fd] });
   child.unref();
   writeFileSync(pidFile(o, c), String(child.pid));
+  writeFileSync(path.join(o.dir, "pids", `${c}.args.json`), JSON.stringify({ bin, args }));
   log(o, `started ${c} (pid ${child.pid}, log ${logFile})`);
 }
 
@@ -487,6 +488,49 @@ export async function down(o: ClusterOptions): Promise<void> {
   const dataDirFile = path.join(o.dir, "etcd-data-dir");
   if (existsSync(dataDirFile)) rmSync(readFileSync(dataDirFile, "utf8").trim(), { recursive: true, force: true });
   rmSync(o.dir, { recursive: true, force: true });
+}
+
+/**
+ * Stops one component and starts it again with the same arguments (tests: "nats-server
+ * restarted mid-stream"). Resolves once the new process is listening again.
+ */
+export async function restart(o: ClusterOptions, c: Component, downMs = 0): Promise<void> {
+  const pid = readPid(o, c);
+  if (alive(pid)) {
+    process.kill(pid as number, "SIGTERM");
+    const deadline = Date.now() + 15_000;
+    while (alive(pid) && Date.now() < deadline) await sleep(50);
+    if (alive(pid)) process.kill(pid as number, "SIGKILL");
+  }
+  await sleep(downMs);
+  const { bin, args } = JSON.parse(readFileSync(path.join(o.dir, "pids", `${c}.args.json`), "utf8")) as {
+    bin: string;
+    args: string[];
+  };
+  start(o, bin, c, args);
+  const p = ports(o.portBase);
+  if (c === "nats-server") {
+    await waitFor(
+      "nats-server to answer again",
+      30_000,
+      async () => (await fetch(`http://127.0.0.1:${p.natsMonitor}/healthz`)).ok,
+      o,
+    );
+  } else if (c === "kube-apiserver") {
+    await waitFor("kube-apiserver /readyz again", 90_000, async () => (await httpsGet(o, "/readyz")).status === 200, o);
+  }
+}
+
+/** Freezes a component (SIGSTOP) for `ms`, then lets it run on: an unreachable peer, not a dead one. */
+export async function pause(o: ClusterOptions, c: Component, ms: number): Promise<void> {
+  const pid = readPid(o, c);
+  if (!alive(pid)) throw new Error(`cluster: ${c} is not running`);
+  process.kill(pid as number, "SIGSTOP");
+  try {
+    await sleep(ms);
+  } finally {
+    process.kill(pid as number, "SIGCONT");
+  }
 }
 
 export async function status(o: ClusterOptions): Promise<string> {

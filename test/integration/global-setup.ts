@@ -11,6 +11,9 @@ declare module "vitest" {
     kubeconfig: string;
     natsUrl: string;
     toolsBin: string;
+    /** the cluster's state directory and port base, when this run (or hack/cluster) made it */
+    clusterDir: string;
+    clusterPortBase: number;
   }
 }
 
@@ -18,16 +21,21 @@ export default async function setup(project: TestProject) {
   const toolsBin = buildTools();
   let teardown: (() => Promise<void>) | undefined;
   let env: { KUBECONFIG: string; RADFLOW_NATS_URL: string };
+  let o = {
+    dir: process.env.RADFLOW_CLUSTER_DIR ?? "/tmp/radflow-cluster",
+    portBase: Number(process.env.RADFLOW_PORT_BASE ?? 36400),
+  };
   if (process.env.KUBECONFIG && process.env.RADFLOW_NATS_URL) {
     env = { KUBECONFIG: process.env.KUBECONFIG, RADFLOW_NATS_URL: process.env.RADFLOW_NATS_URL };
     process.stderr.write(`integration: using the existing cluster (KUBECONFIG=${env.KUBECONFIG})\n`);
   } else {
-    const o = {
+    const mine = {
       dir: process.env.RADFLOW_TEST_CLUSTER_DIR ?? "/tmp/radflow-test-cluster",
       portBase: Number(process.env.RADFLOW_TEST_PORT_BASE ?? 36500),
     };
-    env = await up(o);
-    teardown = () => down(o);
+    o = mine;
+    env = await up(mine);
+    teardown = () => down(mine);
   }
   // radflow's CRDs, as the chart installs them (server-side apply: idempotent, no annotations)
   const kubectl = (args: string[]) =>
@@ -44,6 +52,8 @@ export default async function setup(project: TestProject) {
   project.provide("kubeconfig", env.KUBECONFIG);
   project.provide("natsUrl", env.RADFLOW_NATS_URL);
   project.provide("toolsBin", toolsBin);
+  project.provide("clusterDir", o.dir);
+  project.provide("clusterPortBase", o.portBase);
   return async () => {
     if (teardown && !process.env.RADFLOW_KEEP_CLUSTER) await teardown();
   };

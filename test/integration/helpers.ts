@@ -100,3 +100,8 @@ export async function waitFor<T>(
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
+
+/** The local cluster this run uses, for tests that stop or freeze one of its components. */
+export function clusterOptions(): { dir: string; portBase: number } {
+  return { dir: inject("clusterDir"), portBase: inject("clusterPortBase") };
+}
