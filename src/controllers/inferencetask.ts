@@ -90,7 +90,8 @@ export function jobView(j: V1Job): JobView {
 
 export function podView(p: V1Pod): PodView {
   const sched = p.status?.conditions?.find((c) => c.type === "PodScheduled");
-  const t = p.status?.containerStatuses?.[0]?.state?.terminated;
+  const state = p.status?.containerStatuses?.[0]?.state;
+  const t = state?.terminated;
   return {
     name: p.metadata?.name as string,
     step: p.metadata?.labels?.[LABEL_STEP] as string,
@@ -99,6 +100,7 @@ export function podView(p: V1Pod): PodView {
     unschedulable:
       sched?.status === "False" && sched.reason === "Unschedulable" ? (sched.message ?? "unschedulable") : undefined,
     terminated: t ? { exitCode: t.exitCode, reason: t.reason, message: t.message } : undefined,
+    runningSince: state?.running?.startedAt ? String(state.running.startedAt) : undefined,
   };
 }
 

@@ -36,6 +36,8 @@ export interface PodView {
   phase: string; // Pending | Running | Succeeded | Failed | Unknown
   created: string;
   unschedulable?: string; // the scheduler's message
+  /** when the model container started running (RFC 3339) */
+  runningSince?: string;
   terminated?: { exitCode: number; reason?: string; message?: string };
 }
 
@@ -132,6 +134,8 @@ const POD_VISIBILITY_GRACE_MS = 60_000;
 type Observed = Pick<StepStatus, "phase" | "reason" | "message" | "outputs" | "attempts"> & {
   /** a pod of the step has run: the queue timeout no longer applies */
   ran: boolean;
+  /** when a running step's time is up (epoch ms) */
+  runDeadline?: number;
 };
 
 /** A step's state as its Job and pods show it; undefined when the step has no Job. */
@@ -141,6 +145,7 @@ function observeStep(
   before: StepStatus | undefined,
   now: number,
   maxBytes: number,
+  timeoutSeconds: number,
 ): Observed | undefined {
   if (!job) return undefined;
   const attempts = Math.max(pods.length, job.active + job.succeeded + job.failed);
@@ -196,7 +201,21 @@ function observeStep(
       attempts,
       ran,
     };
-  if (pods.some((p) => p.phase === "Running")) return { phase: "Running", reason: "Running", attempts, ran };
+  const running = pods.find((p) => p.phase === "Running");
+  if (running) {
+    // timeoutSeconds limits the model's run, not its wait for a GPU: measured from container start
+    const since = running.runningSince ? Date.parse(running.runningSince) : now;
+    if (now - since > timeoutSeconds * 1000) {
+      return {
+        phase: "Failed",
+        reason: "DeadlineExceeded",
+        message: `the model ran longer than timeoutSeconds=${timeoutSeconds}`,
+        attempts,
+        ran,
+      };
+    }
+    return { phase: "Running", reason: "Running", attempts, ran, runDeadline: since + timeoutSeconds * 1000 };
+  }
   // a pod finished and the Job controller has not decided yet (done, or a retry coming)
   if (pods.some((p) => p.phase === "Succeeded")) return { phase: "Running", reason: "Completing", attempts, ran };
   const waiting = pods.find((p) => p.phase === "Pending" && p.unschedulable);
@@ -287,16 +306,25 @@ export function planTask(input: PlanInput): Plan {
   });
 
   const hasRun = new Set<string>();
+  const runDeadlines: number[] = [];
   // Plan in dependency order (the list may name a step before the steps it depends on);
   // status keeps the order the workflow lists them in.
   for (const step of topologicalOrder(task.spec.steps)) {
     const before = prevSteps.get(step.name);
     const job = jobsByStep.get(step.name);
-    const observed = observeStep(job, podsByStep.get(step.name) ?? [], before, now, maxBytes);
+    const observed = observeStep(
+      job,
+      podsByStep.get(step.name) ?? [],
+      before,
+      now,
+      maxBytes,
+      step.timeoutSeconds ?? 3600,
+    );
     let s: StepStatus;
     if (observed) {
-      const { ran, ...seen } = observed;
+      const { ran, runDeadline, ...seen } = observed;
       if (ran) hasRun.add(step.name);
+      if (runDeadline !== undefined) runDeadlines.push(runDeadline);
       s = {
         name: step.name,
         jobName: job?.name,
@@ -561,6 +589,10 @@ export function planTask(input: PlanInput): Plan {
   if (!isTerminal(phase) && timeout !== undefined) {
     const dues = waitingSteps.map((s) => Date.parse(s.startTime as string) + timeout * 1000 - now);
     if (dues.length) plan.requeueAfterMs = Math.max(50, Math.min(...dues));
+  }
+  if (!isTerminal(phase) && runDeadlines.length) {
+    const due = Math.max(50, Math.min(...runDeadlines) - now + 50);
+    plan.requeueAfterMs = Math.min(plan.requeueAfterMs ?? due, due);
   }
   if (isTerminal(phase) && task.spec.ttlSecondsAfterFinished !== undefined) {
     plan.requeueAfterMs = task.spec.ttlSecondsAfterFinished * 1000;

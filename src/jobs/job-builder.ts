@@ -48,6 +48,12 @@ function storage(task: InferenceTask, step: Step): { env: V1EnvVar[]; volumes: V
   return { env, volumes, mounts };
 }
 
+/** Every attempt's run time, plus the longest queue wait, plus an hour of slack. */
+export function activeDeadline(step: Step, queueTimeoutSeconds: number | undefined): number {
+  const run = step.timeoutSeconds ?? 3600;
+  return run * ((step.retries ?? 0) + 1) + (queueTimeoutSeconds ?? 0) + 3600;
+}
+
 export function buildJob(
   task: InferenceTask,
   step: Step,
@@ -106,7 +112,9 @@ export function buildJob(
       // Kueue admits a suspended Job by unsuspending it; radflow's own cap steps aside.
       suspend: kueue ? true : undefined,
       backoffLimit: step.retries ?? 0,
-      activeDeadlineSeconds: step.timeoutSeconds ?? 3600,
+      // A backstop only: the operator enforces timeoutSeconds from the container's start, so a
+      // wait for a GPU does not eat the model's run time. This bound holds if the operator is away.
+      activeDeadlineSeconds: activeDeadline(step, task.spec.queueTimeoutSeconds),
       // Node loss, eviction and preemption are the infrastructure's fault: retry them without
       // spending the step's retries. Everything else counts (the model failed).
       podFailurePolicy: {

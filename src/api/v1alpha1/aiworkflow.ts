@@ -76,7 +76,9 @@ export const Step = z
       .min(1)
       .max(604800)
       .default(3600)
-      .describe("Run time limit for the step's Job (activeDeadlineSeconds), in seconds."),
+      .describe(
+        "Run time limit of one attempt of the step, in seconds, counted from the model container's start (time spent waiting for a GPU does not count). A step that runs longer fails with DeadlineExceeded.",
+      ),
     retries: z
       .number()
       .int()

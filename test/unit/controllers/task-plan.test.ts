@@ -726,7 +726,7 @@ describe("planTask: queue timeout", () => {
     const t = written(t0, plan(t0));
     const p = plan(t, { jobs: [job("detect")], pods: [pod("detect", { phase: "Running" })], now: at(3600) });
     expect(p.status.phase).toBe("Running");
-    expect(p.requeueAfterMs).toBeUndefined();
+    expect(p.requeueAfterMs).toBe(3600 * 1000 + 50); // only the run deadline (timeoutSeconds from container start)
   });
 
   it("does not apply to steps waiting for their dependencies", () => {

@@ -134,8 +134,9 @@ describe("buildJob: GPU and scheduling", () => {
 
 describe("buildJob: run time, retries and failures", () => {
   it.each([
-    [{}, 3600, 0],
-    [{ timeoutSeconds: 120, retries: 2 }, 120, 2],
+    // a backstop: every attempt's run time plus an hour (the operator enforces timeoutSeconds itself)
+    [{}, 3600 + 3600, 0],
+    [{ timeoutSeconds: 120, retries: 2 }, 120 * 3 + 3600, 2],
   ])("step %j → activeDeadlineSeconds %i, backoffLimit %i", (step, deadline, backoff) => {
     const j = build({ step });
     expect(j.spec?.activeDeadlineSeconds).toBe(deadline);
