@@ -24,25 +24,33 @@ const log = logger("operator");
 const help = `radflow operator — run the radflow controllers and study ingest
 
 flags (environment variable in brackets):
-  --kubeconfig PATH            kubeconfig; in-cluster when unset            [KUBECONFIG]
-  --namespaces a,b             namespaces to watch; all when unset          [RADFLOW_NAMESPACES]
-  --workers N                  concurrent task reconciles (8)               [RADFLOW_WORKERS]
-  --identity NAME              leader-election identity (hostname)          [POD_NAME]
-  --leader-elect=false         run without leader election                  [RADFLOW_LEADER_ELECT]
-  --lease-namespace NS         namespace of the Lease (radflow-system)      [RADFLOW_LEASE_NAMESPACE]
-  --lease-duration-ms N        lease duration (15000)                        [RADFLOW_LEASE_DURATION_MS]
-  --renew-deadline-ms N        renew deadline (10000)                        [RADFLOW_RENEW_DEADLINE_MS]
-  --retry-period-ms N          retry period (2000)                           [RADFLOW_RETRY_PERIOD_MS]
-  --metrics-port N             /metrics port (8080; 0 = off)                 [RADFLOW_METRICS_PORT]
-  --health-port N              /healthz and /readyz port (8081; 0 = off)     [RADFLOW_HEALTH_PORT]
-  --max-running-jobs N         global cap on running step Jobs (0 = none)    [RADFLOW_MAX_RUNNING_JOBS]
-  --priority-class P=NAME      PriorityClass for a priority (repeatable)     [RADFLOW_PRIORITY_CLASSES=stat=a,batch=b]
-  --nats-url URL               NATS server(s); ingest is off when unset      [RADFLOW_NATS_URL, RADFLOW_NATS_*]
-  --consumer NAME              durable consumer name (radflow-operator)     [RADFLOW_NATS_CONSUMER]
-  --monai                      also consume md.workflow.request              [RADFLOW_MONAI=true]
-  --syslog-host H --syslog-port P --syslog-ca FILE                          [RADFLOW_SYSLOG_HOST/PORT/CA]
-                               Audit Record Repository (RFC 5425 syslog over TLS)
-  --audit-codes FILE           site remapping of audit event codes          [RADFLOW_AUDIT_CODES]
+  --kubeconfig PATH          kubeconfig; in-cluster when unset         [KUBECONFIG]
+  --namespaces a,b           namespaces to watch; all when unset       [RADFLOW_NAMESPACES]
+  --workers N                concurrent task reconciles (8)            [RADFLOW_WORKERS]
+  --identity NAME            leader-election identity (host-pid)       [POD_NAME]
+  --leader-elect=false       run without leader election               [RADFLOW_LEADER_ELECT]
+  --lease-namespace NS       namespace of the Lease (radflow-system)   [RADFLOW_LEASE_NAMESPACE]
+  --lease-duration-ms N      lease duration (15000)                    [RADFLOW_LEASE_DURATION_MS]
+  --renew-deadline-ms N      renew deadline (10000)                    [RADFLOW_RENEW_DEADLINE_MS]
+  --retry-period-ms N        retry period (2000)                       [RADFLOW_RETRY_PERIOD_MS]
+  --metrics-port N           /metrics port (8080; 0 = off)             [RADFLOW_METRICS_PORT]
+  --health-port N            /healthz, /readyz port (8081; 0 = off)    [RADFLOW_HEALTH_PORT]
+  --max-running-jobs N       global cap on running step Jobs (0: none) [RADFLOW_MAX_RUNNING_JOBS]
+  --priority-class P=NAME    PriorityClass of a priority (repeatable)  [RADFLOW_PRIORITY_CLASSES=stat=a,batch=b]
+  --nats-url URL             NATS server(s); no ingest when unset      [RADFLOW_NATS_URL]
+  --consumer NAME            durable consumer (radflow-operator)       [RADFLOW_NATS_CONSUMER]
+  --monai                    also consume md.workflow.request          [RADFLOW_MONAI=true]
+  --syslog-host HOST         Audit Record Repository (syslog over TLS) [RADFLOW_SYSLOG_HOST]
+  --syslog-port N            its port (6514)                           [RADFLOW_SYSLOG_PORT]
+  --syslog-ca FILE           CA that signed its certificate            [RADFLOW_SYSLOG_CA]
+  --audit-codes FILE         site remapping of audit event codes       [RADFLOW_AUDIT_CODES]
+
+environment only:
+  RADFLOW_NATS_USER, RADFLOW_NATS_PASSWORD(_FILE), RADFLOW_NATS_TOKEN(_FILE), RADFLOW_NATS_CREDS,
+  RADFLOW_NATS_NKEY_SEED_FILE, RADFLOW_NATS_TLS_CA, RADFLOW_NATS_TLS_CERT, RADFLOW_NATS_TLS_KEY
+                             NATS credentials
+  RADFLOW_PHI_HMAC_KEY(_FILE) site key (>= 16 bytes) for study references in logs
+  RADFLOW_LOG_LEVEL          info; RADFLOW_LOG_LEVELS=ingest=debug,kube=warn per module
 `;
 
 function csv(s: string | undefined): string[] {
