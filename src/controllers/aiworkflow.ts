@@ -123,13 +123,6 @@ function findCycle(wf: AIWorkflow): string[] | undefined {
   return undefined;
 }
 
-export function isReady(wf: AIWorkflow): boolean {
-  return (
-    wf.status?.observedGeneration === wf.metadata.generation &&
-    wf.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") === true
-  );
-}
-
 export class WorkflowController {
   private readonly custom: CustomObjectsApi;
   private readonly workflows: Cache<AIWorkflow>;

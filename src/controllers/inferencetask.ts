@@ -2,10 +2,18 @@
 // and pods from the informer caches, asks the pure planner what should be, and makes only the
 // writes the plan asks for — at most one status write per reconcile, and only on change.
 import { BatchV1Api, CustomObjectsApi, type KubeConfig, type V1Job, type V1Pod } from "@kubernetes/client-node";
-import { type AIWorkflow, GROUP, type InferenceTask, PRIORITY_ORDER, VERSION } from "../api/v1alpha1/index.ts";
+import {
+  type AIWorkflow,
+  GROUP,
+  type InferenceTask,
+  LABEL_STEP,
+  LABEL_TASK,
+  PRIORITY_ORDER,
+  VERSION,
+} from "../api/v1alpha1/index.ts";
 import type { AuditFact, AuditSink } from "../audit/facts.ts";
 import type { OperatorConfig } from "../config/operator-config.ts";
-import { buildJob, LABEL_STEP, LABEL_TASK, LABEL_WORKFLOW } from "../jobs/job-builder.ts";
+import { buildJob } from "../jobs/job-builder.ts";
 import { isAlreadyExists, isNotFound, mergePatch, track } from "../kube/client.ts";
 import type { Recorder } from "../kube/events.ts";
 import { type Cache, errMessage, keyOf } from "../kube/informer.ts";
@@ -369,5 +377,3 @@ function nullUndefined(o: Record<string, unknown>): Record<string, unknown> {
   for (const [k, v] of Object.entries(o)) out[k] = v === undefined ? null : v;
   return out;
 }
-
-export const TASK_LABELS = { task: LABEL_TASK, workflow: LABEL_WORKFLOW };

@@ -10,17 +10,27 @@ import {
   type V1Job,
   type V1Pod,
 } from "@kubernetes/client-node";
-import { AIWorkflow, GROUP, InferenceTask, PRIORITY_ORDER, VERSION } from "../api/v1alpha1/index.ts";
+import {
+  AIWorkflow,
+  GROUP,
+  InferenceTask,
+  isReady,
+  LABEL_MANAGED_BY,
+  LABEL_TASK,
+  LABEL_WORKFLOW,
+  MANAGED_BY,
+  PRIORITY_ORDER,
+  VERSION,
+} from "../api/v1alpha1/index.ts";
 import { type AuditSink, noAudit } from "../audit/facts.ts";
 import type { OperatorConfig } from "../config/operator-config.ts";
-import { LABEL_MANAGED_BY, LABEL_TASK, LABEL_WORKFLOW, MANAGED_BY } from "../jobs/job-builder.ts";
 import { EventRecorder } from "../kube/events.ts";
 import { type Cache, CombinedCache, errMessage, Informer, keyOf } from "../kube/informer.ts";
 import { LeaderElector } from "../kube/lease.ts";
 import { runWorkers, WorkQueue } from "../kube/work-queue.ts";
 import { logger } from "../log/logger.ts";
 import { oldestGpuWait, reconcileDuration, reconciles, tasksByPhase, waitingForGpu } from "../metrics/metrics.ts";
-import { isReady, WorkflowController } from "./aiworkflow.ts";
+import { WorkflowController } from "./aiworkflow.ts";
 import { Dispatcher } from "./dispatcher.ts";
 import { jobIsRunning, TaskController } from "./inferencetask.ts";
 

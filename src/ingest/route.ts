@@ -2,16 +2,18 @@
 // A trigger criterion that cannot be evaluated (a CEL error, a bad pattern) is not a match, but
 // it is reported: a broken rule must never look like "this study did not qualify".
 import { createHash } from "node:crypto";
-import type { AIWorkflow } from "../api/v1alpha1/aiworkflow.ts";
-import { TASK_FINALIZER } from "../api/v1alpha1/common.ts";
+import { type AIWorkflow, isReady } from "../api/v1alpha1/aiworkflow.ts";
+import {
+  LABEL_MANAGED_BY,
+  LABEL_PRIORITY,
+  LABEL_WORKFLOW,
+  MANAGED_BY,
+  TASK_FINALIZER,
+} from "../api/v1alpha1/common.ts";
 import type { StudyEvent } from "../api/v1alpha1/events.ts";
 import type { InferenceTask } from "../api/v1alpha1/inferencetask.ts";
 import type { SeriesSummary, Study } from "../api/v1alpha1/study.ts";
 import { cachedBool } from "../expr/cel.ts";
-
-export const LABEL_WORKFLOW = "radflow.io/workflow";
-export const LABEL_PRIORITY = "radflow.io/priority";
-export const LABEL_MANAGED_BY = "app.kubernetes.io/managed-by";
 
 export type MatchOutcome = { match: true } | { match: false; why: string } | { match: false; error: string }; // the workflow's rule could not be evaluated
 
@@ -37,10 +39,6 @@ export function route(event: StudyEvent, workflows: readonly AIWorkflow[]): Rout
       errors.push({ namespace: wf.metadata.namespace ?? "", workflow: wf.metadata.name ?? "", error: m.error });
   }
   return { tasks, errors };
-}
-
-export function isReady(wf: AIWorkflow): boolean {
-  return wf.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
 }
 
 export function matchWorkflow(event: StudyEvent, wf: AIWorkflow): MatchOutcome {
@@ -197,7 +195,7 @@ export function buildTask(wf: AIWorkflow, event: StudyEvent): InferenceTask {
       labels: {
         [LABEL_WORKFLOW]: name,
         [LABEL_PRIORITY]: spec.priority,
-        [LABEL_MANAGED_BY]: "radflow",
+        [LABEL_MANAGED_BY]: MANAGED_BY,
       },
       // set now, not by the operator later: one API write less per study
       finalizers: [TASK_FINALIZER],

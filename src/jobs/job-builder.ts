@@ -3,15 +3,18 @@
 // workflow, task and step names only — never a UID, accession number or patient attribute.
 import { createHash } from "node:crypto";
 import type { V1EnvVar, V1Job, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
-import type { InferenceTask, Step } from "../api/v1alpha1/index.ts";
+import {
+  type InferenceTask,
+  LABEL_MANAGED_BY,
+  LABEL_PRIORITY,
+  LABEL_STEP,
+  LABEL_TASK,
+  LABEL_WORKFLOW,
+  MANAGED_BY,
+  type Step,
+} from "../api/v1alpha1/index.ts";
 import type { OperatorConfig } from "../config/operator-config.ts";
 
-export const LABEL_MANAGED_BY = "app.kubernetes.io/managed-by";
-export const MANAGED_BY = "radflow";
-export const LABEL_TASK = "radflow.io/task";
-export const LABEL_WORKFLOW = "radflow.io/workflow";
-export const LABEL_STEP = "radflow.io/step";
-export const LABEL_PRIORITY = "radflow.io/priority";
 export const CONTAINER_NAME = "model";
 
 export type JobConfig = Pick<OperatorConfig, "gpuResource" | "gpuProductLabel" | "gpuTolerations" | "priorityClasses">;

@@ -301,3 +301,12 @@ export const AIWorkflow = z
   })
   .describe("AIWorkflow routes studies to AI models and runs them as GPU Jobs.");
 export type AIWorkflow = z.infer<typeof AIWorkflow>;
+
+/**
+ * A workflow whose Ready condition is True takes studies. The generation is deliberately not
+ * compared: right after an edit the old verdict stands for the milliseconds until re-validation,
+ * which is better than acking that moment's studies as unmatched.
+ */
+export function isReady(wf: AIWorkflow): boolean {
+  return wf.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
+}

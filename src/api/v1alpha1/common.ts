@@ -6,6 +6,14 @@ export const GROUP = "radflow.io";
 export const VERSION = "v1alpha1";
 export const API_VERSION = `${GROUP}/${VERSION}`;
 
+// Labels radflow puts on InferenceTasks, Jobs and Pods: names only, never a study identifier.
+export const LABEL_MANAGED_BY = "app.kubernetes.io/managed-by";
+export const MANAGED_BY = "radflow";
+export const LABEL_TASK = "radflow.io/task";
+export const LABEL_WORKFLOW = "radflow.io/workflow";
+export const LABEL_STEP = "radflow.io/step";
+export const LABEL_PRIORITY = "radflow.io/priority";
+
 /** Holds an InferenceTask until the operator has removed its Jobs (set at creation by ingest). */
 export const TASK_FINALIZER = "radflow.io/cleanup-jobs";
 

@@ -1,9 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { AIWorkflow } from "../../../src/api/v1alpha1/aiworkflow.ts";
+import { LABEL_WORKFLOW } from "../../../src/api/v1alpha1/common.ts";
 import type { StudyEvent } from "../../../src/api/v1alpha1/events.ts";
 import { InferenceTask } from "../../../src/api/v1alpha1/inferencetask.ts";
 import type { SeriesSummary } from "../../../src/api/v1alpha1/study.ts";
-import { buildTask, LABEL_WORKFLOW, matchWorkflow, route, taskName } from "../../../src/ingest/route.ts";
+import { buildTask, matchWorkflow, route, taskName } from "../../../src/ingest/route.ts";
 
 const CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2";
 const MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4";
