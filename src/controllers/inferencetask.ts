@@ -204,19 +204,7 @@ export class TaskController {
 
     if (plan.addFinalizer && !task.metadata.deletionTimestamp) {
       guard();
-      await track("patch", PLURAL, () =>
-        this.custom.patchNamespacedCustomObject(
-          {
-            group: GROUP,
-            version: VERSION,
-            namespace: ns,
-            plural: PLURAL,
-            name: task.metadata.name as string,
-            body: { metadata: { finalizers: [...(task.metadata.finalizers ?? []), FINALIZER] } },
-          },
-          mergePatch,
-        ),
-      );
+      await this.patchFinalizers(task, [...(task.metadata.finalizers ?? []), FINALIZER]);
     }
 
     for (const job of jobs_) {
@@ -294,23 +282,9 @@ export class TaskController {
     if (plan.removeFinalizer) {
       guard();
       try {
-        await track("patch", PLURAL, () =>
-          this.custom.patchNamespacedCustomObject(
-            {
-              group: GROUP,
-              version: VERSION,
-              namespace: ns,
-              plural: PLURAL,
-              name: task.metadata.name as string,
-              body: {
-                metadata: {
-                  finalizers: (task.metadata.finalizers ?? []).filter((f) => f !== FINALIZER),
-                  resourceVersion: task.metadata.resourceVersion,
-                },
-              },
-            },
-            mergePatch,
-          ),
+        await this.patchFinalizers(
+          task,
+          (task.metadata.finalizers ?? []).filter((f) => f !== FINALIZER),
         );
       } catch (err) {
         if (!isNotFound(err)) throw err;
@@ -340,6 +314,23 @@ export class TaskController {
 
     if (publishError) throw new Error(`publishing results failed: ${errMessage(publishError)}`);
     return { requeueAfterMs: plan.requeueAfterMs };
+  }
+
+  /** Merge patch of the finalizer list, guarded by the resourceVersion we planned from. */
+  private async patchFinalizers(task: InferenceTask, finalizers: string[]): Promise<void> {
+    await track("patch", PLURAL, () =>
+      this.custom.patchNamespacedCustomObject(
+        {
+          group: GROUP,
+          version: VERSION,
+          namespace: task.metadata.namespace as string,
+          plural: PLURAL,
+          name: task.metadata.name as string,
+          body: { metadata: { finalizers, resourceVersion: task.metadata.resourceVersion } },
+        },
+        mergePatch,
+      ),
+    );
   }
 
   /** Lane of a task in the work queue: its priority, so STAT keys jump the queue. */

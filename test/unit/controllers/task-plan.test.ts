@@ -1028,3 +1028,101 @@ describe("formatDuration", () => {
     expect(formatDuration(ms)).toBe(text);
   });
 });
+
+describe("planner regressions (each once a defect)", () => {
+  it("D1: pod Succeeded, Job not yet Complete (Job-controller lag): step must not regress to Pending nor QueueTimeout", () => {
+    const t0 = makeTask({ spec: { queueTimeoutSeconds: 120 } });
+    const t1 = written(t0, plan(t0));
+    const t2 = written(
+      t1,
+      plan(t1, { jobs: [job("detect")], pods: [pod("detect", { phase: "Running" })], now: at(5) }),
+    );
+    expect(t2.status?.phase).toBe("Running");
+    // the pod has just succeeded; the Job controller has not yet set Complete
+    const p = plan(t2, {
+      jobs: [job("detect", { active: 0, succeeded: 1 })],
+      pods: [succeededPod("detect", '{"device":true}')],
+      now: at(300),
+      capacity: 0,
+    });
+    expect(step(p, "detect")?.phase).not.toBe("Pending");
+    expect(p.status.phase).not.toBe("Failed");
+  });
+
+  it("D1b: a retry pod after a failed attempt must not QueueTimeout a step that already ran", () => {
+    const t0 = makeTask({ steps: [{ name: "detect", retries: 2 }], spec: { queueTimeoutSeconds: 120 } });
+    const t1 = written(t0, plan(t0));
+    const t2 = written(
+      t1,
+      plan(t1, { jobs: [job("detect")], pods: [pod("detect", { phase: "Running" })], now: at(5) }),
+    );
+    const p = plan(t2, {
+      jobs: [job("detect", { active: 1, failed: 1 })],
+      pods: [
+        pod("detect", { name: "p1", phase: "Failed", terminated: { exitCode: 1, reason: "Error" } }),
+        pod("detect", { name: "p2", created: iso(at(600)), phase: "Pending" }),
+      ],
+      now: at(601),
+      capacity: 0,
+    });
+    expect(p.status.phase).not.toBe("Failed");
+  });
+
+  it("D2: steps listed out of DAG order still run (validation accepts any order)", () => {
+    const steps: StepSpec[] = [
+      { name: "d", dependsOn: ["b", "c"] },
+      { name: "b", dependsOn: ["a"] },
+      { name: "c", dependsOn: ["a"] },
+      { name: "a" },
+    ];
+    const t = makeTask({ steps });
+    const p = plan(t, {
+      jobs: [completeJob("a")],
+      pods: [succeededPod("a", "{}")],
+      capacity: Number.POSITIVE_INFINITY,
+    });
+    expect(p.create.map((c) => c.step.name).sort()).toEqual(["b", "c"]);
+  });
+
+  it("D3: TTL must not delete a task whose results were never published", () => {
+    const t = makeTask({
+      spec: { ttlSecondsAfterFinished: 0 },
+      status: { phase: "Succeeded", completionTime: iso(T0), steps: [{ name: "detect", phase: "Succeeded" }] },
+    });
+    const p = plan(t, { now: at(1), resultsRequired: true });
+    expect(p.publishResults).toBe(true);
+    expect(p.deleteTask).toBe(false);
+    // without a results publisher (no NATS), the TTL alone decides
+    expect(plan(t, { now: at(1), resultsRequired: false }).deleteTask).toBe(true);
+  });
+
+  it("D4a: Job Complete but its pod no longer visible (pod GC / node scale-down): recorded outputs are kept", () => {
+    const steps: StepSpec[] = [{ name: "detect" }, { name: "identify", dependsOn: ["detect"] }];
+    const t0 = makeTask({ steps });
+    const t1 = written(
+      t0,
+      plan(t0, { jobs: [completeJob("detect")], pods: [succeededPod("detect", '{"device":true}')] }),
+    );
+    expect(
+      step(plan(t1, { jobs: [completeJob("detect")], pods: [succeededPod("detect", '{"device":true}')] }), "detect")
+        ?.outputs,
+    ).toEqual({ device: true });
+    const p = plan(t1, {
+      jobs: [completeJob("detect"), job("identify")],
+      pods: [pod("identify", { phase: "Running" })],
+      now: at(600),
+    });
+    expect(step(p, "detect")?.outputs).toEqual({ device: true });
+  });
+
+  it("D4b: Job Complete seen before the pod's Succeeded update: the dependent `when` must not fail the task", () => {
+    const steps: StepSpec[] = [
+      { name: "detect" },
+      { name: "identify", dependsOn: ["detect"], when: "steps.detect.outputs.device == true" },
+    ];
+    const t0 = makeTask({ steps });
+    const t1 = written(t0, plan(t0, { jobs: [job("detect")], pods: [pod("detect", { phase: "Running" })] }));
+    const p = plan(t1, { jobs: [completeJob("detect")], pods: [pod("detect", { phase: "Running" })], now: at(30) });
+    expect(p.status.phase).not.toBe("Failed");
+  });
+});
