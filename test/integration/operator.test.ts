@@ -150,6 +150,22 @@ describe("radflow operator", () => {
     expect(done.status?.conditions?.find((c) => c.type === "WaitingForGPU")?.status).toBe("False");
   });
 
+  it("does not count a GPU wait against timeoutSeconds, and fails a model that runs past it", async () => {
+    const a100 = (run: string, timeoutSeconds: number) =>
+      step("segment", { timeoutSeconds, resources: { gpu: 4, gpuProduct: "NVIDIA-A100-SXM4-80GB" } }, { KWOK_RUN: run });
+    const hog = await createTask("deadline", [a100("6s", 60)]);
+    await waitTask(hog, "Running", (x) => x.status?.phase === "Running");
+    // waits ~6 s for the GPUs, then runs 1 s: within its 3 s run limit
+    const patient = await createTask("deadline", [a100("1s", 3)]);
+    await waitTask(patient, "WaitingForGPU", (x) => x.status?.steps?.[0]?.phase === "WaitingForGPU");
+    const ok = await waitTask(patient, "Succeeded", (x) => x.status?.phase === "Succeeded" || x.status?.phase === "Failed");
+    expect(ok.status?.phase).toBe("Succeeded");
+    const slow = await createTask("deadline", [step("slow", { timeoutSeconds: 2 }, { KWOK_RUN: "60s" })]);
+    const failed = await waitTask(slow, "Failed", (x) => x.status?.phase === "Failed", 30_000);
+    expect(failed.status?.steps?.[0]?.reason).toBe("DeadlineExceeded");
+    expect(failed.status?.conditions?.find((c) => c.type === "Succeeded")?.reason).toBe("DeadlineExceeded");
+  });
+
   it("fails loudly with QueueTimeout when no GPU comes, and removes the Job", async () => {
     const t = await createTask("timeout", [step("huge", { resources: { gpu: 8 } })], { queueTimeoutSeconds: 3 });
     const failed = await waitTask(t, "Failed", (x) => x.status?.phase === "Failed", 30_000);
