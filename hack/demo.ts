@@ -8,16 +8,7 @@
 //     --keep      leave the cluster and operator running after the summary (explore with kubectl)
 //     --fast      skip the pauses between waves of studies
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -230,22 +221,6 @@ metadata: {name: neuro-studies, namespace: ${NS}}
 spec: {accessModes: [ReadWriteMany], storageClassName: "", volumeName: radflow-demo-neuro-studies, resources: {requests: {storage: 100Gi}}}
 `;
 
-const PRIORITY_CLASSES = [
-  ["radflow-stat", 1_000_000, "stat: emergency diagnostics"],
-  ["radflow-urgent", 100_000, "urgent: interactive second opinion"],
-  ["radflow-routine", 10_000, "routine: exam planning and screening"],
-  ["radflow-batch", 1_000, "batch: large-scale validation"],
-]
-  .map(
-    ([name, value, d]) => `apiVersion: scheduling.k8s.io/v1
-kind: PriorityClass
-metadata: {name: ${name}}
-value: ${value}
-description: "${d}"
-`,
-  )
-  .join("---\n");
-
 // ---- running ------------------------------------------------------------------------------------
 
 function percentile(xs: number[], p: number): number | undefined {
@@ -289,33 +264,29 @@ async function main(): Promise<void> {
     });
 
   say(dim("2/6 installing radflow: CRDs and RBAC from the Helm chart, PriorityClasses, demo storage"));
-  const chart = path.join(root, "helm", "radflow");
-  if (existsSync(chart)) {
-    execFileSync(
-      path.join(bin, "helm"),
-      [
-        "upgrade",
-        "--install",
-        "radflow",
-        chart,
-        "--namespace",
-        "radflow-system",
-        "--create-namespace",
-        "--kubeconfig",
-        env.KUBECONFIG,
-        // the operator runs beside the cluster here (KWOK nodes run no real containers)
-        "--set",
-        "replicaCount=0",
-        "--wait=false",
-      ],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-  } else {
-    kubectl(["apply", "--server-side", "-f", path.join(root, "crds")]);
-  }
+  execFileSync(
+    path.join(bin, "helm"),
+    [
+      "upgrade",
+      "--install",
+      "radflow",
+      path.join(root, "helm", "radflow"),
+      "--namespace",
+      "radflow-system",
+      "--create-namespace",
+      "--kubeconfig",
+      env.KUBECONFIG,
+      // the operator runs beside the cluster here (KWOK nodes run no real containers)
+      "--set",
+      "replicaCount=0",
+      "--set",
+      "priorityClasses.create=true",
+      "--wait=false",
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
   kubectl(["wait", "--for=condition=Established", "crd/aiworkflows.radflow.io", "crd/inferencetasks.radflow.io"]);
   kubectl(["apply", "-f", "-"], `apiVersion: v1\nkind: Namespace\nmetadata: {name: ${NS}}\n`);
-  kubectl(["apply", "-f", "-"], PRIORITY_CLASSES);
   kubectl(["apply", "-f", "-"], STORAGE);
   kubectl(["apply", "-f", "-"], `apiVersion: v1\nkind: Namespace\nmetadata: {name: radflow-system}\n`);
 

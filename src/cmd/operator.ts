@@ -8,7 +8,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { AIWorkflow, InferenceTask } from "../api/v1alpha1/index.ts";
 import { loadAuditCodes } from "../audit/codes.ts";
 import { type AuditSink, noAudit } from "../audit/facts.ts";
-import { AuditTrail } from "../audit/pipeline.ts";
+import { AuditTrail, SPOOL_CONSUMER, SPOOL_STREAM, SPOOL_SUBJECT } from "../audit/pipeline.ts";
 import { OperatorConfig } from "../config/operator-config.ts";
 import { type Manager, startManager } from "../controllers/manager.ts";
 import { connectNats, natsSettingsFromEnv } from "../ingest/connect.ts";
@@ -16,7 +16,7 @@ import { StudyIngest } from "../ingest/consumer.ts";
 import { publishResults } from "../ingest/results.ts";
 import { loadKubeConfig } from "../kube/client.ts";
 import { errMessage } from "../kube/informer.ts";
-import { logger, setStudyRefKey } from "../log/logger.ts";
+import { initStudyRefKey, logger } from "../log/logger.ts";
 import { startMetricsServer } from "../metrics/server.ts";
 
 const log = logger("operator");
@@ -51,6 +51,8 @@ environment only:
                              NATS credentials
   RADFLOW_PHI_HMAC_KEY(_FILE) site key (>= 16 bytes) for study references in logs
   RADFLOW_LOG_LEVEL          info; RADFLOW_LOG_LEVELS=ingest=debug,kube=warn per module
+  RADFLOW_AUDIT_SPOOL_NAME   a syslog spool of this installation's own (stream
+                             RADFLOW_AUDIT_SPOOL_<name>) when several share one NATS
 `;
 
 function csv(s: string | undefined): string[] {
@@ -109,7 +111,6 @@ export function parseOperatorArgs(args: string[], env: NodeJS.ProcessEnv = proce
       consumer: values.consumer ?? env.RADFLOW_NATS_CONSUMER ?? "radflow-operator",
       monai: values.monai ?? env.RADFLOW_MONAI === "true",
     },
-    phiHmacKey: env.RADFLOW_PHI_HMAC_KEY,
   });
   const syslogHost = values["syslog-host"] ?? env.RADFLOW_SYSLOG_HOST;
   const syslog = syslogHost
@@ -119,22 +120,46 @@ export function parseOperatorArgs(args: string[], env: NodeJS.ProcessEnv = proce
         caFile: values["syslog-ca"] ?? env.RADFLOW_SYSLOG_CA,
       }
     : undefined;
-  return { help: values.help === true, cfg, syslog, auditCodes: values["audit-codes"] ?? env.RADFLOW_AUDIT_CODES };
+  return {
+    help: values.help === true,
+    cfg,
+    syslog,
+    auditCodes: values["audit-codes"] ?? env.RADFLOW_AUDIT_CODES,
+    auditSpool: auditSpool(env.RADFLOW_AUDIT_SPOOL_NAME),
+  };
+}
+
+/** The syslog spool named by RADFLOW_AUDIT_SPOOL_NAME; undefined: the shared default spool. */
+export function auditSpool(
+  name: string | undefined,
+): { stream: string; subject: string; consumer: string } | undefined {
+  if (!name) return undefined;
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) {
+    throw new Error(
+      `RADFLOW_AUDIT_SPOOL_NAME ${JSON.stringify(name)}: use 1-64 letters, digits, '-' or '_' (it names a JetStream stream and subject)`,
+    );
+  }
+  return {
+    stream: `${SPOOL_STREAM}_${name}`,
+    subject: `${SPOOL_SUBJECT}.${name}`,
+    consumer: `${SPOOL_CONSUMER}-${name}`,
+  };
 }
 
 export async function main(args: string[]): Promise<number> {
-  const { help: wantHelp, cfg, syslog, auditCodes } = parseOperatorArgs(args);
+  const { help: wantHelp, cfg, syslog, auditCodes, auditSpool: spool } = parseOperatorArgs(args);
   if (wantHelp) {
     process.stdout.write(help);
     return 0;
   }
-  if (cfg.phiHmacKey) setStudyRefKey(cfg.phiHmacKey);
+  initStudyRefKey(); // RADFLOW_PHI_HMAC_KEY(_FILE): a short key fails here, at start
   const kc = loadKubeConfig(cfg.kubeconfig);
 
   let nc: NatsConnection | undefined;
   let audit: AuditSink = noAudit;
   let trail: AuditTrail | undefined;
   let ingest: StudyIngest | undefined;
+  let backlogged = false;
   if (cfg.nats.url) {
     nc = await connectNats({
       ...natsSettingsFromEnv(),
@@ -148,10 +173,19 @@ export async function main(args: string[]): Promise<number> {
       syslog: syslog
         ? { host: syslog.host, port: syslog.port, ca: syslog.caFile ? readFileSync(syslog.caFile) : "" }
         : undefined,
+      spool,
       // only the leader forwards to the repository (one TLS stream keeps the order)
       forward: false,
+      // once per backlog episode (it is called on every change: draining N records would
+      // otherwise log N warnings and write N Events); the gauge radflow_audit_backlog has the depth
       onBacklog: (n) => {
-        if (n === 0) return;
+        if (n === 0) {
+          if (backlogged) log.info("audit record backlog drained");
+          backlogged = false;
+          return;
+        }
+        if (backlogged) return;
+        backlogged = true;
         log.warn({ backlog: n }, "audit records spooled: the Audit Record Repository is not taking them");
         manager?.operatorEvent(
           "Warning",

@@ -38,6 +38,5 @@ export const OperatorConfig = z.object({
       monai: z.boolean().default(false),
     })
     .default({ consumer: "radflow-operator", monai: false }),
-  phiHmacKey: z.string().optional(),
 });
 export type OperatorConfig = z.infer<typeof OperatorConfig>;

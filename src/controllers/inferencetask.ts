@@ -228,6 +228,32 @@ export class TaskController {
       }
     }
 
+    // Audit before the status write and the results: a crash (or an audit sink that fails) between
+    // the write and the audit would lose the facts for good, since the next reconcile sees no
+    // transition; recorded first, a retry repeats them under the same ids (the sink drops repeats).
+    // It also keeps the trail in order: StepFinished and TaskSucceeded before ResultsPublished.
+    for (const a of plan.audits) {
+      const fact: AuditFact = {
+        id: `${task.metadata.uid}:${a.kind}:${a.step ?? ""}:${a.reason ?? ""}`,
+        kind: a.kind,
+        time: new Date(now).toISOString(),
+        outcome: a.outcome,
+        description: a.description,
+        namespace: ns,
+        workflow: task.spec.workflowRef.name,
+        task: task.metadata.name as string,
+        step: a.step,
+        reason: a.reason,
+        study: {
+          studyInstanceUID: task.spec.study.studyInstanceUID,
+          accessionNumber: task.spec.study.accessionNumber,
+          callingAETitle: task.spec.study.callingAETitle,
+          calledAETitle: task.spec.study.calledAETitle,
+        },
+      };
+      await this.d.audit.record(fact);
+    }
+
     let publishError: unknown;
     if (plan.publishResults && this.d.publishResults && isTerminal(plan.status.phase)) {
       guard();
@@ -257,27 +283,6 @@ export class TaskController {
     }
 
     for (const e of plan.events) this.d.recorder.event(target, e.type, e.reason, e.note);
-    for (const a of plan.audits) {
-      const fact: AuditFact = {
-        id: `${task.metadata.uid}:${a.kind}:${a.step ?? ""}:${a.reason ?? ""}`,
-        kind: a.kind,
-        time: new Date(now).toISOString(),
-        outcome: a.outcome,
-        description: a.description,
-        namespace: ns,
-        workflow: task.spec.workflowRef.name,
-        task: task.metadata.name as string,
-        step: a.step,
-        reason: a.reason,
-        study: {
-          studyInstanceUID: task.spec.study.studyInstanceUID,
-          accessionNumber: task.spec.study.accessionNumber,
-          callingAETitle: task.spec.study.callingAETitle,
-          calledAETitle: task.spec.study.calledAETitle,
-        },
-      };
-      await this.d.audit.record(fact);
-    }
 
     if (plan.removeFinalizer) {
       guard();

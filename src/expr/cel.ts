@@ -24,12 +24,35 @@ export function compileBool(expr: string): CompiledExpr {
     try {
       out = program(toCel(bindings) as Record<string, CelInput>);
     } catch (e) {
-      return { ok: false, error: (e as Error).message };
+      return { ok: false, error: withoutValues((e as Error).message, bindings) };
     }
-    if (isCelError(out)) return { ok: false, error: out.message };
+    if (isCelError(out)) return { ok: false, error: withoutValues(out.message, bindings) };
     if (typeof out !== "boolean") return { ok: false, error: `expression must be a bool, got ${typeof out}` };
     return { ok: true, value: out };
   };
+}
+
+export const VALUE_CENSOR = "[value]";
+
+/**
+ * CEL's runtime errors can quote the value they failed on ("Cannot convert ACC-1234 to a
+ * BigInt"). The values are study data (PHI, ARCHITECTURE.md §7) and these messages go to logs,
+ * task status and Kubernetes Events, so every string of the bindings the message contains is
+ * replaced (longest first).
+ */
+export function withoutValues(message: string, bindings: unknown): string {
+  const values = new Set<string>();
+  const collect = (v: unknown, depth: number) => {
+    if (typeof v === "string") {
+      if (v.length >= 2 && message.includes(v)) values.add(v);
+    } else if (v !== null && typeof v === "object" && depth < 16) {
+      for (const x of Array.isArray(v) ? v : Object.values(v)) collect(x, depth + 1);
+    }
+  };
+  collect(bindings, 0);
+  let out = message;
+  for (const v of [...values].sort((a, b) => b.length - a.length)) out = out.split(v).join(VALUE_CENSOR);
+  return out;
 }
 
 /** Compile errors as a message, or undefined when the expression compiles. */

@@ -107,8 +107,22 @@ export function connectionOptions(s: NatsSettings, onAttempt: () => number): Con
 
 /** Connects; with waitForServer (default) resolves only once a server answered. */
 export async function connectNats(s: NatsSettings): Promise<NatsConnection> {
+  // nats.js asks for the delay on every turn of its reconnect loop, also on the turns where it
+  // only sleeps until the server's next dial is due. Counting calls as attempts doubled the delay
+  // faster than time passed, so after a failed dial the next one came only at the 30 s cap,
+  // however short the outage. The backoff advances once per elapsed delay instead.
   let attempt = 0;
-  const nc = await connect(connectionOptions(s, () => reconnectDelay(attempt++)));
+  let current = 0;
+  let advanceAt = 0;
+  const delay = () => {
+    const now = Date.now();
+    if (now >= advanceAt) {
+      current = reconnectDelay(attempt++);
+      advanceAt = now + current;
+    }
+    return current;
+  };
+  const nc = await connect(connectionOptions(s, delay));
   log.info({ server: nc.getServer() }, "connected to NATS");
   void (async () => {
     for await (const st of nc.status()) {
@@ -118,6 +132,7 @@ export async function connectNats(s: NatsSettings): Promise<NatsConnection> {
           break;
         case "reconnect":
           attempt = 0;
+          advanceAt = 0;
           log.info({ server: st.server }, "reconnected to NATS");
           break;
         case "error":

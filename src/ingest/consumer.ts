@@ -209,7 +209,8 @@ export class StudyIngest {
         log.error({ err: (e as Error).message, consumer: this.o.consumer }, "study consumer failed");
       }
       messages = undefined;
-      if (this.stopping) break;
+      // a closed connection never comes back (the client reconnects by itself while it is open)
+      if (this.stopping || this.nc?.isClosed()) break;
       await new Promise((r) => setTimeout(r, reconnectDelay(attempt++)));
     }
   }

@@ -131,6 +131,7 @@ export class LeaderElector {
   }
 
   private win(at: number): void {
+    if (this.stopped) return; // a campaign in flight when stop() came: do not start leading now
     this.lastRenew = at;
     if (!this.leading) {
       this.leading = true;

@@ -217,6 +217,11 @@ export function setStudyRefKey(key: string | Buffer) {
   hmacKey = checkedKey(key, "study reference key");
 }
 
+/** Reads the key from the environment now, so a bad key stops the operator at start, not at its first study. */
+export function initStudyRefKey(): void {
+  currentKey();
+}
+
 function currentKey(): Buffer {
   if (!hmacKey) {
     hmacKey = keyFromEnv();
