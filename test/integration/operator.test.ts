@@ -152,13 +152,21 @@ describe("radflow operator", () => {
 
   it("does not count a GPU wait against timeoutSeconds, and fails a model that runs past it", async () => {
     const a100 = (run: string, timeoutSeconds: number) =>
-      step("segment", { timeoutSeconds, resources: { gpu: 4, gpuProduct: "NVIDIA-A100-SXM4-80GB" } }, { KWOK_RUN: run });
+      step(
+        "segment",
+        { timeoutSeconds, resources: { gpu: 4, gpuProduct: "NVIDIA-A100-SXM4-80GB" } },
+        { KWOK_RUN: run },
+      );
     const hog = await createTask("deadline", [a100("6s", 60)]);
     await waitTask(hog, "Running", (x) => x.status?.phase === "Running");
     // waits ~6 s for the GPUs, then runs 1 s: within its 3 s run limit
     const patient = await createTask("deadline", [a100("1s", 3)]);
     await waitTask(patient, "WaitingForGPU", (x) => x.status?.steps?.[0]?.phase === "WaitingForGPU");
-    const ok = await waitTask(patient, "Succeeded", (x) => x.status?.phase === "Succeeded" || x.status?.phase === "Failed");
+    const ok = await waitTask(
+      patient,
+      "Succeeded",
+      (x) => x.status?.phase === "Succeeded" || x.status?.phase === "Failed",
+    );
     expect(ok.status?.phase).toBe("Succeeded");
     const slow = await createTask("deadline", [step("slow", { timeoutSeconds: 2 }, { KWOK_RUN: "60s" })]);
     const failed = await waitTask(slow, "Failed", (x) => x.status?.phase === "Failed", 30_000);
