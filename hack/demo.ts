@@ -236,9 +236,18 @@ async function main(): Promise<void> {
   let operator: ChildProcess | undefined;
   let work: string | undefined;
   let cleaning = false;
+  let kubectlRef: ((args: string[], input?: string) => string) | undefined;
   const cleanup = async (exitCode: number) => {
     if (cleaning) return;
     cleaning = true;
+    if (hadCluster && kubectlRef) {
+      // a cluster we did not start stays: remove the demo's namespace while the operator still
+      // runs, so its finalizers are released
+      say(dim(`deleting namespace ${NS}…`));
+      try {
+        kubectlRef(["delete", "namespace", NS, "--timeout=60s"]);
+      } catch {}
+    }
     operator?.kill("SIGTERM");
     if (work) rmSync(work, { recursive: true, force: true });
     if (!hadCluster && !flags.keep) {
@@ -263,6 +272,14 @@ async function main(): Promise<void> {
       stdio: ["pipe", "pipe", "pipe"],
     });
 
+  kubectlRef = kubectl;
+  // leftovers of an interrupted earlier demo: tasks whose operator is gone keep their finalizer
+  if (kubectl(["get", "namespace", NS, "--ignore-not-found", "-o", "name"]).trim()) {
+    say(dim(`   removing the namespace ${NS} of an earlier run`));
+    const left = kubectl(["get", "inferencetasks", "-n", NS, "-o", "name"]).trim().split("\n").filter(Boolean);
+    for (const t of left) kubectl(["patch", t, "-n", NS, "--type=merge", "-p", '{"metadata":{"finalizers":null}}']);
+    kubectl(["delete", "namespace", NS, "--timeout=120s"]);
+  }
   say(dim("2/6 installing radflow: CRDs and RBAC from the Helm chart, PriorityClasses, demo storage"));
   execFileSync(
     path.join(bin, "helm"),
@@ -287,6 +304,8 @@ async function main(): Promise<void> {
   );
   kubectl(["wait", "--for=condition=Established", "crd/aiworkflows.radflow.io", "crd/inferencetasks.radflow.io"]);
   kubectl(["apply", "-f", "-"], `apiVersion: v1\nkind: Namespace\nmetadata: {name: ${NS}}\n`);
+  // PersistentVolumes of an earlier run are Released and would not bind again
+  kubectl(["delete", "pv", "radflow-demo-imaging-studies", "radflow-demo-neuro-studies", "--ignore-not-found"]);
   kubectl(["apply", "-f", "-"], STORAGE);
   kubectl(["apply", "-f", "-"], `apiVersion: v1\nkind: Namespace\nmetadata: {name: radflow-system}\n`);
 
@@ -406,15 +425,20 @@ async function main(): Promise<void> {
   // wait for the day's tasks to end
   let tasks: InferenceTask[] = [];
   for (let i = 0; i < 600; i++) {
-    tasks = (
-      (await custom.listNamespacedCustomObject({ ...G, plural: "inferencetasks" })) as { items: InferenceTask[] }
-    ).items;
+    try {
+      tasks = (
+        (await custom.listNamespacedCustomObject({ ...G, plural: "inferencetasks" })) as { items: InferenceTask[] }
+      ).items;
+    } catch {
+      await new Promise((r) => setTimeout(r, 1000)); // the API server may be busy: look again
+      continue;
+    }
     const open = tasks.filter((t) => !["Succeeded", "Failed", "Canceled"].includes(t.status?.phase ?? ""));
     if (tasks.length > 0 && open.length === 0 && i > 3) break;
     await new Promise((r) => setTimeout(r, 500));
   }
   clearInterval(ticker);
-  await progress();
+  await progress().catch(() => undefined);
   if (tty) say();
 
   // ---- summary ----

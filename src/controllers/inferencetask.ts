@@ -177,6 +177,7 @@ export class TaskController {
       now,
       capacity: 0,
       resultsRequired: this.d.publishResults !== undefined,
+      gpuResource: this.d.config.gpuResource,
       terminationMessageMaxBytes: this.d.config.terminationMessageMaxBytes,
     };
     let plan = planTask(input);

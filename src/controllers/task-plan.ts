@@ -48,6 +48,8 @@ export interface PlanInput {
   now: number;
   /** how many new step Jobs this task may start now (the dispatcher's answer) */
   capacity: number;
+  /** the extended resource that GPUs are (nvidia.com/gpu) */
+  gpuResource?: string;
   /** results must be published before a finished task may be deleted by its TTL */
   resultsRequired?: boolean;
   terminationMessageMaxBytes?: number;
@@ -146,6 +148,7 @@ function observeStep(
   now: number,
   maxBytes: number,
   timeoutSeconds: number,
+  gpuResource: string,
 ): Observed | undefined {
   if (!job) return undefined;
   const attempts = Math.max(pods.length, job.active + job.succeeded + job.failed);
@@ -219,8 +222,18 @@ function observeStep(
   // a pod finished and the Job controller has not decided yet (done, or a retry coming)
   if (pods.some((p) => p.phase === "Succeeded")) return { phase: "Running", reason: "Completing", attempts, ran };
   const waiting = pods.find((p) => p.phase === "Pending" && p.unschedulable);
-  if (waiting)
-    return { phase: "WaitingForGPU", reason: "Unschedulable", message: waiting.unschedulable, attempts, ran };
+  if (waiting) {
+    // only a shortage of GPUs is a GPU wait; a missing volume or a selector nothing matches is
+    // something else, and saying "GPU" would send the on-call engineer to the wrong place
+    const gpu = (waiting.unschedulable as string).includes(gpuResource);
+    return {
+      phase: gpu ? "WaitingForGPU" : "Pending",
+      reason: "Unschedulable",
+      message: waiting.unschedulable,
+      attempts,
+      ran,
+    };
+  }
   if (ran)
     return { phase: "Running", reason: "Retrying", message: "an attempt failed; the Job is retrying", attempts, ran };
   return { phase: "Pending", reason: "Starting", message: "Job created; pod not running yet", attempts, ran };
@@ -319,6 +332,7 @@ export function planTask(input: PlanInput): Plan {
       now,
       maxBytes,
       step.timeoutSeconds ?? 3600,
+      input.gpuResource ?? "nvidia.com/gpu",
     );
     let s: StepStatus;
     if (observed) {
