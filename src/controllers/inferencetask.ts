@@ -1,7 +1,14 @@
 // The InferenceTask reconciler: level-triggered, one key at a time. It reads the task, its Jobs
 // and pods from the informer caches, asks the pure planner what should be, and makes only the
 // writes the plan asks for — at most one status write per reconcile, and only on change.
-import { BatchV1Api, CustomObjectsApi, type KubeConfig, type V1Job, type V1Pod } from "@kubernetes/client-node";
+import {
+  BatchV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  type V1Job,
+  type V1Pod,
+} from "@kubernetes/client-node";
 import {
   type AIWorkflow,
   GROUP,
@@ -123,6 +130,7 @@ export class TaskController {
   readonly podIndex = new OwnedIndex<V1Pod>();
   private readonly custom: CustomObjectsApi;
   private readonly batch: BatchV1Api;
+  private readonly core: CoreV1Api;
   /** our own last status writes: the informer may not have seen them yet */
   private readonly written = new Map<string, InferenceTask>();
   private readonly d: TaskControllerDeps;
@@ -132,6 +140,7 @@ export class TaskController {
     this.d = d;
     this.custom = d.kc.makeApiClient(CustomObjectsApi);
     this.batch = d.kc.makeApiClient(BatchV1Api);
+    this.core = d.kc.makeApiClient(CoreV1Api);
     this.now = d.now ?? Date.now;
   }
 
@@ -181,6 +190,14 @@ export class TaskController {
       terminationMessageMaxBytes: this.d.config.terminationMessageMaxBytes,
     };
     let plan = planTask(input);
+    if (plan.needsLivePods) {
+      // the cache lacks a finished pod whose termination message holds the outputs: ask the API server
+      const live = await track("list", "pods", () =>
+        this.core.listNamespacedPod({ namespace: ns, labelSelector: `${LABEL_TASK}=${task.metadata.name}` }),
+      );
+      input.pods = live.items.map(podView);
+      plan = planTask(input);
+    }
     if (plan.waitingForCapacity) {
       // something is ready to start: ask for slots (Kueue decides for itself)
       input.capacity = task.spec.kueue ? Number.POSITIVE_INFINITY : this.d.dispatcher.capacityFor(waiter);

@@ -82,6 +82,8 @@ export interface Plan {
   removeFinalizer: boolean;
   deleteTask: boolean;
   publishResults: boolean;
+  /** a complete Job's pod is missing from the cache: plan again with pods read from the API server */
+  needsLivePods?: boolean;
 }
 
 const TERMINAL_TASK: ReadonlySet<TaskPhase> = new Set(["Succeeded", "Failed", "Canceled"]);
@@ -136,8 +138,10 @@ const POD_VISIBILITY_GRACE_MS = 60_000;
 type Observed = Pick<StepStatus, "phase" | "reason" | "message" | "outputs" | "attempts"> & {
   /** a pod of the step has run: the queue timeout no longer applies */
   ran: boolean;
-  /** when a running step's time is up (epoch ms) */
-  runDeadline?: number;
+  /** when to look at the step again without an informer event (epoch ms): a run deadline, a pod awaited */
+  recheckAt?: number;
+  /** the Job is complete but its Succeeded pod is not in the cache */
+  awaitingPod?: boolean;
 };
 
 /** A step's state as its Job and pods show it; undefined when the step has no Job. */
@@ -160,7 +164,17 @@ function observeStep(
       // The Job's update can arrive before its pod's: wait for the termination message.
       const since = job.complete.at ? Date.parse(job.complete.at) : now;
       if (now - since < POD_VISIBILITY_GRACE_MS) {
-        return { phase: "Running", reason: "Completing", message: "reading the model's outputs", attempts, ran };
+        // look again soon, reading pods from the API server (the cache may have missed one)
+        const recheckAt = Math.min(now + 2_000, since + POD_VISIBILITY_GRACE_MS);
+        return {
+          phase: "Running",
+          reason: "Completing",
+          message: "reading the model's outputs",
+          attempts,
+          ran,
+          recheckAt,
+          awaitingPod: true,
+        };
       }
       return {
         phase: "Succeeded",
@@ -217,7 +231,7 @@ function observeStep(
         ran,
       };
     }
-    return { phase: "Running", reason: "Running", attempts, ran, runDeadline: since + timeoutSeconds * 1000 };
+    return { phase: "Running", reason: "Running", attempts, ran, recheckAt: since + timeoutSeconds * 1000 };
   }
   // a pod finished and the Job controller has not decided yet (done, or a retry coming)
   if (pods.some((p) => p.phase === "Succeeded")) return { phase: "Running", reason: "Completing", attempts, ran };
@@ -319,7 +333,7 @@ export function planTask(input: PlanInput): Plan {
   });
 
   const hasRun = new Set<string>();
-  const runDeadlines: number[] = [];
+  const rechecks: number[] = [];
   // Plan in dependency order (the list may name a step before the steps it depends on);
   // status keeps the order the workflow lists them in.
   for (const step of topologicalOrder(task.spec.steps)) {
@@ -336,9 +350,10 @@ export function planTask(input: PlanInput): Plan {
     );
     let s: StepStatus;
     if (observed) {
-      const { ran, runDeadline, ...seen } = observed;
+      const { ran, recheckAt, awaitingPod, ...seen } = observed;
+      if (awaitingPod) plan.needsLivePods = true;
       if (ran) hasRun.add(step.name);
-      if (runDeadline !== undefined) runDeadlines.push(runDeadline);
+      if (recheckAt !== undefined) rechecks.push(recheckAt);
       s = {
         name: step.name,
         jobName: job?.name,
@@ -604,8 +619,8 @@ export function planTask(input: PlanInput): Plan {
     const dues = waitingSteps.map((s) => Date.parse(s.startTime as string) + timeout * 1000 - now);
     if (dues.length) plan.requeueAfterMs = Math.max(50, Math.min(...dues));
   }
-  if (!isTerminal(phase) && runDeadlines.length) {
-    const due = Math.max(50, Math.min(...runDeadlines) - now + 50);
+  if (!isTerminal(phase) && rechecks.length) {
+    const due = Math.max(50, Math.min(...rechecks) - now + 50);
     plan.requeueAfterMs = Math.min(plan.requeueAfterMs ?? due, due);
   }
   if (isTerminal(phase) && task.spec.ttlSecondsAfterFinished !== undefined) {
