@@ -32,6 +32,8 @@ function before(a: Waiter, b: Waiter): number {
 
 export class Dispatcher {
   private readonly waiting = new Map<string, Waiter>();
+  /** the waiters in clinical order, kept sorted as they come and go (no sort per reconcile) */
+  private readonly queue: Waiter[] = [];
   private readonly reserved = new Map<string, { workflowKey: string; at: number }>();
   private readonly o: DispatcherOptions;
 
@@ -53,31 +55,49 @@ export class Dispatcher {
       }
       return wfFree.get(wk) as number;
     };
-    // Walk the waiters (and this task) in clinical order, handing out one slot each; the task
-    // gets a slot only if everyone ahead of it that can use one has had theirs.
-    const order = [...this.waiting.values()].filter((x) => x.key !== w.key);
-    order.push(w);
-    order.sort(before);
-    for (const x of order) {
+    // Walk the waiters ahead of this task in clinical order, handing out one slot each; the task
+    // gets a slot only if everyone ahead of it that can use one has had theirs. Without a global
+    // cap only its own workflow's waiters compete with it.
+    for (const x of this.queue) {
+      if (before(x, w) >= 0) break;
       if (globalFree <= 0) return 0;
+      if (x.key === w.key) continue;
+      if (!this.o.globalCap && x.workflowKey !== w.workflowKey) continue;
       const f = free(x.workflowKey);
-      if (x.key === w.key) return Math.max(0, Math.min(globalFree, f));
       if (f > 0) {
         globalFree -= 1;
         wfFree.set(x.workflowKey, f - 1);
       }
     }
-    return 0;
+    return Math.max(0, Math.min(globalFree, free(w.workflowKey)));
   }
 
   /** The task could not start everything it wanted: it waits its turn. */
   wait(w: Waiter): void {
+    if (this.waiting.has(w.key)) return;
     this.waiting.set(w.key, w);
+    this.queue.splice(this.position(w), 0, w);
   }
 
   /** The task got what it wanted, ended or went away. */
   forget(taskKey: string): void {
+    const w = this.waiting.get(taskKey);
+    if (!w) return;
     this.waiting.delete(taskKey);
+    const i = this.position(w);
+    if (this.queue[i]?.key === taskKey) this.queue.splice(i, 1);
+  }
+
+  /** Index of w in the sorted queue (or where it would go): binary search. */
+  private position(w: Waiter): number {
+    let lo = 0;
+    let hi = this.queue.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (before(this.queue[mid] as Waiter, w) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
   }
 
   /** A Job was created and may not be in the informer yet. */
@@ -94,11 +114,21 @@ export class Dispatcher {
   capacityChanged(): void {
     if (this.waiting.size === 0) return;
     const { total } = this.counts();
-    const slots = this.o.globalCap ? Math.max(0, this.o.globalCap - total) : this.waiting.size;
+    if (!this.o.globalCap) {
+      // only workflow caps: wake the head of each workflow's line, not thousands of waiters
+      const woken = new Map<string, number>();
+      for (const w of this.queue) {
+        const n = woken.get(w.workflowKey) ?? 0;
+        if (n >= 4) continue;
+        woken.set(w.workflowKey, n + 1);
+        this.o.wake(w.key, w.priority);
+      }
+      return;
+    }
+    const slots = Math.max(0, this.o.globalCap - total);
     if (slots === 0) return;
     // wake a few more than the free slots: some waiters are blocked by their workflow's cap
-    const next = [...this.waiting.values()].sort(before).slice(0, slots * 2 + 4);
-    for (const w of next) this.o.wake(w.key, w.priority);
+    for (const w of this.queue.slice(0, slots * 2 + 4)) this.o.wake(w.key, w.priority);
   }
 
   get waitingCount(): number {

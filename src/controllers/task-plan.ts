@@ -562,11 +562,15 @@ export function planTask(input: PlanInput): Plan {
   };
   plan.status = status;
 
-  // What changed, for Events and audit records.
+  // What changed, for Events and audit records. A one-step task's story is its task-level Events
+  // (Succeeded, or a Warning): per-step Normal Events would only repeat them, and every Event is
+  // an API write (the budget is five writes per single-step study).
+  const multiStep = task.spec.steps.length > 1;
   for (const c of plan.create) {
     // re-sent create while the informer had not shown our Job yet: already announced
     if (prevSteps.get(c.step.name)?.reason === "JobCreated") continue;
-    plan.events.push({ type: "Normal", reason: "StepStarted", note: `step ${c.step.name}: Job created` });
+    if (multiStep)
+      plan.events.push({ type: "Normal", reason: "StepStarted", note: `step ${c.step.name}: Job created` });
     plan.audits.push({ kind: "StepStarted", outcome: "success", step: c.step.name });
   }
   for (const s of steps) {
@@ -580,7 +584,7 @@ export function planTask(input: PlanInput): Plan {
       });
       plan.audits.push({ kind: "GPUWait", outcome: "success", step: s.name, description: s.message });
     } else if (s.phase === "Succeeded") {
-      plan.events.push({ type: "Normal", reason: "StepSucceeded", note: `step ${s.name} succeeded` });
+      if (multiStep) plan.events.push({ type: "Normal", reason: "StepSucceeded", note: `step ${s.name} succeeded` });
       plan.audits.push({ kind: "StepFinished", outcome: "success", step: s.name });
     } else if (s.phase === "Skipped") {
       plan.events.push({ type: "Normal", reason: "StepSkipped", note: `step ${s.name} skipped: \`when\` is false` });

@@ -144,7 +144,8 @@ describe("planTask: a new task", () => {
           ],
         },
       },
-      events: [{ type: "Normal", reason: "StepStarted" }],
+      // a one-step task: no per-step Normal Event (the audit record still says it)
+      events: [],
       audits: [{ kind: "StepStarted", outcome: "success", step: "detect" }],
     },
     {
@@ -309,7 +310,6 @@ describe("planTask: observing a step's Job and pod", () => {
       },
       succeeded: { status: "True", reason: "Succeeded", message: "1 step(s) succeeded, 0 skipped" },
       events: [
-        { type: "Normal", reason: "StepSucceeded" },
         { type: "Normal", reason: "Succeeded" },
       ],
       audits: [
@@ -323,7 +323,7 @@ describe("planTask: observing a step's Job and pod", () => {
       pods: [succeededPod("detect")],
       want: { status: { phase: "Succeeded", steps: [{ phase: "Succeeded", outputs: {} }] } },
       succeeded: { status: "True" },
-      events: [{ reason: "StepSucceeded" }, { reason: "Succeeded" }],
+      events: [{ reason: "Succeeded" }],
       audits: [{ kind: "StepFinished" }, { kind: "TaskSucceeded" }],
     },
     {
