@@ -309,9 +309,7 @@ describe("planTask: observing a step's Job and pod", () => {
         },
       },
       succeeded: { status: "True", reason: "Succeeded", message: "1 step(s) succeeded, 0 skipped" },
-      events: [
-        { type: "Normal", reason: "Succeeded" },
-      ],
+      events: [{ type: "Normal", reason: "Succeeded" }],
       audits: [
         { kind: "StepFinished", outcome: "success", step: "detect" },
         { kind: "TaskSucceeded", outcome: "success" },
