@@ -1,0 +1,168 @@
+// The real operator as a child process: `node src/cmd/radflow.ts operator`, with the benchmark's
+// request counter preloaded, optionally under `--cpu-prof`, its JSON logs in a file, and its
+// resident memory read from /proc.
+import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { type Scrape, scrape } from "./prom.ts";
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+export interface OperatorOptions {
+  name: string; // for file names: the scenario
+  namespaces: string[];
+  kubeconfig: string;
+  natsUrl: string;
+  consumer: string;
+  metricsPort: number;
+  healthPort: number;
+  workDir: string; // logs and profiles go here
+  /** where src/ and bench/lib/ are run from: a snapshot of the tree (see snapshot.ts), or the repository */
+  sourceRoot?: string;
+  profile: boolean;
+  workers?: number;
+  maxRunningJobs?: number;
+  extraArgs?: string[];
+}
+
+export class Operator {
+  readonly o: OperatorOptions;
+  readonly logFile: string;
+  readonly profileDir: string;
+  private proc?: ChildProcess;
+  private exited?: Promise<number | null>;
+  private logFd?: number;
+  spawnedAt = 0;
+  /** ms from spawn to the first /readyz 200 */
+  readyMs = 0;
+
+  constructor(o: OperatorOptions, instance: number) {
+    this.o = o;
+    this.logFile = path.join(o.workDir, `operator-${o.name}-${instance}.log`);
+    this.profileDir = path.join(o.workDir, `profile-${o.name}-${instance}`);
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  start(): void {
+    mkdirSync(this.o.workDir, { recursive: true });
+    this.logFd = openSync(this.logFile, "a");
+    const root = this.o.sourceRoot ?? repo;
+    const entry = path.join(root, "src/cmd/radflow.ts");
+    const nodeArgs = ["--import", path.join(root, "bench/lib/api-counter.ts")];
+    if (this.o.profile) {
+      mkdirSync(this.profileDir, { recursive: true });
+      nodeArgs.push("--cpu-prof", `--cpu-prof-dir=${this.profileDir}`);
+    }
+    const args = [
+      entry,
+      "operator",
+      "--namespaces",
+      this.o.namespaces.join(","),
+      "--leader-elect=false",
+      "--metrics-port",
+      String(this.o.metricsPort),
+      "--health-port",
+      String(this.o.healthPort),
+      ...(this.o.workers ? ["--workers", String(this.o.workers)] : []),
+      ...(this.o.maxRunningJobs ? ["--max-running-jobs", String(this.o.maxRunningJobs)] : []),
+      ...(this.o.extraArgs ?? []),
+    ];
+    this.spawnedAt = Date.now();
+    const proc = spawn(process.execPath, [...nodeArgs, ...args], {
+      cwd: root,
+      env: {
+        ...process.env,
+        KUBECONFIG: this.o.kubeconfig,
+        RADFLOW_NATS_URL: this.o.natsUrl,
+        RADFLOW_NATS_CONSUMER: this.o.consumer,
+        RADFLOW_LOG_LEVEL: "info",
+        // a fixed key keeps the warning about a random one out of the log
+        RADFLOW_PHI_HMAC_KEY: "radflow-bench-study-ref-key-0123456789",
+      },
+      stdio: ["ignore", this.logFd, this.logFd],
+    });
+    this.proc = proc;
+    this.exited = new Promise((resolve) => proc.on("exit", (code) => resolve(code)));
+  }
+
+  /** Polls /readyz until 200; resolves with the ms since spawn. */
+  async waitReady(timeoutMs = 120_000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.proc?.exitCode !== null && this.proc?.exitCode !== undefined)
+        throw new Error(`operator exited with ${this.proc.exitCode}; log: ${this.logFile}\n${this.tail()}`);
+      try {
+        const r = await fetch(`http://127.0.0.1:${this.o.healthPort}/readyz`);
+        if (r.status === 200) {
+          this.readyMs = Date.now() - this.spawnedAt;
+          return this.readyMs;
+        }
+      } catch {}
+      if (Date.now() > deadline) throw new Error(`operator not ready after ${timeoutMs} ms; log: ${this.logFile}`);
+      await sleep(20);
+    }
+  }
+
+  metrics(): Promise<Scrape> {
+    return scrape(this.o.metricsPort);
+  }
+
+  /** The first log line whose msg matches, with its time (ms since epoch). */
+  findLog(msg: RegExp): { time: number; line: Record<string, unknown> } | undefined {
+    if (!existsSync(this.logFile)) return undefined;
+    for (const l of readFileSync(this.logFile, "utf8").split("\n")) {
+      if (!l.startsWith("{")) continue;
+      try {
+        const j = JSON.parse(l) as Record<string, unknown>;
+        if (typeof j.msg === "string" && msg.test(j.msg)) return { time: Date.parse(String(j.time)), line: j };
+      } catch {}
+    }
+    return undefined;
+  }
+
+  /** Resident set and its peak, in bytes, from /proc. */
+  memory(): { rss: number; peak: number } {
+    const s = readFileSync(`/proc/${this.pid}/status`, "utf8");
+    const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(s)?.[1] ?? 0) * 1024;
+    return { rss: kb("VmRSS"), peak: kb("VmHWM") };
+  }
+
+  /** CPU seconds (user + system) the process has used, from /proc. */
+  cpuSeconds(): number {
+    const f = readFileSync(`/proc/${this.pid}/stat`, "utf8");
+    const after = f.slice(f.lastIndexOf(")") + 2).split(" ");
+    return (Number(after[11]) + Number(after[12])) / 100; // utime, stime in clock ticks (USER_HZ=100)
+  }
+
+  tail(lines = 20): string {
+    if (!existsSync(this.logFile)) return "";
+    return readFileSync(this.logFile, "utf8").trim().split("\n").slice(-lines).join("\n");
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves with the .cpuprofile written (if any). */
+  async stop(graceMs = 30_000): Promise<string | undefined> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null) return this.profileFile();
+    p.kill("SIGTERM");
+    const t = setTimeout(() => p.kill("SIGKILL"), graceMs);
+    await this.exited;
+    clearTimeout(t);
+    if (this.logFd !== undefined) closeSync(this.logFd);
+    this.logFd = undefined;
+    return this.profileFile();
+  }
+
+  private profileFile(): string | undefined {
+    if (!this.o.profile || !existsSync(this.profileDir)) return undefined;
+    const f = readdirSync(this.profileDir).find((x) => x.endsWith(".cpuprofile"));
+    return f ? path.join(this.profileDir, f) : undefined;
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,132 @@
+// Benchmark options: flags, then RADFLOW_BENCH_* environment variables, then defaults (full or
+// --quick sizes).
+import { parseArgs } from "node:util";
+
+export const SCENARIOS = ["latency", "throughput", "writes", "rss", "stat", "noise"] as const;
+export type Scenario = (typeof SCENARIOS)[number];
+
+export interface Options {
+  quick: boolean;
+  scenarios: Scenario[];
+  rates: number[];
+  latencySeconds: number[]; // one per rate
+  throughputStudies: number;
+  writesStudies: number;
+  writesRate: number;
+  rssTasks: number;
+  batchTasks: number;
+  statStudies: number;
+  noiseRepeats: number;
+  noiseStudies: number; // per repeat, at 50/s
+  workers?: number;
+  profile: boolean;
+  keepCluster: boolean;
+  out?: string;
+  /** wait up to this many seconds for the 1-minute load average to drop below the core count / 2 */
+  waitQuietSeconds: number;
+}
+
+export const usage = `npm run bench -- [flags]      (node bench/run.ts)
+
+Runs radflow's operator against a local cluster (its own, or the one KUBECONFIG and
+RADFLOW_NATS_URL point at) and measures it. Every flag has an environment variable
+RADFLOW_BENCH_<FLAG> (e.g. RADFLOW_BENCH_RATES=10,50).
+
+  --quick                   small sizes: finishes in a few minutes
+  --scenarios a,b           ${SCENARIOS.join(",")} (default: all)
+  --rates 10,50,200         event rates for the latency scenario (events/s)
+  --latency-seconds 30,30,20  publishing time per rate (one value, or one per rate)
+  --throughput-studies N    studies published at once for the throughput scenario (3000)
+  --writes-studies N        studies for the API-writes scenario (300), at --writes-rate/s (20)
+  --rss-tasks N             InferenceTasks present for the memory / cold-start scenario (10000)
+  --batch-tasks N           queued batch tasks in front of the STAT studies (2000)
+  --stat-studies N          STAT studies measured behind them (20)
+  --noise-repeats N         repeats of the short noise measurement (3)
+  --noise-studies N         studies per repeat, at 50/s (250)
+  --workers N               operator --workers (its default when unset)
+  --no-profile              run the operator without --cpu-prof
+  --keep-cluster            leave the benchmark's own cluster up
+  --out FILE                result JSON (default bench/results/<timestamp>.json)
+  --wait-quiet SECONDS      before starting, wait up to this long for the machine's 1-minute load
+                            average to fall below half its cores (0 = do not wait; default)
+
+Cluster: RADFLOW_BENCH_CLUSTER_DIR (/tmp/radflow-bench-cluster), RADFLOW_BENCH_PORT_BASE (36700).
+`;
+
+function list(s: string): number[] {
+  return s
+    .split(",")
+    .map((x) => Number(x.trim()))
+    .filter((x) => Number.isFinite(x) && x > 0);
+}
+
+export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): Options | "help" {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      help: { type: "boolean" },
+      quick: { type: "boolean" },
+      scenarios: { type: "string" },
+      rates: { type: "string" },
+      "latency-seconds": { type: "string" },
+      "throughput-studies": { type: "string" },
+      "writes-studies": { type: "string" },
+      "writes-rate": { type: "string" },
+      "rss-tasks": { type: "string" },
+      "batch-tasks": { type: "string" },
+      "stat-studies": { type: "string" },
+      "noise-repeats": { type: "string" },
+      "noise-studies": { type: "string" },
+      workers: { type: "string" },
+      "no-profile": { type: "boolean" },
+      "keep-cluster": { type: "boolean" },
+      out: { type: "string" },
+      "wait-quiet": { type: "string" },
+    },
+    allowPositionals: false,
+  });
+  if (values.help) return "help";
+  const get = (flag: keyof typeof values): string | undefined => {
+    const v = values[flag];
+    if (typeof v === "string") return v;
+    return env[`RADFLOW_BENCH_${flag.toUpperCase().replaceAll("-", "_")}`];
+  };
+  const bool = (flag: keyof typeof values) => values[flag] === true || /^(1|true|yes)$/i.test(get(flag) ?? "");
+  const quick = bool("quick");
+  const num = (flag: keyof typeof values, full: number, small: number) => {
+    const v = get(flag);
+    const n = v === undefined ? (quick ? small : full) : Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`--${flag}: ${JSON.stringify(v)} is not a positive number`);
+    return n;
+  };
+  const scenarios = (get("scenarios") ?? SCENARIOS.join(","))
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const s of scenarios)
+    if (!(SCENARIOS as readonly string[]).includes(s))
+      throw new Error(`--scenarios: unknown scenario ${JSON.stringify(s)} (one of ${SCENARIOS.join(", ")})`);
+  const rates = list(get("rates") ?? "10,50,200");
+  const secs = list(get("latency-seconds") ?? (quick ? "5,4,2" : "30,30,20"));
+  const latencySeconds = rates.map((_, i) => secs[Math.min(i, secs.length - 1)] as number);
+  const workers = get("workers");
+  return {
+    quick,
+    scenarios: scenarios as Scenario[],
+    rates,
+    latencySeconds,
+    throughputStudies: num("throughput-studies", 3000, 300),
+    writesStudies: num("writes-studies", 300, 60),
+    writesRate: num("writes-rate", 20, 20),
+    rssTasks: num("rss-tasks", 10_000, 1000),
+    batchTasks: num("batch-tasks", 2000, 200),
+    statStudies: num("stat-studies", 20, 5),
+    noiseRepeats: num("noise-repeats", 3, 3),
+    noiseStudies: num("noise-studies", 250, 100),
+    workers: workers ? Number(workers) : undefined,
+    profile: !bool("no-profile"),
+    keepCluster: bool("keep-cluster"),
+    out: get("out"),
+    waitQuietSeconds: Number(get("wait-quiet") ?? 0) || 0,
+  };
+}

@@ -1,0 +1,41 @@
+// The operator's sources are copied once at the start of a run and every operator instance runs
+// from the copy: the repository is shared with other engineers, and a commit or an edit landing
+// mid-run would otherwise make later scenarios measure different code than earlier ones.
+import { execFileSync } from "node:child_process";
+import { cpSync, mkdirSync, symlinkSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+export interface SourceSnapshot {
+  root: string;
+  commit: string;
+  /** files under src/ that differ from the commit when the snapshot was taken */
+  uncommitted: string[];
+}
+
+function git(args: string[]): string {
+  try {
+    return execFileSync("git", args, { cwd: repo, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  } catch {
+    return "";
+  }
+}
+
+export function snapshotSources(workDir: string): SourceSnapshot {
+  const root = path.join(workDir, "operator-src");
+  mkdirSync(path.join(root, "bench"), { recursive: true });
+  cpSync(path.join(repo, "src"), path.join(root, "src"), { recursive: true });
+  cpSync(path.join(repo, "bench/lib"), path.join(root, "bench/lib"), { recursive: true });
+  cpSync(path.join(repo, "package.json"), path.join(root, "package.json"));
+  symlinkSync(path.join(repo, "node_modules"), path.join(root, "node_modules"));
+  return {
+    root,
+    commit: git(["rev-parse", "--short", "HEAD"]),
+    uncommitted: git(["status", "--porcelain", "--", "src"])
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => l.slice(3)),
+  };
+}
