@@ -19,13 +19,41 @@ export const CONTAINER_NAME = "model";
 
 export type JobConfig = Pick<OperatorConfig, "gpuResource" | "gpuProductLabel" | "gpuTolerations" | "priorityClasses">;
 
-/** Deterministic, ≤ 63 characters (the Job controller copies it into a label). */
+/** Characters of the task+step hash in a shortened Job name: 16 base-32 digits are 80 bits, so
+ * even millions of long-named tasks in one namespace do not collide in practice (birthday bound
+ * ~n²/2⁸¹). A 409 on create is still checked against the Job's owner (the reconciler). */
+const HASH_CHARS = 16;
+const BASE32 = "0123456789abcdefghijklmnopqrstuv"; // lowercase: a Job name is a DNS label
+
+function hash32(s: string, chars: number): string {
+  const bytes = createHash("sha256").update(s).digest();
+  let out = "";
+  let acc = 0;
+  let bits = 0;
+  for (const b of bytes) {
+    acc = (acc << 8) | b;
+    bits += 8;
+    while (bits >= 5 && out.length < chars) {
+      bits -= 5;
+      out += BASE32[(acc >> bits) & 31];
+    }
+    acc &= (1 << bits) - 1;
+    if (out.length >= chars) break;
+  }
+  return out;
+}
+
+/** Deterministic, ≤ 63 characters and a DNS label (the Job controller copies it into a label).
+ * Short names are `<task>-<step>`; longer ones keep a task prefix, a hash of task and step, and
+ * the whole step name (a step name is at most 40 characters). */
 export function jobName(taskName: string, stepName: string): string {
   const full = `${taskName}-${stepName}`;
   if (full.length <= 63) return full;
-  const h = createHash("sha256").update(full).digest("hex").slice(0, 6);
+  // "\n" cannot occur in either name: ("ab","c") and ("a","bc") hash differently
+  const h = hash32(`${taskName}\n${stepName}`, HASH_CHARS);
   const room = 63 - stepName.length - h.length - 2;
-  return `${taskName.slice(0, Math.max(1, room)).replace(/-+$/, "")}-${h}-${stepName}`.slice(0, 63);
+  const prefix = taskName.slice(0, Math.max(0, room)).replace(/-+$/, "");
+  return `${prefix ? `${prefix}-` : ""}${h}-${stepName}`.slice(0, 63);
 }
 
 function storage(task: InferenceTask, step: Step): { env: V1EnvVar[]; volumes: V1Volume[]; mounts: V1VolumeMount[] } {
