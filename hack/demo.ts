@@ -20,6 +20,9 @@ import { buildTools, defaultOptions, down, isUp, up } from "./cluster.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const NS = "radiology";
+// the examples' storage, allowed for radflow as a platform team would (docs/security.md)
+const DEMO_PVCS = [`${NS}/imaging-studies`, `${NS}/neuro-studies`];
+const DEMO_SECRETS = [`${NS}/imaging-s3-credentials`, `${NS}/research-s3-credentials`];
 const METRICS_PORT = Number(process.env.RADFLOW_DEMO_METRICS_PORT ?? 9464);
 
 const { values: flags } = parseArgs({
@@ -333,6 +336,8 @@ async function main(): Promise<void> {
       "routine=radflow-routine",
       "--priority-class",
       "batch=radflow-batch",
+      ...DEMO_PVCS.flatMap((p) => ["--allow-pvc", p]),
+      ...DEMO_SECRETS.flatMap((p) => ["--allow-secret", p]),
     ],
     {
       env: {

@@ -14,6 +14,7 @@ import { type Manager, startManager } from "../controllers/manager.ts";
 import { connectNats, natsSettingsFromEnv } from "../ingest/connect.ts";
 import { StudyIngest } from "../ingest/consumer.ts";
 import { publishResults } from "../ingest/results.ts";
+import { parseStorageTrust, setStorageTrust, watchSecretValues } from "../jobs/trust.ts";
 import { loadKubeConfig } from "../kube/client.ts";
 import { errMessage } from "../kube/informer.ts";
 import { initStudyRefKey, logger } from "../log/logger.ts";
@@ -37,6 +38,8 @@ flags (environment variable in brackets):
   --health-port N            /healthz, /readyz port (8081; 0 = off)    [RADFLOW_HEALTH_PORT]
   --max-running-jobs N       global cap on running step Jobs (0: none) [RADFLOW_MAX_RUNNING_JOBS]
   --priority-class P=NAME    PriorityClass of a priority (repeatable)  [RADFLOW_PRIORITY_CLASSES=stat=a,batch=b]
+  --allow-secret NS/NAME     Secret storage may name (repeatable)      [RADFLOW_ALLOWED_SECRETS=ns/a,ns/b]
+  --allow-pvc NS/NAME        PVC storage may name (repeatable)         [RADFLOW_ALLOWED_PVCS=ns/a,ns/b]
   --nats-url URL             NATS server(s); no ingest when unset      [RADFLOW_NATS_URL]
   --consumer NAME            durable consumer (radflow-operator)       [RADFLOW_NATS_CONSUMER]
   --monai                    also consume md.workflow.request          [RADFLOW_MONAI=true]
@@ -80,6 +83,8 @@ export function parseOperatorArgs(args: string[], env: NodeJS.ProcessEnv = proce
       "health-port": { type: "string" },
       "max-running-jobs": { type: "string" },
       "priority-class": { type: "string", multiple: true },
+      "allow-secret": { type: "string", multiple: true },
+      "allow-pvc": { type: "string", multiple: true },
       "nats-url": { type: "string" },
       consumer: { type: "string" },
       monai: { type: "boolean" },
@@ -126,6 +131,10 @@ export function parseOperatorArgs(args: string[], env: NodeJS.ProcessEnv = proce
     syslog,
     auditCodes: values["audit-codes"] ?? env.RADFLOW_AUDIT_CODES,
     auditSpool: auditSpool(env.RADFLOW_AUDIT_SPOOL_NAME),
+    storageTrust: parseStorageTrust(
+      [...(values["allow-secret"] ?? []), ...csv(env.RADFLOW_ALLOWED_SECRETS)],
+      [...(values["allow-pvc"] ?? []), ...csv(env.RADFLOW_ALLOWED_PVCS)],
+    ),
   };
 }
 
@@ -147,13 +156,16 @@ export function auditSpool(
 }
 
 export async function main(args: string[]): Promise<number> {
-  const { help: wantHelp, cfg, syslog, auditCodes, auditSpool: spool } = parseOperatorArgs(args);
+  const { help: wantHelp, cfg, syslog, auditCodes, auditSpool: spool, storageTrust } = parseOperatorArgs(args);
   if (wantHelp) {
     process.stdout.write(help);
     return 0;
   }
   initStudyRefKey(); // RADFLOW_PHI_HMAC_KEY(_FILE): a short key fails here, at start
   const kc = loadKubeConfig(cfg.kubeconfig);
+  // the Secrets and PVCs workflows may name, and the Secret values cut out of step outputs
+  setStorageTrust(storageTrust);
+  await watchSecretValues(kc, storageTrust);
 
   let nc: NatsConnection | undefined;
   let audit: AuditSink = noAudit;

@@ -6,6 +6,7 @@ import { CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
 import { type AIWorkflow, type AIWorkflowStatus, type Condition, GROUP, VERSION } from "../api/v1alpha1/index.ts";
 import type { AuditSink } from "../audit/facts.ts";
 import { checkBool } from "../expr/cel.ts";
+import { workflowStorageVerdict } from "../jobs/trust.ts";
 import { isNotFound, mergePatch, track } from "../kube/client.ts";
 import type { Recorder } from "../kube/events.ts";
 import type { Cache } from "../kube/informer.ts";
@@ -20,6 +21,8 @@ export interface Verdict {
 /** Pure validation of a workflow's spec beyond the schema. */
 export function validateWorkflow(wf: AIWorkflow): Verdict {
   const name = `AIWorkflow ${wf.metadata.namespace}/${wf.metadata.name}`;
+  const storage = workflowStorageVerdict(wf); // only Secrets/PVCs the platform allowed (src/jobs/trust.ts)
+  if (storage) return storage;
   const t = wf.spec.trigger;
   if (t.expression) {
     const err = checkBool(t.expression);

@@ -14,6 +14,7 @@ import {
   type Step,
 } from "../api/v1alpha1/index.ts";
 import type { OperatorConfig } from "../config/operator-config.ts";
+import { assertStorageAllowed } from "./trust.ts";
 
 export const CONTAINER_NAME = "model";
 
@@ -91,6 +92,9 @@ export function buildJob(
   inputs: Record<string, Record<string, unknown>>,
   cfg: JobConfig,
 ): V1Job {
+  // an InferenceTask may be created directly, past the workflow check: no Job for a Secret or
+  // PVC the platform did not allow (docs/security.md)
+  assertStorageAllowed(task);
   const name = jobName(task.metadata.name as string, step.name);
   const labels: Record<string, string> = {
     [LABEL_MANAGED_BY]: MANAGED_BY,
@@ -172,8 +176,10 @@ export function buildJob(
               command: step.command,
               args: step.args,
               env,
+              // the whole allowed Secret (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY…); a missing one
+              // keeps the pod from starting rather than running the model without credentials
               envFrom: task.spec.storage?.s3?.secretName
-                ? [{ secretRef: { name: task.spec.storage.s3.secretName } }]
+                ? [{ secretRef: { name: task.spec.storage.s3.secretName, optional: false } }]
                 : undefined,
               resources: {
                 limits: Object.keys(limits).length ? limits : undefined,

@@ -1,9 +1,10 @@
 // The batch/v1 Job of a step: GPU, scheduling, retries, security, ownership, storage, names, no PHI.
 import type { V1Container, V1Job, V1PodSpec } from "@kubernetes/client-node";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { InferenceTask, type Priority } from "../../../src/api/v1alpha1/index.ts";
 import { OperatorConfig } from "../../../src/config/operator-config.ts";
 import { buildJob, jobName } from "../../../src/jobs/job-builder.ts";
+import { parseStorageTrust, setStorageTrust } from "../../../src/jobs/trust.ts";
 
 const TASK = "head-ct-0123456789abcdef";
 const cfg = OperatorConfig.parse({
@@ -38,6 +39,9 @@ function build(o: Parameters<typeof makeTask>[0] = {}, inputs: Record<string, Re
   const t = makeTask(o);
   return buildJob(t, t.spec.steps[0]!, inputs, cfg);
 }
+// the platform allowed these for radflow (operator flags --allow-secret, --allow-pvc)
+beforeAll(() => setStorageTrust(parseStorageTrust(["radiology/imaging-s3"], ["radiology/imaging"])));
+
 const podSpec = (j: V1Job): V1PodSpec => j.spec?.template.spec as V1PodSpec;
 const container = (j: V1Job): V1Container => podSpec(j).containers[0] as V1Container;
 const env = (j: V1Job) => Object.fromEntries((container(j).env ?? []).map((e) => [e.name, e.value]));
@@ -258,7 +262,7 @@ describe("buildJob: environment and storage", () => {
       },
       volumes: [],
       mounts: [],
-      envFrom: [{ secretRef: { name: "imaging-s3" } }],
+      envFrom: [{ secretRef: { name: "imaging-s3", optional: false } }],
     },
     {
       name: "no storage: the study location as given",
@@ -295,6 +299,34 @@ describe("buildJob: environment and storage", () => {
       command: ["python"],
       args: ["-m", "ich"],
     });
+  });
+});
+
+describe("buildJob: only Secrets and PVCs the platform allowed (docs/security.md)", () => {
+  // an InferenceTask created directly skips the workflow check: the Job builder refuses too
+  it.each([
+    [
+      "a PVC not on the list",
+      { pvc: { claimName: "payroll" } },
+      /storage\.pvc\.claimName 'payroll'.*--allow-pvc radiology\/payroll/,
+    ],
+    [
+      "a Secret not on the list",
+      { s3: { uri: "s3://imaging/x", secretName: "db-root" } },
+      /storage\.s3\.secretName 'db-root'.*--allow-secret radiology\/db-root/,
+    ],
+  ])("%s: no Job, an error naming the field and the flag", (_n, storage, msg) => {
+    expect(() => build({ spec: { storage } })).toThrow(msg);
+  });
+
+  it("an allowed name in another namespace is not allowed here", () => {
+    const t = makeTask({ spec: { storage: { pvc: { claimName: "imaging" } } } });
+    t.metadata.namespace = "research";
+    expect(() => buildJob(t, t.spec.steps[0]!, {}, cfg)).toThrow(/--allow-pvc research\/imaging/);
+  });
+
+  it("S3 without a Secret needs no allowance", () => {
+    expect(container(build({ spec: { storage: { s3: { uri: "s3://imaging/x" } } } })).envFrom).toBeUndefined();
   });
 });
 
