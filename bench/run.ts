@@ -144,7 +144,7 @@ async function main(argv: string[]): Promise<number> {
   const workDir = path.join(os.tmpdir(), `radflow-bench-${stamp}`);
   mkdirSync(workDir, { recursive: true });
   if (opts.waitQuietSeconds > 0) await waitQuiet(opts.waitQuietSeconds);
-  const sources = snapshotSources(workDir);
+  const sources = snapshotSources(workDir, opts.sources);
   log(
     `operator sources: commit ${sources.commit}${sources.uncommitted.length ? ` + uncommitted ${sources.uncommitted.join(", ")}` : ""}, copied to ${sources.root}`,
   );

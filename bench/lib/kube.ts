@@ -7,16 +7,17 @@ import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import {
   ApiextensionsV1Api,
+  BatchV1Api,
   CoreV1Api,
   CustomObjectsApi,
-  KubeConfig,
+  type KubeConfig,
   type V1CustomResourceDefinition,
   Watch,
 } from "@kubernetes/client-node";
 import yaml from "js-yaml";
 import type { z } from "zod";
 import type { AIWorkflowSpec } from "../../src/api/v1alpha1/aiworkflow.ts";
-import { mergePatch, reuseConnections } from "../../src/kube/client.ts";
+import { loadKubeConfig, mergePatch } from "../../src/kube/client.ts";
 import { sleep } from "./operator.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -26,15 +27,15 @@ export const VERSION = "v1alpha1";
 export class Kube {
   readonly kc: KubeConfig;
   readonly core: CoreV1Api;
+  readonly batch: BatchV1Api;
   readonly custom: CustomObjectsApi;
   private readonly ext: ApiextensionsV1Api;
 
   constructor(kubeconfig: string) {
-    this.kc = new KubeConfig();
-    this.kc.loadFromFile(kubeconfig);
     // the benchmark's own client takes as little of the machine as it can: reused connections
-    reuseConnections(this.kc);
+    this.kc = loadKubeConfig(kubeconfig);
     this.core = this.kc.makeApiClient(CoreV1Api);
+    this.batch = this.kc.makeApiClient(BatchV1Api);
     this.custom = this.kc.makeApiClient(CustomObjectsApi);
     this.ext = this.kc.makeApiClient(ApiextensionsV1Api);
   }

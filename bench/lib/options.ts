@@ -13,7 +13,10 @@ export interface Options {
   throughputStudies: number;
   writesStudies: number;
   writesRate: number;
-  rssTasks: number;
+  /** task counts for the memory scenario, measured one after the other in one namespace (ascending) */
+  rssTasks: number[];
+  /** run the operator from this git revision's sources instead of the working tree's */
+  sources?: string;
   batchTasks: number;
   statStudies: number;
   noiseRepeats: number;
@@ -38,7 +41,8 @@ RADFLOW_BENCH_<FLAG> (e.g. RADFLOW_BENCH_RATES=10,50).
   --latency-seconds 30,30,20  publishing time per rate (one value, or one per rate)
   --throughput-studies N    studies published at once for the throughput scenario (3000)
   --writes-studies N        studies for the API-writes scenario (300), at --writes-rate/s (20)
-  --rss-tasks N             InferenceTasks present for the memory / cold-start scenario (10000)
+  --rss-tasks N,M           finished InferenceTasks (each with its Job and pod) present for the
+                            memory / cold-start scenario, grown in steps (10000,20000)
   --batch-tasks N           queued batch tasks in front of the STAT studies (2000)
   --stat-studies N          STAT studies measured behind them (20)
   --noise-repeats N         repeats of the short noise measurement (3)
@@ -47,6 +51,8 @@ RADFLOW_BENCH_<FLAG> (e.g. RADFLOW_BENCH_RATES=10,50).
   --no-profile              run the operator without --cpu-prof
   --keep-cluster            leave the benchmark's own cluster up
   --out FILE                result JSON (default bench/results/<timestamp>.json)
+  --sources REV             run the operator from git revision REV (e.g. a before/after pair of
+                            commits) instead of the working tree's src/
   --wait-quiet SECONDS      before starting, wait up to this long for the machine's 1-minute load
                             average to fall below half its cores (0 = do not wait; default)
 
@@ -81,6 +87,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       "no-profile": { type: "boolean" },
       "keep-cluster": { type: "boolean" },
       out: { type: "string" },
+      sources: { type: "string" },
       "wait-quiet": { type: "string" },
     },
     allowPositionals: false,
@@ -110,6 +117,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   const secs = list(get("latency-seconds") ?? (quick ? "5,4,2" : "30,30,20"));
   const latencySeconds = rates.map((_, i) => secs[Math.min(i, secs.length - 1)] as number);
   const workers = get("workers");
+  const rssTasks = [...new Set(list(get("rss-tasks") ?? (quick ? "1000" : "10000,20000")))].sort((a, b) => a - b);
+  if (!rssTasks.length) throw new Error(`--rss-tasks: ${JSON.stringify(get("rss-tasks"))} names no positive count`);
   return {
     quick,
     scenarios: scenarios as Scenario[],
@@ -118,7 +127,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     throughputStudies: num("throughput-studies", 3000, 300),
     writesStudies: num("writes-studies", 300, 60),
     writesRate: num("writes-rate", 20, 20),
-    rssTasks: num("rss-tasks", 10_000, 1000),
+    rssTasks,
     batchTasks: num("batch-tasks", 2000, 200),
     statStudies: num("stat-studies", 20, 5),
     noiseRepeats: num("noise-repeats", 3, 3),
@@ -127,6 +136,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     profile: !bool("no-profile"),
     keepCluster: bool("keep-cluster"),
     out: get("out"),
+    sources: get("sources"),
     waitQuietSeconds: Number(get("wait-quiet") ?? 0) || 0,
   };
 }

@@ -23,9 +23,24 @@ function git(args: string[]): string {
   }
 }
 
-export function snapshotSources(workDir: string): SourceSnapshot {
+/**
+ * Copies the operator's sources; with `rev`, those of that git revision (a before/after pair
+ * measured with the same benchmark code, whatever the working tree holds meanwhile).
+ */
+export function snapshotSources(workDir: string, rev?: string): SourceSnapshot {
   const root = path.join(workDir, "operator-src");
   mkdirSync(path.join(root, "bench"), { recursive: true });
+  if (rev) {
+    const commit = git(["rev-parse", "--verify", `${rev}^{commit}`]);
+    if (!commit) throw new Error(`--sources: ${JSON.stringify(rev)} is not a commit of ${repo}`);
+    const tar = execFileSync("git", ["archive", commit, "src", "bench/lib", "package.json"], {
+      cwd: repo,
+      maxBuffer: 256 * 1024 * 1024,
+    });
+    execFileSync("tar", ["-x", "-C", root], { input: tar });
+    symlinkSync(path.join(repo, "node_modules"), path.join(root, "node_modules"));
+    return { root, commit: commit.slice(0, 7), uncommitted: [] };
+  }
   cpSync(path.join(repo, "src"), path.join(root, "src"), { recursive: true });
   cpSync(path.join(repo, "bench/lib"), path.join(root, "bench/lib"), { recursive: true });
   cpSync(path.join(repo, "package.json"), path.join(root, "package.json"));

@@ -23,8 +23,11 @@ export interface StudyShape {
 const RUN = String(Date.now());
 let seq = 0;
 
+/** The CloudEvents `source` of every benchmark study: with `id`, the event's identity. */
+export const SOURCE = "/bench/gateway";
+
 /** A study event; ids are unique per benchmark run. */
-export function studyEvent(idPrefix: string, shape: StudyShape): { id: string; body: string } {
+export function studyEvent(idPrefix: string, shape: StudyShape): { id: string; source: string; body: string } {
   const n = ++seq;
   const id = `${idPrefix}-${n}`;
   const uid = `1.2.826.0.1.3680043.8.498.${RUN}.${n}`;
@@ -40,7 +43,7 @@ export function studyEvent(idPrefix: string, shape: StudyShape): { id: string; b
   const event = {
     specversion: "1.0",
     id,
-    source: "/bench/gateway",
+    source: SOURCE,
     type: STUDY_RECEIVED,
     time: new Date().toISOString(),
     datacontenttype: "application/json",
@@ -53,7 +56,7 @@ export function studyEvent(idPrefix: string, shape: StudyShape): { id: string; b
       series,
     },
   };
-  return { id, body: JSON.stringify(event) };
+  return { id, source: SOURCE, body: JSON.stringify(event) };
 }
 
 export class Publisher {

@@ -73,7 +73,7 @@ export interface RunOptions {
 /** Publishes `n` studies for the workflow and records when each Job appeared (and each task ended). */
 export async function run(ctx: Context, wf: Workflow, n: number, o: RunOptions = {}): Promise<RunResult> {
   const events = Array.from({ length: n }, () => studyEvent(`${ctx.runId}-${wf.name}`, wf.shape));
-  const names = events.map((e) => taskName(wf.name, wf.uid, e.id));
+  const names = events.map((e) => taskName(wf.name, wf.uid, e));
   const taskAt = new Map<string, number>();
   const jobAt = new Map<string, number>();
   const doneAt = new Map<string, number>();

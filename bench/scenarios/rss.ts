@@ -1,78 +1,80 @@
-// Scenario 4: the operator's memory with N InferenceTasks present, and its cold start over them.
-// The tasks are created straight through the API (as ingest would have made them, with
-// buildTask) and given a terminal status (Succeeded, results published), so that resyncing them
+// Scenario 4: the operator's memory with N finished studies present — each an InferenceTask
+// (Succeeded, results published), its Job (Complete) and the Job's pod (Succeeded) — and its cold
+// start over them, for each N of --rss-tasks in turn (the namespace grows from one N to the
+// next). They are made straight through the API (bench/lib/finished.ts), so that resyncing them
 // costs reads and reconciles but no writes. Cold start = spawn → caches synced (the "caches
 // synced: reconciling" log line) → /readyz → every task reconciled once (work queue empty).
 // Memory is read without the profiler; a last, profiled restart only provides the CPU profile.
+// The chart's memory limit (helm/radflow/values.yaml, resources.limits.memory) is printed next to
+// each figure.
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { performance } from "node:perf_hooks";
-import { AIWorkflow } from "../../src/api/v1alpha1/aiworkflow.ts";
-import { toStudyEvent } from "../../src/api/v1alpha1/events.ts";
-import type { InferenceTaskStatus } from "../../src/api/v1alpha1/inferencetask.ts";
-import { buildTask } from "../../src/ingest/route.ts";
-import { jobName } from "../../src/jobs/job-builder.ts";
-import { mergePatch } from "../../src/kube/client.ts";
+import { fileURLToPath } from "node:url";
 import type { Context } from "../lib/context.ts";
 import { log } from "../lib/context.ts";
+import { createFinished, readWorkflow } from "../lib/finished.ts";
 import { GROUP, pool, VERSION, waitUntil } from "../lib/kube.ts";
 import type { Operator } from "../lib/operator.ts";
 import { sleep } from "../lib/operator.ts";
 import { sum } from "../lib/prom.ts";
 import { fmt, mb, type Row, type ScenarioResult } from "../lib/result.ts";
 import { round } from "../lib/stats.ts";
-import { studyEvent } from "../lib/studies.ts";
 import { singleStep, workflow } from "./common.ts";
 
-function terminalStatus(task: string, at: number): InferenceTaskStatus {
-  const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
-  const start = iso(at - 42_000);
-  const end = iso(at - 30_000);
+const SELECTOR = "app.kubernetes.io/managed-by=radflow";
+const TARGET_MB = 250; // issue 15: < 250 MB at 10,000 tasks
+
+/** The chart's container memory limit in MiB (resources.limits.memory), when it reads as one. */
+export function chartMemoryLimitMiB(): number | undefined {
+  const file = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../helm/radflow/values.yaml");
+  const text = readFileSync(file, "utf8");
+  const m = /^resources:\n(?:[ \t].*\n)*?[ \t]+limits:\n(?:[ \t].*\n)*?[ \t]+memory:\s*"?(\d+)(Mi|Gi)"?/m.exec(text);
+  if (!m) return undefined;
+  return Number(m[1]) * (m[2] === "Gi" ? 1024 : 1);
+}
+
+type Lister = (page: { limit: number; _continue?: string }) => Promise<{
+  items: { metadata?: { managedFields?: unknown } }[];
+  metadata?: { _continue?: string; continue?: string };
+}>;
+
+/** How many objects a paged list returns, and the JSON size of the first (whole, and managedFields). */
+async function census(list: Lister): Promise<{ count: number; bytes: number; managedFieldsBytes: number }> {
+  let count = 0;
+  let cont: string | undefined;
+  let sample: { metadata?: { managedFields?: unknown } } | undefined;
+  do {
+    const page = await list({ limit: 500, _continue: cont });
+    count += page.items.length;
+    sample ??= page.items[0];
+    cont = page.metadata?._continue ?? page.metadata?.continue;
+  } while (cont);
   return {
-    observedGeneration: 1,
-    phase: "Succeeded",
-    currentStep: "infer",
-    conditions: [
-      {
-        type: "Succeeded",
-        status: "True",
-        reason: "Succeeded",
-        message: "1 step(s) succeeded, 0 skipped",
-        lastTransitionTime: end,
-        observedGeneration: 1,
-      },
-    ],
-    steps: [
-      {
-        name: "infer",
-        phase: "Succeeded",
-        reason: "Completed",
-        jobName: jobName(task, "infer"),
-        attempts: 1,
-        startTime: start,
-        completionTime: end,
-        outputs: { finding: "negative", score: 0.07, model: "bench-1.0" },
-      },
-    ],
-    startTime: start,
-    completionTime: end,
-    duration: "12s",
-    resultsPublished: end,
+    count,
+    bytes: sample ? JSON.stringify(sample).length : 0,
+    managedFieldsBytes: sample ? JSON.stringify(sample.metadata?.managedFields ?? []).length : 0,
   };
 }
 
-/** Size of one task as the API serves it (JSON), and how much of it is metadata.managedFields. */
-async function sampleTaskSize(ctx: Context, ns: string): Promise<{ bytes: number; managedFieldsBytes: number }> {
-  const list = (await ctx.kube.custom.listNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    namespace: ns,
-    plural: "inferencetasks",
-    limit: 1,
-  })) as { items: { metadata?: { managedFields?: unknown } }[] };
-  const t = list.items[0];
-  if (!t) return { bytes: 0, managedFieldsBytes: 0 };
+async function objectsPresent(ctx: Context, ns: string) {
+  const k = ctx.kube;
   return {
-    bytes: JSON.stringify(t).length,
-    managedFieldsBytes: JSON.stringify(t.metadata?.managedFields ?? []).length,
+    tasks: await census(
+      (p) =>
+        k.custom.listNamespacedCustomObject({
+          group: GROUP,
+          version: VERSION,
+          namespace: ns,
+          plural: "inferencetasks",
+          limit: p.limit,
+          _continue: p._continue,
+        }) as ReturnType<Lister>,
+    ),
+    jobs: await census((p) => k.batch.listNamespacedJob({ namespace: ns, labelSelector: SELECTOR, ...p }) as never),
+    // kube-controller-manager's pod GC keeps at most --terminated-pod-gc-threshold (12,500 by
+    // default) finished pods: beyond that the oldest are deleted, as on any default cluster
+    pods: await census((p) => k.core.listNamespacedPod({ namespace: ns, labelSelector: SELECTOR, ...p }) as never),
   };
 }
 
@@ -101,7 +103,7 @@ async function coldStart(
       depth: sum(m, "radflow_workqueue_depth", { queue: "inferencetask" }),
     };
   };
-  await waitUntil(`${n} tasks reconciled`, 600_000, async () => {
+  await waitUntil(`${n} tasks reconciled`, Math.max(600_000, n * 60), async () => {
     const r = await reconciled();
     return r.done >= n && r.depth === 0;
   });
@@ -126,10 +128,16 @@ async function coldStart(
 }
 
 export async function rssScenario(ctx: Context): Promise<ScenarioResult> {
-  const n = ctx.opts.rssTasks;
+  const sizes = ctx.opts.rssTasks;
   const ns = await ctx.namespace("rss");
   const rows: Row[] = [];
-  const details: Record<string, unknown> = { namespace: ns, tasks: n, taskPhase: "Succeeded (results published)" };
+  const limitMiB = chartMemoryLimitMiB();
+  const details: Record<string, unknown> = {
+    namespace: ns,
+    sizes,
+    perTask: "InferenceTask Succeeded (results published) + its Job (Complete) + its pod (Succeeded)",
+    chartMemoryLimitMiB: limitMiB,
+  };
   const profiles: ScenarioResult["profiles"] = [];
   const stop = async (op: Operator) => {
     const p = await ctx.stopOperator(op);
@@ -153,67 +161,63 @@ export async function rssScenario(ctx: Context): Promise<ScenarioResult> {
   } finally {
     await stop(op0);
   }
+  const base = details.baseline as { rssMB: number };
+  const aiwf = await readWorkflow(ctx, ns, wfName);
 
-  // N tasks, created with the operator down
-  const aiwf = AIWorkflow.parse(
-    await ctx.kube.custom.getNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      namespace: ns,
-      plural: "aiworkflows",
-      name: wfName,
-    }),
-  );
-  log(`rss: creating ${n} InferenceTasks (Succeeded) through the API`);
-  const t0 = performance.now();
-  const now = Date.now();
-  await pool(
-    Array.from({ length: n }, (_, i) => i),
-    32,
-    async () => {
-      const e = studyEvent(`${ctx.runId}-rss`, { bodyPart: "KNEE" });
-      const parsed = toStudyEvent(e.body, new Date().toISOString());
-      if (!parsed.ok) throw new Error(`bench study event does not parse: ${parsed.reason}`);
-      const task = buildTask(aiwf, parsed.event);
-      const name = task.metadata.name as string;
-      const common = { group: GROUP, version: VERSION, namespace: ns, plural: "inferencetasks" };
-      await ctx.kube.custom.createNamespacedCustomObject({ ...common, body: task });
-      await ctx.kube.custom.patchNamespacedCustomObjectStatus(
-        { ...common, name, body: { status: terminalStatus(name, now) } },
-        mergePatch,
-      );
-    },
-  );
-  const createS = (performance.now() - t0) / 1000;
-  details.creation = { seconds: round(createS), tasksPerSecond: round(n / createS) };
-  details.taskObject = await sampleTaskSize(ctx, ns);
+  const bySize: Record<string, unknown>[] = [];
+  details.bySize = bySize;
+  let made = 0;
+  const limitText = limitMiB ? `chart limit ${limitMiB} MiB` : "chart limit unknown";
+  for (const n of sizes) {
+    // the studies, created with the operator down
+    log(`rss: creating ${n - made} finished studies (task + Job + pod) through the API (${n} in all)`);
+    const t0 = performance.now();
+    const now = Date.now();
+    await pool(
+      Array.from({ length: n - made }, (_, i) => i),
+      32,
+      () => createFinished(ctx, aiwf, now),
+    );
+    const createS = (performance.now() - t0) / 1000;
+    const creation = { studies: n - made, seconds: round(createS), studiesPerSecond: round((n - made) / createS) };
+    made = n;
+    const present = await objectsPresent(ctx, ns);
 
-  log("rss: cold start over them");
-  const first = await coldStart(ctx, "rss-cold", ns, n);
-  await stop(first.op);
-  log("rss: restart");
-  const second = await coldStart(ctx, "rss-restart", ns, n);
-  await stop(second.op);
-  details.coldStart = first.c;
-  details.restart = second.c;
+    log(`rss: cold start over ${n} tasks`);
+    const first = await coldStart(ctx, `rss-cold-${n}`, ns, n);
+    await stop(first.op);
+    log(`rss: restart over ${n} tasks`);
+    const second = await coldStart(ctx, `rss-restart-${n}`, ns, n);
+    await stop(second.op);
+    const worst = Math.max(second.c.rssAfter10sMB, second.c.peakMB, first.c.peakMB);
+    bySize.push({
+      tasks: n,
+      creation,
+      present,
+      coldStart: first.c,
+      restart: second.c,
+      perStudyKB: round(((second.c.rssAfter10sMB - base.rssMB) * 1024) / n, 2),
+      worstMB: worst,
+      withinChartLimit: limitMiB ? worst < limitMiB : undefined,
+    });
+    const objects = `${present.tasks.count} tasks, ${present.jobs.count} Jobs, ${present.pods.count} pods`;
+    rows.push({
+      metric: `operator RSS with ${n} finished studies (settled; peak)`,
+      value: `${fmt(second.c.rssAfter10sMB, "MB")} (peak ${fmt(worst, "MB")}; empty ${fmt(base.rssMB, "MB")}; heap ${fmt(second.c.heapUsedMB, "MB")}; ${objects})`,
+      target: n <= 10_000 ? `< ${TARGET_MB} MB; ${limitText}` : limitText,
+      met: n <= 10_000 ? worst < TARGET_MB : limitMiB ? worst < limitMiB : undefined,
+    });
+    const cs = (c: ColdStart) =>
+      `synced ${fmt(c.syncedMs, "ms", 0)}, ready ${fmt(c.readyMs, "ms", 0)}, all reconciled ${fmt(c.resyncedMs, "ms", 0)}`;
+    rows.push({ metric: `cold start over ${n} tasks (first start)`, value: cs(first.c) });
+    rows.push({ metric: `cold start over ${n} tasks (restart)`, value: cs(second.c) });
+  }
   if (ctx.opts.profile) {
+    const n = made;
     log("rss: one more restart under --cpu-prof (for the profile only; its numbers are not used)");
     const third = await coldStart(ctx, "rss-profiled", ns, n, true);
     await stop(third.op);
     details.profiledRestart = third.c;
   }
-  const base = details.baseline as { rssMB: number };
-  details.perTaskKB = round(((second.c.rssAfter10sMB - base.rssMB) * 1024) / n, 2);
-
-  rows.push({
-    metric: `operator RSS with ${n} tasks (settled; peak)`,
-    value: `${fmt(second.c.rssAfter10sMB, "MB")} (peak ${fmt(second.c.peakMB, "MB")}; empty ${fmt(base.rssMB, "MB")}; heap ${fmt(second.c.heapUsedMB, "MB")})`,
-    target: n === 10_000 ? "< 250 MB" : "< 250 MB (at 10,000)",
-    met: second.c.rssAfter10sMB < 250 && second.c.peakMB < 250,
-  });
-  const cs = (c: ColdStart) =>
-    `synced ${fmt(c.syncedMs, "ms", 0)}, ready ${fmt(c.readyMs, "ms", 0)}, all reconciled ${fmt(c.resyncedMs, "ms", 0)}`;
-  rows.push({ metric: `cold start over ${n} tasks (first start)`, value: cs(first.c) });
-  rows.push({ metric: `cold start over ${n} tasks (restart)`, value: cs(second.c) });
   return { scenario: "4 memory / cold start", rows, details, profiles };
 }

@@ -13,7 +13,7 @@ import { sleep } from "../lib/operator.ts";
 import { sum } from "../lib/prom.ts";
 import { fmt, type Row, type ScenarioResult } from "../lib/result.ts";
 import { round, summarize } from "../lib/stats.ts";
-import { studyEvent } from "../lib/studies.ts";
+import { SOURCE, studyEvent } from "../lib/studies.ts";
 import { singleStep, workflow } from "./common.ts";
 
 export async function statScenario(ctx: Context): Promise<ScenarioResult> {
@@ -40,7 +40,7 @@ export async function statScenario(ctx: Context): Promise<ScenarioResult> {
       bodyPart: "HEAD",
     });
     await Promise.all([jobs.start(), tasks.start()]);
-    const statName = (id: string) => taskName(stat.name, stat.uid, id);
+    const statName = (id: string) => taskName(stat.name, stat.uid, { source: SOURCE, id });
 
     // flood: N batch events, and one STAT event right behind them
     log(`stat: ${nBatch} batch studies, then one STAT study right behind them`);
@@ -53,7 +53,7 @@ export async function statScenario(ctx: Context): Promise<ScenarioResult> {
     await waitUntil("the STAT study's Job (flood)", 600_000, async () => jobAt.has(statName(flood.id)));
     const floodMs = (jobAt.get(statName(flood.id)) as number) - floodSent;
 
-    const batchNames = new Set(batchEvents.map((e) => taskName(batch.name, batch.uid, e.id)));
+    const batchNames = new Set(batchEvents.map((e) => taskName(batch.name, batch.uid, e)));
     const queued = () => [...phases].filter(([n, s]) => batchNames.has(n) && s.reason === "Queued").length;
     await waitUntil(`${nBatch - 1} batch tasks Queued`, 900_000, async () => queued() >= nBatch - 1);
     const queuedAfterMs = performance.now() - t0;
