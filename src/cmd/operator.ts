@@ -43,6 +43,7 @@ flags (environment variable in brackets):
   --nats-url URL             NATS server(s); no ingest when unset      [RADFLOW_NATS_URL]
   --consumer NAME            durable consumer (radflow-operator)       [RADFLOW_NATS_CONSUMER]
   --monai                    also consume md.workflow.request          [RADFLOW_MONAI=true]
+  --stream-replicas N        replicas of streams and KV bucket (1)     [RADFLOW_STREAM_REPLICAS]
   --syslog-host HOST         Audit Record Repository (syslog over TLS) [RADFLOW_SYSLOG_HOST]
   --syslog-port N            its port (6514)                           [RADFLOW_SYSLOG_PORT]
   --syslog-ca FILE           CA that signed its certificate            [RADFLOW_SYSLOG_CA]
@@ -88,6 +89,7 @@ export function parseOperatorArgs(args: string[], env: NodeJS.ProcessEnv = proce
       "nats-url": { type: "string" },
       consumer: { type: "string" },
       monai: { type: "boolean" },
+      "stream-replicas": { type: "string" },
       "syslog-host": { type: "string" },
       "syslog-port": { type: "string" },
       "syslog-ca": { type: "string" },
@@ -115,6 +117,7 @@ export function parseOperatorArgs(args: string[], env: NodeJS.ProcessEnv = proce
       url: values["nats-url"] ?? env.RADFLOW_NATS_URL,
       consumer: values.consumer ?? env.RADFLOW_NATS_CONSUMER ?? "radflow-operator",
       monai: values.monai ?? env.RADFLOW_MONAI === "true",
+      streamReplicas: num(values["stream-replicas"] ?? env.RADFLOW_STREAM_REPLICAS),
     },
   });
   const syslogHost = values["syslog-host"] ?? env.RADFLOW_SYSLOG_HOST;
@@ -230,7 +233,7 @@ export async function main(args: string[]): Promise<number> {
         workflows: { list: workflows },
         audit,
         consumer: cfg.nats.consumer,
-        streams: { monai: cfg.nats.monai },
+        streams: { monai: cfg.nats.monai, replicas: cfg.nats.streamReplicas },
       });
       await ingest.start();
       log.info({ consumer: cfg.nats.consumer }, "study ingest started");

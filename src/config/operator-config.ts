@@ -36,7 +36,14 @@ export const OperatorConfig = z.object({
       url: z.string().optional(),
       consumer: z.string().default("radflow-operator"),
       monai: z.boolean().default(false),
+      streamReplicas: z
+        .number()
+        .int()
+        .min(1)
+        .max(5)
+        .default(1)
+        .describe("Replicas of radflow's JetStream streams and KV bucket (3 in a production NATS cluster)."),
     })
-    .default({ consumer: "radflow-operator", monai: false }),
+    .default({ consumer: "radflow-operator", monai: false, streamReplicas: 1 }),
 });
 export type OperatorConfig = z.infer<typeof OperatorConfig>;

@@ -22,6 +22,9 @@ export interface DispatcherOptions {
   wake: (taskKey: string, priority: Priority) => void;
 }
 
+/** Waiters woken beyond the free slots, in case one of them no longer wants its slot. */
+const SPARE_WAKEUPS = 4;
+
 function before(a: Waiter, b: Waiter): number {
   return (
     PRIORITY_ORDER[a.priority] - PRIORITY_ORDER[b.priority] ||
@@ -110,25 +113,35 @@ export class Dispatcher {
     this.reserved.delete(jobKey);
   }
 
-  /** Capacity may have freed (a Job ended or vanished): wake the next waiters in order. */
+  /**
+   * Capacity may have freed (a Job ended or vanished): wake the waiters that can start now, in
+   * clinical order — handing out the free slots as capacityFor will, so a waiter held back by its
+   * own workflow's maxRunning is passed over instead of taking a wake-up (and the free GPU) from a
+   * task further back that could run. A few spares are woken too, in case a woken task no longer
+   * wants its slot (it was canceled, or started through another reconcile).
+   */
   capacityChanged(): void {
     if (this.waiting.size === 0) return;
-    const { total } = this.counts();
-    if (!this.o.globalCap) {
-      // only workflow caps: wake the head of each workflow's line, not thousands of waiters
-      const woken = new Map<string, number>();
-      for (const w of this.queue) {
-        const n = woken.get(w.workflowKey) ?? 0;
-        if (n >= 4) continue;
-        woken.set(w.workflowKey, n + 1);
-        this.o.wake(w.key, w.priority);
+    const { total, byWorkflow } = this.counts();
+    let globalFree = this.o.globalCap ? this.o.globalCap - total : Number.POSITIVE_INFINITY;
+    if (globalFree <= 0) return;
+    const wfFree = new Map<string, number>();
+    let spares = SPARE_WAKEUPS;
+    for (const w of this.queue) {
+      let f = wfFree.get(w.workflowKey);
+      if (f === undefined) {
+        const cap = this.o.workflowCap(w.workflowKey);
+        f = cap === undefined ? Number.POSITIVE_INFINITY : cap - (byWorkflow.get(w.workflowKey) ?? 0);
       }
-      return;
+      if (f <= 0) continue; // blocked by its own workflow's cap: it cannot start
+      if (globalFree > 0) {
+        globalFree -= 1;
+        wfFree.set(w.workflowKey, f - 1);
+      } else if (spares > 0) {
+        spares -= 1;
+      } else break;
+      this.o.wake(w.key, w.priority);
     }
-    const slots = Math.max(0, this.o.globalCap - total);
-    if (slots === 0) return;
-    // wake a few more than the free slots: some waiters are blocked by their workflow's cap
-    for (const w of this.queue.slice(0, slots * 2 + 4)) this.o.wake(w.key, w.priority);
   }
 
   get waitingCount(): number {

@@ -38,7 +38,13 @@ export interface TaskControllerDeps {
   kc: KubeConfig;
   config: Pick<
     OperatorConfig,
-    "gpuResource" | "gpuProductLabel" | "gpuTolerations" | "priorityClasses" | "terminationMessageMaxBytes"
+    | "gpuResource"
+    | "gpuProductLabel"
+    | "gpuTolerations"
+    | "priorityClasses"
+    | "terminationMessageMaxBytes"
+    | "startTimeoutSeconds"
+    | "taskTtlSeconds"
   >;
   tasks: Cache<InferenceTask>;
   jobs: Cache<V1Job>;
@@ -107,6 +113,7 @@ export function podView(p: V1Pod): PodView {
   const sched = p.status?.conditions?.find((c) => c.type === "PodScheduled");
   const state = p.status?.containerStatuses?.[0]?.state;
   const t = state?.terminated;
+  const w = state?.waiting;
   return {
     name: p.metadata?.name as string,
     step: p.metadata?.labels?.[LABEL_STEP] as string,
@@ -116,7 +123,14 @@ export function podView(p: V1Pod): PodView {
       sched?.status === "False" && sched.reason === "Unschedulable" ? (sched.message ?? "unschedulable") : undefined,
     terminated: t ? { exitCode: t.exitCode, reason: t.reason, message: t.message } : undefined,
     runningSince: state?.running?.startedAt ? String(state.running.startedAt) : undefined,
+    scheduledAt: sched?.status === "True" && sched.lastTransitionTime ? toIso(sched.lastTransitionTime) : undefined,
+    waiting: w?.reason ? { reason: w.reason, message: w.message } : undefined,
   };
+}
+
+/** client-node gives Date objects for date-time fields; the planner wants RFC 3339 strings. */
+function toIso(v: Date | string): string {
+  return v instanceof Date ? v.toISOString() : String(v);
 }
 
 /** True for a Job that holds (or will hold) a GPU slot: not finished and not being deleted. */
@@ -188,6 +202,9 @@ export class TaskController {
       resultsRequired: this.d.publishResults !== undefined,
       gpuResource: this.d.config.gpuResource,
       terminationMessageMaxBytes: this.d.config.terminationMessageMaxBytes,
+      startTimeoutSeconds: this.d.config.startTimeoutSeconds,
+      defaultTtlSeconds: this.d.config.taskTtlSeconds,
+      jobConflicts: undefined as Record<string, string> | undefined,
     };
     let plan = planTask(input);
     if (plan.needsLivePods) {
@@ -225,15 +242,30 @@ export class TaskController {
       await this.patchFinalizers(task, [...(task.metadata.finalizers ?? []), FINALIZER]);
     }
 
+    const conflicts: Record<string, string> = {};
+    let retryConflict = false;
     for (const job of jobs_) {
       try {
         guard();
         await track("create", "jobs", () => this.batch.createNamespacedJob({ namespace: ns, body: job }));
       } catch (err) {
-        if (isAlreadyExists(err)) continue; // a restart re-plans the same Job: it is already there
-        for (const j of jobs_) this.d.dispatcher.observed(`${ns}/${j.metadata?.name}`); // release the slots
-        throw err;
+        if (!isAlreadyExists(err)) {
+          for (const j of jobs_) this.d.dispatcher.observed(`${ns}/${j.metadata?.name}`); // release the slots
+          throw err;
+        }
+        // A restart re-plans the same Job: fine if it is ours. Anything else holding the name would
+        // leave the step waiting forever for a Job whose events never reach this task.
+        const verdict = await this.ownJob(task, job);
+        if (verdict === "ours") continue;
+        this.d.dispatcher.observed(`${ns}/${job.metadata?.name}`);
+        if (verdict === "leaving")
+          retryConflict = true; // an earlier incarnation's Job on its way out
+        else conflicts[job.metadata?.labels?.[LABEL_STEP] as string] = verdict.conflict;
       }
+    }
+    if (Object.keys(conflicts).length) {
+      input.jobConflicts = conflicts;
+      plan = planTask(input);
     }
     for (const name of plan.deleteJobs) {
       guard();
@@ -336,7 +368,33 @@ export class TaskController {
     if (plan.deleteJobs.length || plan.create.length) this.d.dispatcher.capacityChanged();
 
     if (publishError) throw new Error(`publishing results failed: ${errMessage(publishError)}`);
+    if (retryConflict) return { requeueAfterMs: Math.min(plan.requeueAfterMs ?? 1000, 1000) };
     return { requeueAfterMs: plan.requeueAfterMs };
+  }
+
+  /** Whose is the Job that holds the name we wanted? Read from the API server (the informer may lag,
+   * and only sees radflow's Jobs); by name with `list`, the verb the chart already grants. */
+  private async ownJob(task: InferenceTask, want: V1Job): Promise<"ours" | "leaving" | { conflict: string }> {
+    const ns = task.metadata.namespace as string;
+    const name = want.metadata?.name as string;
+    const found = await track("list", "jobs", () =>
+      this.batch.listNamespacedJob({ namespace: ns, fieldSelector: `metadata.name=${name}` }),
+    );
+    const j = found.items[0];
+    if (!j) return "leaving"; // deleted in between: create again shortly
+    const labels = j.metadata?.labels ?? {};
+    const step = want.metadata?.labels?.[LABEL_STEP];
+    const ownerUids = (j.metadata?.ownerReferences ?? []).filter((o) => o.controller).map((o) => o.uid);
+    const sameTask = labels[LABEL_TASK] === task.metadata.name && labels[LABEL_STEP] === step;
+    if (sameTask && ownerUids.includes(task.metadata.uid as string)) return "ours";
+    if (sameTask && j.metadata?.deletionTimestamp) return "leaving";
+    const holder = labels[LABEL_TASK]
+      ? `it belongs to task ${labels[LABEL_TASK]}${labels[LABEL_STEP] ? ` step ${labels[LABEL_STEP]}` : ""}${
+          sameTask ? " of an earlier incarnation (another uid)" : ""
+        }`
+      : "a Job of that name exists and was not made by radflow for this task";
+    log.warn({ task: keyOf(task), step, job: name }, "job name taken by another object");
+    return { conflict: holder };
   }
 
   /** Merge patch of the finalizer list, guarded by the resourceVersion we planned from. */

@@ -13,7 +13,6 @@ import {
 import type { AuditEventKind, AuditOutcome } from "../audit/facts.ts";
 import { cachedBool } from "../expr/cel.ts";
 import { jobName } from "../jobs/job-builder.ts";
-import { scrubOutputs } from "../jobs/trust.ts";
 
 export const FINALIZER = TASK_FINALIZER;
 
@@ -39,6 +38,10 @@ export interface PodView {
   unschedulable?: string; // the scheduler's message
   /** when the model container started running (RFC 3339) */
   runningSince?: string;
+  /** when the scheduler bound the pod to a node (RFC 3339): the kubelet's clock to start it runs from here */
+  scheduledAt?: string;
+  /** why the kubelet has not started the model container (ImagePullBackOff…) */
+  waiting?: { reason: string; message?: string };
   terminated?: { exitCode: number; reason?: string; message?: string };
 }
 
@@ -54,6 +57,12 @@ export interface PlanInput {
   /** results must be published before a finished task may be deleted by its TTL */
   resultsRequired?: boolean;
   terminationMessageMaxBytes?: number;
+  /** how long a scheduled pod may fail to start its container (image pull, config) before the step fails */
+  startTimeoutSeconds?: number;
+  /** a finished task's TTL when its workflow sets none; undefined or 0: kept */
+  defaultTtlSeconds?: number;
+  /** steps whose Job name is held by an object that is not this task's Job (step → what holds it) */
+  jobConflicts?: Record<string, string>;
 }
 
 export interface PlannedEvent {
@@ -87,7 +96,43 @@ export interface Plan {
   needsLivePods?: boolean;
 }
 
+/** Waiting reasons of a scheduled container that will not go away by themselves (a wrong image,
+ * a missing Secret, a root image under runAsNonRoot): shown at once, failed after the start timeout.
+ * ContainerCreating and PodInitializing are normal progress and not here. */
+export const START_FAILURES: ReadonlySet<string> = new Set([
+  "ErrImagePull",
+  "ImagePullBackOff",
+  "InvalidImageName",
+  "ErrImageNeverPull",
+  "RegistryUnavailable",
+  "CreateContainerConfigError",
+  "CreateContainerError",
+  "RunContainerError",
+]);
+
+export const DEFAULT_START_TIMEOUT_SECONDS = 300;
+
+/** Step names for status.currentStep, which holds at most 256 characters: "a,b +5" when they do not fit. */
+export function summariseSteps(names: readonly string[], max = 256): string {
+  const all = names.join(",");
+  if (all.length <= max) return all;
+  let out = `+${names.length}`;
+  for (let i = 1; i < names.length; i++) {
+    const candidate = `${names.slice(0, i).join(",")} +${names.length - i}`;
+    if (candidate.length > max) break;
+    out = candidate;
+  }
+  return out;
+}
+
 const TERMINAL_TASK: ReadonlySet<TaskPhase> = new Set(["Succeeded", "Failed", "Canceled"]);
+/** Step failure reasons that name the task's failure too (otherwise it is StepFailed). */
+const PROPAGATED_REASONS: ReadonlySet<string> = new Set([
+  "DeadlineExceeded",
+  "ConditionError",
+  "JobNameConflict",
+  "OutputsLost",
+]);
 const DONE_STEP: ReadonlySet<StepPhase> = new Set(["Succeeded", "Skipped"]);
 const FINISHED_STEP: ReadonlySet<StepPhase> = new Set(["Succeeded", "Skipped", "Failed", "Canceled"]);
 
@@ -128,7 +173,7 @@ export function parseOutputs(
   if (typeof v !== "object" || v === null || Array.isArray(v)) {
     return { ok: false, error: "termination message must be a JSON object" };
   }
-  return scrubOutputs(v as Record<string, unknown>); // no allowed Secret value, bounded depth (src/jobs/trust.ts)
+  return { ok: true, outputs: v as Record<string, unknown> };
 }
 
 /** A step's state as its Job and pods show it; undefined when the step has no Job. */
@@ -154,6 +199,7 @@ function observeStep(
   maxBytes: number,
   timeoutSeconds: number,
   gpuResource: string,
+  startTimeoutSeconds: number,
 ): Observed | undefined {
   if (!job) return undefined;
   const attempts = Math.max(pods.length, job.active + job.succeeded + job.failed);
@@ -177,11 +223,14 @@ function observeStep(
           awaitingPod: true,
         };
       }
+      // The pod (and its termination message) is gone: the outputs are unknown, not empty. A
+      // success without outputs would publish "succeeded" with no findings and let later steps'
+      // `when` read missing outputs as a negative result; fail loudly instead.
       return {
-        phase: "Succeeded",
-        reason: "Completed",
-        message: "outputs unavailable: the pod is gone",
-        outputs: {},
+        phase: "Failed",
+        reason: "OutputsLost",
+        message:
+          "the Job completed but its pod was deleted before radflow read the model's outputs (termination message); rerun the study",
         attempts,
         ran,
       };
@@ -249,6 +298,34 @@ function observeStep(
       ran,
     };
   }
+  const stuck = pods.find((p) => p.phase === "Pending" && p.waiting && START_FAILURES.has(p.waiting.reason));
+  if (stuck?.waiting) {
+    // the kubelet cannot start the container: say why at once, fail when it has had long enough
+    const since = Date.parse(stuck.scheduledAt ?? stuck.created) || now;
+    const what = `${stuck.waiting.reason}${stuck.waiting.message ? `: ${stuck.waiting.message}` : ""}`;
+    const waited = Math.round((now - since) / 1000);
+    if (now - since >= startTimeoutSeconds * 1000) {
+      return {
+        phase: "Failed",
+        reason: stuck.waiting.reason,
+        message:
+          `the model container did not start within ${waited}s (start timeout ${startTimeoutSeconds}s): ${what}`.slice(
+            0,
+            1024,
+          ),
+        attempts,
+        ran,
+      };
+    }
+    return {
+      phase: "Pending",
+      reason: stuck.waiting.reason,
+      message: `the model container cannot start: ${what}`.slice(0, 1024),
+      attempts,
+      ran,
+      recheckAt: since + startTimeoutSeconds * 1000,
+    };
+  }
   if (ran)
     return { phase: "Running", reason: "Retrying", message: "an attempt failed; the Job is retrying", attempts, ran };
   return { phase: "Pending", reason: "Starting", message: "Job created; pod not running yet", attempts, ran };
@@ -314,7 +391,7 @@ export function planTask(input: PlanInput): Plan {
   if (isTerminal(prev.phase)) {
     plan.deleteJobs = activeJobs.map((j) => j.name);
     plan.publishResults = !prev.resultsPublished;
-    const ttl = task.spec.ttlSecondsAfterFinished;
+    const ttl = effectiveTtl(task, input.defaultTtlSeconds);
     const publishPending = input.resultsRequired === true && !prev.resultsPublished;
     if (ttl !== undefined && prev.completionTime && !publishPending) {
       const due = Date.parse(prev.completionTime) + ttl * 1000;
@@ -348,6 +425,7 @@ export function planTask(input: PlanInput): Plan {
       maxBytes,
       step.timeoutSeconds ?? 3600,
       input.gpuResource ?? "nvidia.com/gpu",
+      input.startTimeoutSeconds ?? DEFAULT_START_TIMEOUT_SECONDS,
     );
     let s: StepStatus;
     if (observed) {
@@ -362,6 +440,17 @@ export function planTask(input: PlanInput): Plan {
         ...seen,
       };
       if (FINISHED_STEP.has(observed.phase)) s.completionTime = before?.completionTime ?? iso(now);
+    } else if (input.jobConflicts?.[step.name] !== undefined) {
+      // our create met a Job that is not ours: waiting for it would wait forever (it carries another
+      // task's labels, so no informer event ever reaches this task)
+      s = {
+        name: step.name,
+        phase: "Failed",
+        reason: "JobNameConflict",
+        message: `cannot create Job ${jobName(task.metadata.name as string, step.name)}: ${input.jobConflicts[step.name]}`,
+        startTime: before?.startTime ?? iso(now),
+        completionTime: iso(now),
+      };
     } else if (before && FINISHED_STEP.has(before.phase)) {
       s = before; // decided earlier (Skipped, a condition error) or its Job is gone: keep what was recorded
     } else {
@@ -459,7 +548,7 @@ export function planTask(input: PlanInput): Plan {
     message = "canceled by spec.cancel";
   } else if (failed) {
     phase = "Failed";
-    reason = failed.reason === "DeadlineExceeded" || failed.reason === "ConditionError" ? failed.reason : "StepFailed";
+    reason = PROPAGATED_REASONS.has(failed.reason ?? "") ? (failed.reason as string) : "StepFailed";
     message = `step ${failed.name} failed: ${failed.message ?? failed.reason ?? ""}`;
   } else if (timedOut) {
     phase = "Failed";
@@ -539,6 +628,33 @@ export function planTask(input: PlanInput): Plan {
     );
   }
 
+  // A container the kubelet cannot start (bad image, missing Secret…) is shown on the task at once,
+  // not only when the start timeout fails the step.
+  const blocked = steps.filter((s) => s.phase === "Pending" && START_FAILURES.has(s.reason ?? ""));
+  if (blocked.length || prev.conditions?.some((c) => c.type === "StartBlocked")) {
+    conditions.push(
+      blocked.length
+        ? condition(
+            prev.conditions,
+            "StartBlocked",
+            "True",
+            blocked[0]?.reason as string,
+            blocked.map((s) => `step ${s.name}: ${s.message ?? s.reason}`).join("; "),
+            now,
+            generation,
+          )
+        : condition(
+            prev.conditions,
+            "StartBlocked",
+            "False",
+            "NotBlocked",
+            "no step is blocked from starting",
+            now,
+            generation,
+          ),
+    );
+  }
+
   const startTime = prev.startTime ?? (phase === "Running" || isTerminal(phase) ? iso(now) : undefined);
   const completionTime = isTerminal(phase) ? iso(now) : undefined;
   const inProgress = steps.filter(
@@ -548,7 +664,7 @@ export function planTask(input: PlanInput): Plan {
   const status: InferenceTaskStatus = {
     observedGeneration: generation,
     phase,
-    currentStep: inProgress.length ? inProgress.map((s) => s.name).join(",") : lastDone?.name,
+    currentStep: inProgress.length ? summariseSteps(inProgress.map((s) => s.name)) : lastDone?.name,
     conditions,
     steps,
     startTime,
@@ -575,7 +691,11 @@ export function planTask(input: PlanInput): Plan {
     plan.audits.push({ kind: "StepStarted", outcome: "success", step: c.step.name });
   }
   for (const s of steps) {
-    const was = prevSteps.get(s.name)?.phase;
+    const wasStep = prevSteps.get(s.name);
+    const was = wasStep?.phase;
+    if (s.phase === "Pending" && START_FAILURES.has(s.reason ?? "") && wasStep?.reason !== s.reason) {
+      plan.events.push({ type: "Warning", reason: s.reason as string, note: `step ${s.name}: ${s.message ?? ""}` });
+    }
     if (s.phase === was) continue;
     if (s.phase === "WaitingForGPU") {
       plan.events.push({
@@ -628,10 +748,15 @@ export function planTask(input: PlanInput): Plan {
     const due = Math.max(50, Math.min(...rechecks) - now + 50);
     plan.requeueAfterMs = Math.min(plan.requeueAfterMs ?? due, due);
   }
-  if (isTerminal(phase) && task.spec.ttlSecondsAfterFinished !== undefined) {
-    plan.requeueAfterMs = task.spec.ttlSecondsAfterFinished * 1000;
-  }
+  const ttl = effectiveTtl(task, input.defaultTtlSeconds);
+  if (isTerminal(phase) && ttl !== undefined) plan.requeueAfterMs = ttl * 1000;
   return plan;
+}
+
+/** Seconds a finished task is kept: its workflow's ttlSecondsAfterFinished, else the operator's
+ * default (0 or unset: kept until deleted). The TTL never removes a task whose results are unpublished. */
+export function effectiveTtl(task: InferenceTask, defaultTtlSeconds: number | undefined): number | undefined {
+  return task.spec.ttlSecondsAfterFinished ?? (defaultTtlSeconds ? defaultTtlSeconds : undefined);
 }
 
 /** Steps ordered so that each comes after what it depends on; ties keep the listed order. */

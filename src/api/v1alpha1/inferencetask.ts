@@ -35,7 +35,9 @@ export const StepStatus = z
       .string()
       .max(256)
       .optional()
-      .describe("Machine-readable reason for the phase, e.g. BackoffLimitExceeded."),
+      .describe(
+        "Machine-readable reason for the phase, e.g. BackoffLimitExceeded, ImagePullBackOff, JobNameConflict, OutputsLost.",
+      ),
     message: z.string().max(4096).optional().describe("Human-readable detail."),
   })
   .describe("What happened to one step.");
@@ -78,11 +80,15 @@ export const InferenceTaskStatus = z
   .object({
     observedGeneration: z.number().int().optional().describe("The .metadata.generation this status describes."),
     phase: TaskPhase.optional(),
-    currentStep: z.string().max(256).optional().describe("Step(s) in progress, or the last step that ran."),
+    currentStep: z
+      .string()
+      .max(256)
+      .optional()
+      .describe('Step(s) in progress ("a,b"; "a,b +5" when more do not fit), or the last step that ran.'),
     conditions: keyedList(z.array(Condition), "type")
       .optional()
       .describe(
-        "Succeeded (with reasons such as StepFailed, QueueTimeout, DeadlineExceeded, Canceled) and Queued / WaitingForGPU while waiting.",
+        "Succeeded (with reasons such as StepFailed, QueueTimeout, DeadlineExceeded, JobNameConflict, OutputsLost, Canceled), WaitingForGPU while a step's pod is unschedulable for lack of GPUs, and StartBlocked while the kubelet cannot start a step's container (ImagePullBackOff, CreateContainerConfigError…; the step fails after the operator's start timeout).",
       ),
     steps: keyedList(z.array(StepStatus), "name").optional().describe("Per-step status."),
     startTime: z.string().optional().describe("When the first step started.").meta({ format: "date-time" }),

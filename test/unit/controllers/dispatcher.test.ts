@@ -217,19 +217,25 @@ describe("Dispatcher.capacityChanged", () => {
       woken: order,
     },
     {
-      // only workflow caps: the head of each workflow's line (four), not every waiter
-      name: "no global cap: the first four waiters of each workflow, in clinical order",
+      // only workflow caps: as many of a workflow's waiters as its cap has room for, not every waiter
+      name: "no global cap: the head of each workflow's line, as far as its cap has room",
       setup: { caps: { "radiology/head-ct": 1 } },
       waiting: mixed,
-      woken: order.slice(0, 4),
+      woken: order.slice(0, 1),
+    },
+    {
+      name: "no global cap, two free in the workflow's cap: its first two",
+      setup: { caps: { "radiology/head-ct": 3 }, running: { "radiology/head-ct": 1 } },
+      waiting: mixed,
+      woken: order.slice(0, 2),
     },
     { name: "no free slot: nobody", setup: { globalCap: 10, running: { "a/b": 10 } }, waiting: mixed, woken: [] },
     { name: "no waiters: nobody", setup: { globalCap: 10 }, waiting: [], woken: [] },
     {
-      name: "one free slot among many waiters: only the first few (2 × slots + 4)",
+      name: "one free slot among many waiters: the first, and four spares",
       setup: { globalCap: 1 },
       waiting: Array.from({ length: 10 }, (_, i) => waiter(`b${i}`, "batch", 50 - i)),
-      woken: [9, 8, 7, 6, 5, 4].map((i) => `radiology/b${i}`),
+      woken: [9, 8, 7, 6, 5].map((i) => `radiology/b${i}`),
     },
   ];
   it.each(cases)("$name", ({ setup, waiting, woken }) => {
@@ -237,5 +243,41 @@ describe("Dispatcher.capacityChanged", () => {
     for (const w of waiting) d.wait(w);
     d.capacityChanged();
     expect(got).toEqual(woken);
+  });
+});
+
+describe("Dispatcher.capacityChanged: no starvation behind tasks blocked by their own workflow's cap (issue 12)", () => {
+  it("a free GPU goes to a batch task that can run, not to STAT tasks held by their maxRunning", () => {
+    // global cap 4: STAT workflow at its own cap of 2, one other Job running → one GPU free
+    const setup: Setup = {
+      globalCap: 4,
+      caps: { "radiology/stat-ct": 2 },
+      running: { "radiology/stat-ct": 2, "radiology/other": 1 },
+    };
+    const { d, woken } = dispatcher(setup);
+    const stat = Array.from({ length: 20 }, (_, i) => waiter(`stat-${i}`, "stat", i, "radiology/stat-ct"));
+    const bulk = waiter("bulk-0", "batch", 0, "radiology/bulk");
+    for (const w of [...stat, bulk]) d.wait(w);
+    // the batch task could start (capacityFor says so)…
+    expect(d.capacityFor(bulk)).toBe(1);
+    d.capacityChanged();
+    // …and is the one woken; none of the blocked STAT tasks is (formerly: the first 2·1+4 = 6 STAT
+    // tasks were woken, each found its workflow full, and the free GPU sat idle)
+    expect(woken).toEqual(["radiology/bulk-0"]);
+  });
+
+  it("per-workflow room is handed out in order: one slot of a capped workflow, the rest to others", () => {
+    const { d, woken } = dispatcher({ globalCap: 3, caps: { "radiology/stat-ct": 1 } });
+    const ws = [
+      waiter("s1", "stat", 1, "radiology/stat-ct"),
+      waiter("s2", "stat", 2, "radiology/stat-ct"),
+      waiter("r1", "routine", 1, "radiology/knee"),
+      waiter("r2", "routine", 2, "radiology/knee"),
+      waiter("b1", "batch", 1, "radiology/bulk"),
+    ];
+    for (const w of ws) d.wait(w);
+    d.capacityChanged();
+    // s1, r1, r2 take the three slots; b1 is a spare; s2 is blocked by its workflow's cap
+    expect(woken).toEqual(["radiology/s1", "radiology/r1", "radiology/r2", "radiology/b1"]);
   });
 });

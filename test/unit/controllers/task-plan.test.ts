@@ -14,6 +14,7 @@ import {
   parseOutputs,
   planTask,
   sameJson,
+  summariseSteps,
 } from "../../../src/controllers/task-plan.ts";
 import { jobName } from "../../../src/jobs/job-builder.ts";
 
@@ -1122,5 +1123,167 @@ describe("planner regressions (each once a defect)", () => {
     const t1 = written(t0, plan(t0, { jobs: [job("detect")], pods: [pod("detect", { phase: "Running" })] }));
     const p = plan(t1, { jobs: [completeJob("detect")], pods: [pod("detect", { phase: "Running" })], now: at(30) });
     expect(p.status.phase).not.toBe("Failed");
+  });
+});
+
+describe("hardening (issue 12): steps that cannot succeed fail loudly", () => {
+  it("a complete Job whose pod is gone fails the step with OutputsLost; a one-step task does not publish success", () => {
+    const t = created();
+    const gone = { jobs: [job("detect", { active: 0, succeeded: 1, complete: { at: iso(T0) } })], pods: [] };
+    // first: read pods from the API server and look again (the cache may lag)
+    const early = plan(t, { ...gone, now: at(5), capacity: 0 });
+    expect(early.needsLivePods).toBe(true);
+    expect(step(early, "detect")).toMatchObject({ phase: "Running", reason: "Completing" });
+    // still gone after the grace period: the outputs are unknown, not empty
+    const p = plan(t, { ...gone, now: at(61), capacity: 0 });
+    expect(step(p, "detect")).toMatchObject({ phase: "Failed", reason: "OutputsLost" });
+    expect(step(p, "detect")?.outputs).toBeUndefined();
+    expect(p.status.phase).toBe("Failed");
+    expect(cond(p, "Succeeded")).toMatchObject({ status: "False", reason: "OutputsLost" });
+    expect(p.publishResults).toBe(true); // a failed result, not "succeeded" without findings
+    expect(p.events).toContainEqual(expect.objectContaining({ type: "Warning", reason: "OutputsLost" }));
+    expect(p.audits.map((a) => a.kind)).not.toContain("TaskSucceeded");
+  });
+
+  describe("a container the kubelet cannot start", () => {
+    const scheduled = iso(at(2));
+    const stuck = (reason: string, message?: string) => ({
+      jobs: [job("detect")],
+      pods: [pod("detect", { scheduledAt: scheduled, waiting: { reason, message } })],
+    });
+
+    it.each([
+      ["ImagePullBackOff", 'Back-off pulling image "registry.example.org/ich-triage:1.4"'],
+      ["ErrImagePull", "rpc error: not found"],
+      ["CreateContainerConfigError", "container has runAsNonRoot and image will run as root"],
+      ["InvalidImageName", "couldn't parse image reference"],
+    ])("%s: shown at once on the step, a StartBlocked condition and a Warning Event", (reason, message) => {
+      const p = plan(created(), { ...stuck(reason, message), now: at(10), capacity: 0, startTimeoutSeconds: 120 });
+      expect(step(p, "detect")).toMatchObject({ phase: "Pending", reason });
+      expect(step(p, "detect")?.message).toContain(message);
+      expect(cond(p, "StartBlocked")).toMatchObject({ status: "True", reason });
+      expect(p.events).toContainEqual({ type: "Warning", reason, note: expect.stringContaining("step detect") });
+      expect(p.status.phase).toBe("Pending");
+      // looked at again when the start timeout comes due (scheduled at 2 s + 120 s)
+      expect(p.requeueAfterMs).toBe(at(122) - at(10) + 50);
+      // the Event is not repeated while nothing changes
+      expect(plan(written(created(), p), { ...stuck(reason, message), now: at(20), capacity: 0 }).events).toEqual([]);
+    });
+
+    it("fails the step after the start timeout, counted from scheduling, and removes the Job", () => {
+      const t = written(created(), plan(created(), { ...stuck("ImagePullBackOff"), now: at(10), capacity: 0 }));
+      const before = plan(t, { ...stuck("ImagePullBackOff"), now: at(121), capacity: 0, startTimeoutSeconds: 120 });
+      expect(before.status.phase).toBe("Pending");
+      const p = plan(t, { ...stuck("ImagePullBackOff"), now: at(122), capacity: 0, startTimeoutSeconds: 120 });
+      expect(step(p, "detect")).toMatchObject({ phase: "Failed", reason: "ImagePullBackOff" });
+      expect(step(p, "detect")?.message).toMatch(/did not start within 120s \(start timeout 120s\): ImagePullBackOff/);
+      expect(p.status.phase).toBe("Failed");
+      expect(cond(p, "Succeeded")).toMatchObject({ status: "False", reason: "StepFailed" });
+      expect(p.deleteJobs).toEqual([jobName(TASK, "detect")]);
+      expect(p.publishResults).toBe(true);
+    });
+
+    it("the default start timeout is five minutes", () => {
+      const t = created();
+      expect(plan(t, { ...stuck("ImagePullBackOff"), now: at(301), capacity: 0 }).status.phase).toBe("Pending");
+      expect(plan(t, { ...stuck("ImagePullBackOff"), now: at(302), capacity: 0 }).status.phase).toBe("Failed");
+    });
+
+    it("normal progress (ContainerCreating) is not a start failure, however long an image pull takes", () => {
+      const p = plan(created(), { ...stuck("ContainerCreating"), now: at(3600), capacity: 0 });
+      expect(step(p, "detect")).toMatchObject({ phase: "Pending", reason: "Starting" });
+      expect(cond(p, "StartBlocked")).toBeUndefined();
+    });
+
+    it("a container that starts after a back-off clears the condition", () => {
+      const t = written(created(), plan(created(), { ...stuck("ImagePullBackOff"), now: at(10), capacity: 0 }));
+      const p = plan(t, {
+        jobs: [job("detect")],
+        pods: [pod("detect", { phase: "Running", runningSince: iso(at(30)) })],
+        now: at(31),
+        capacity: 0,
+      });
+      expect(step(p, "detect")?.phase).toBe("Running");
+      expect(cond(p, "StartBlocked")).toMatchObject({ status: "False" });
+    });
+  });
+
+  it("a Job name held by another task's Job fails the step with JobNameConflict (condition and Event)", () => {
+    const t = created();
+    const p = plan(t, { now: at(1), capacity: 1, jobConflicts: { detect: "it belongs to task other step detect" } });
+    expect(p.create).toEqual([]);
+    expect(step(p, "detect")).toMatchObject({ phase: "Failed", reason: "JobNameConflict" });
+    expect(step(p, "detect")?.message).toContain("it belongs to task other step detect");
+    expect(p.status.phase).toBe("Failed");
+    expect(cond(p, "Succeeded")).toMatchObject({ status: "False", reason: "JobNameConflict" });
+    expect(p.events).toContainEqual(expect.objectContaining({ type: "Warning", reason: "StepFailed" }));
+    expect(p.events).toContainEqual(expect.objectContaining({ type: "Warning", reason: "JobNameConflict" }));
+    // recorded: the next look (no conflict input, the foreign Job is not this task's) keeps it failed
+    const again = plan(written(t, p), { now: at(2), capacity: 1 });
+    expect(again.status.phase).toBe("Failed");
+    expect(again.create).toEqual([]);
+  });
+
+  it("seven parallel steps with 40-character names: currentStep fits the schema's 256 characters", () => {
+    const steps = Array.from({ length: 7 }, (_, i) => ({ name: `${String.fromCharCode(97 + i)}${"x".repeat(39)}` }));
+    const p = plan(makeTask({ steps }), { capacity: Number.POSITIVE_INFINITY });
+    expect(p.create).toHaveLength(7);
+    // joined they would be 286 characters, and the API server answers 422 to the status write
+    expect(steps.map((s) => s.name).join(",").length).toBe(286);
+    const current = p.status.currentStep as string;
+    expect(current.length).toBeLessThanOrEqual(256);
+    expect(current).toMatch(/^ax{39},bx{39},.* \+\d$/);
+    expect(() => InferenceTask.parse({ ...makeTask({ steps }), status: p.status })).not.toThrow();
+  });
+
+  it("summariseSteps keeps short lists whole and says how many it left out", () => {
+    expect(summariseSteps(["a", "b"])).toBe("a,b");
+    expect(summariseSteps(["aaaa", "bbbb", "cccc"], 10)).toBe("aaaa +2");
+    expect(summariseSteps(["aaaaaaaaaaaa", "b"], 5)).toBe("+2");
+  });
+});
+
+describe("finished tasks get a default TTL (issue 12)", () => {
+  const ended = (spec: Record<string, unknown> = {}, published = true) =>
+    makeTask({
+      spec,
+      status: {
+        phase: "Succeeded",
+        completionTime: iso(T0),
+        resultsPublished: published ? iso(T0) : undefined,
+        steps: [{ name: "detect", phase: "Succeeded", outputs: {} }],
+      },
+    });
+  const day = 86_400;
+  it("deleted once the operator's default is due, requeued until then", () => {
+    expect(plan(ended(), { now: at(100), defaultTtlSeconds: day })).toMatchObject({
+      deleteTask: false,
+      requeueAfterMs: (day - 100) * 1000,
+    });
+    expect(plan(ended(), { now: at(day), defaultTtlSeconds: day }).deleteTask).toBe(true);
+  });
+  it("the workflow's ttlSecondsAfterFinished wins over the default", () => {
+    expect(plan(ended({ ttlSecondsAfterFinished: 60 }), { now: at(60), defaultTtlSeconds: day }).deleteTask).toBe(true);
+    expect(plan(ended({ ttlSecondsAfterFinished: 7 * day }), { now: at(day), defaultTtlSeconds: day }).deleteTask).toBe(
+      false,
+    );
+  });
+  it("a default of 0 keeps finished tasks", () => {
+    expect(plan(ended(), { now: at(10 * day), defaultTtlSeconds: 0 }).deleteTask).toBe(false);
+  });
+  it("never before the results are published", () => {
+    const p = plan(ended({}, false), { now: at(2 * day), defaultTtlSeconds: day, resultsRequired: true });
+    expect(p.publishResults).toBe(true);
+    expect(p.deleteTask).toBe(false);
+  });
+  it("the plan that ends a task asks for the default TTL requeue", () => {
+    const p = plan(makeTask(), {
+      jobs: [completeJob("detect")],
+      pods: [succeededPod("detect", "{}")],
+      now: at(5),
+      defaultTtlSeconds: day,
+    });
+    expect(p.status.phase).toBe("Succeeded");
+    expect(p.requeueAfterMs).toBe(day * 1000);
   });
 });
