@@ -37,6 +37,8 @@ flags (environment variable in brackets):
   --metrics-port N           /metrics port (8080; 0 = off)             [RADFLOW_METRICS_PORT]
   --health-port N            /healthz, /readyz port (8081; 0 = off)    [RADFLOW_HEALTH_PORT]
   --max-running-jobs N       global cap on running step Jobs (0: none) [RADFLOW_MAX_RUNNING_JOBS]
+  --start-timeout-seconds N  a step pod that cannot start fails (300)  [RADFLOW_START_TIMEOUT_SECONDS]
+  --task-ttl-seconds N       TTL of finished tasks (86400; 0: keep)    [RADFLOW_TASK_TTL_SECONDS]
   --priority-class P=NAME    PriorityClass of a priority (repeatable)  [RADFLOW_PRIORITY_CLASSES=stat=a,batch=b]
   --allow-secret NS/NAME     Secret storage may name (repeatable)      [RADFLOW_ALLOWED_SECRETS=ns/a,ns/b]
   --allow-pvc NS/NAME        PVC storage may name (repeatable)         [RADFLOW_ALLOWED_PVCS=ns/a,ns/b]
@@ -83,6 +85,8 @@ export function parseOperatorArgs(args: string[], env: NodeJS.ProcessEnv = proce
       "metrics-port": { type: "string" },
       "health-port": { type: "string" },
       "max-running-jobs": { type: "string" },
+      "start-timeout-seconds": { type: "string" },
+      "task-ttl-seconds": { type: "string" },
       "priority-class": { type: "string", multiple: true },
       "allow-secret": { type: "string", multiple: true },
       "allow-pvc": { type: "string", multiple: true },
@@ -112,6 +116,8 @@ export function parseOperatorArgs(args: string[], env: NodeJS.ProcessEnv = proce
     metricsPort: num(values["metrics-port"] ?? env.RADFLOW_METRICS_PORT),
     healthPort: num(values["health-port"] ?? env.RADFLOW_HEALTH_PORT),
     maxRunningJobs: num(values["max-running-jobs"] ?? env.RADFLOW_MAX_RUNNING_JOBS),
+    startTimeoutSeconds: num(values["start-timeout-seconds"] ?? env.RADFLOW_START_TIMEOUT_SECONDS),
+    taskTtlSeconds: num(values["task-ttl-seconds"] ?? env.RADFLOW_TASK_TTL_SECONDS),
     priorityClasses: Object.fromEntries(pcs.map((p) => p.split("=").map((x) => x.trim()))),
     nats: {
       url: values["nats-url"] ?? env.RADFLOW_NATS_URL,

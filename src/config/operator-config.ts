@@ -31,6 +31,18 @@ export const OperatorConfig = z.object({
     .default({})
     .describe("PriorityClass name per priority; a priority without one gets none."),
   terminationMessageMaxBytes: z.number().int().min(64).max(4096).default(4096),
+  startTimeoutSeconds: z
+    .number()
+    .int()
+    .min(1)
+    .default(300)
+    .describe("Seconds a scheduled step pod may fail to start its container (image, config) before the step fails."),
+  taskTtlSeconds: z
+    .number()
+    .int()
+    .min(0)
+    .default(86_400)
+    .describe("Finished tasks are deleted this long after they end unless their workflow sets a TTL; 0 = kept."),
   nats: z
     .object({
       url: z.string().optional(),
