@@ -1,14 +1,20 @@
 // StudyIngest: study events from JetStream → InferenceTasks (ARCHITECTURE.md §4).
 //
 // A durable pull consumer with explicit ack. Every message ends in exactly one of:
-//   - every matched InferenceTask exists (created, or already there) → ack;
-//   - no workflow matched → counted, audited, ack;
-//   - the event is invalid (or the API server refuses its task for good, or retries ran out)
-//     → one record on radflow.dlq.study, ack;
+//   - every matched InferenceTask exists (created, or already there) → recorded as processed, ack;
+//   - no workflow matched → counted, audited, recorded as processed, ack;
+//   - the event was processed before (its source + id is in the processed-events bucket) → ack;
+//   - the event is invalid (too large or deep, malformed), a workflow's trigger could not be
+//     evaluated, routing threw, the API server refuses a task for good, or the last delivery
+//     failed or timed out → one record on radflow.dlq.study with a reason, ack;
 //   - a transient failure (API server down, 5xx, 429, timeout) → nak with a growing delay.
 // The ack comes only after the task exists, so a crash at any point means a redelivery, and the
-// deterministic task name turns a redelivery into "already exists". max_ack_pending bounds how
-// much is in flight (backpressure); a slow message is kept alive with working().
+// deterministic task name turns a redelivery into "already exists"; the processed-events bucket
+// keeps that promise after the task is gone (a re-created consumer replays the whole stream).
+// Nothing is redelivered until JetStream gives up: the last delivery dead-letters whatever
+// happens, and a delivery beyond it (an earlier one crashed or stalled) dead-letters at once.
+// max_ack_pending bounds how much is in flight (backpressure); a slow message is kept alive with
+// working(), for at most processTimeoutMs.
 import * as k8s from "@kubernetes/client-node";
 import {
   AckPolicy,
@@ -24,10 +30,19 @@ import {
   jetstream,
   jetstreamManager,
 } from "@nats-io/jetstream";
-import { headers, type NatsConnection, nanos } from "@nats-io/transport-node";
+import {
+  ClosedConnectionError,
+  ConnectionError,
+  headers,
+  type NatsConnection,
+  NoRespondersError,
+  nanos,
+  RequestError,
+  TimeoutError,
+} from "@nats-io/transport-node";
 import type { AIWorkflow } from "../api/v1alpha1/aiworkflow.ts";
 import { GROUP, VERSION } from "../api/v1alpha1/common.ts";
-import { type DeadLetter, type StudyEvent, SUBJECT, toStudyEvent } from "../api/v1alpha1/events.ts";
+import { type DeadLetter, eventKey, type StudyEvent, SUBJECT, toStudyEvent } from "../api/v1alpha1/events.ts";
 import type { InferenceTask } from "../api/v1alpha1/inferencetask.ts";
 import type { Study } from "../api/v1alpha1/study.ts";
 import { type AuditFact, type AuditSink, noAudit } from "../audit/facts.ts";
@@ -41,8 +56,9 @@ import {
   tasksCreated,
 } from "../metrics/metrics.ts";
 import { connectNats, type NatsSettings, reconnectDelay } from "./connect.ts";
-import { route, stableId } from "./route.ts";
-import { ensureStreams, STREAM, type StreamOptions } from "./streams.ts";
+import { ProcessedEvents } from "./processed.ts";
+import { type RouteResult, route, stableId } from "./route.ts";
+import { ensureProcessedBucket, ensureStreams, PROCESSED_BUCKET, STREAM, type StreamOptions } from "./streams.ts";
 
 const log = logger("ingest");
 
@@ -81,6 +97,16 @@ export interface StudyIngestOptions {
   concurrency?: number;
   /** How often consumer lag is read into metrics; default 5 s. */
   lagIntervalMs?: number;
+  /** KV bucket of processed event identities; default RADFLOW_PROCESSED (one per installation). */
+  processedBucket?: string;
+  /** Events over this many bytes go to the DLQ as too-large unread; default 1 MiB. */
+  maxEventBytes?: number;
+  /** Events nesting objects/arrays deeper go to the DLQ as too-deep unread; default 64. */
+  maxEventDepth?: number;
+  /** Routing time budget per event, ms; workflows not reached in it count as trigger errors. Default 2 s. */
+  routeBudgetMs?: number;
+  /** One delivery is given up after this long (nak, or the DLQ on the last delivery); default 2 min. */
+  processTimeoutMs?: number;
 }
 
 type Outcome = "matched" | "unmatched" | "invalid" | "duplicate" | "retried";
@@ -91,6 +117,62 @@ class CreateError extends Error {
   constructor(message: string, permanent: boolean) {
     super(message);
     this.permanent = permanent;
+  }
+}
+
+class ProcessingTimeout extends Error {
+  constructor(ms: number) {
+    super(`not processed within ${ms} ms`);
+  }
+}
+
+/**
+ * An error as DLQ detail and log text without study values. Our own errors and NATS' say what
+ * failed, never with what; anything else (a TypeError, a parser's "Unexpected token … in '<value>'")
+ * may quote the event, so only its class goes out.
+ */
+export function safeError(e: unknown): string {
+  if (
+    e instanceof CreateError ||
+    e instanceof ProcessingTimeout ||
+    e instanceof JetStreamApiError ||
+    e instanceof TimeoutError ||
+    e instanceof NoRespondersError ||
+    e instanceof ConnectionError ||
+    e instanceof ClosedConnectionError ||
+    e instanceof RequestError
+  ) {
+    return e.message;
+  }
+  if (e instanceof RangeError && /^(Maximum call stack size exceeded|Invalid string length)$/.test(e.message)) {
+    return `${e.name}: ${e.message}`;
+  }
+  const name = e instanceof Error ? e.name : typeof e;
+  return `${name} (message withheld: it may quote study values)`;
+}
+
+/**
+ * The message's answer, given once: a delivery that was given up on (timed out) may still finish
+ * later, and its late ack or nak must not override what was decided.
+ */
+class Reply {
+  private settled = false;
+  private readonly m: JsMsg;
+  constructor(m: JsMsg) {
+    this.m = m;
+  }
+  ack(): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.m.ack();
+  }
+  nak(delayMs: number): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.m.nak(delayMs);
+  }
+  working(): void {
+    if (!this.settled) this.m.working();
   }
 }
 
@@ -107,6 +189,9 @@ export class StudyIngest {
       | "retryMaxMs"
       | "concurrency"
       | "lagIntervalMs"
+      | "processedBucket"
+      | "routeBudgetMs"
+      | "processTimeoutMs"
     >
   > &
     StudyIngestOptions;
@@ -114,6 +199,7 @@ export class StudyIngest {
   private readonly audit: AuditSink;
   private nc?: NatsConnection;
   private js?: JetStreamClient;
+  private processed?: ProcessedEvents;
   private messages?: ConsumerMessages;
   private consumer?: Consumer;
   private stopping = false;
@@ -133,6 +219,9 @@ export class StudyIngest {
       retryMaxMs: opts.retryMaxMs ?? 60_000,
       concurrency: opts.concurrency ?? 16,
       lagIntervalMs: opts.lagIntervalMs ?? 5_000,
+      processedBucket: opts.processedBucket ?? PROCESSED_BUCKET,
+      routeBudgetMs: opts.routeBudgetMs ?? 2_000,
+      processTimeoutMs: opts.processTimeoutMs ?? 120_000,
     };
     this.api = opts.kubeConfig.makeApiClient(k8s.CustomObjectsApi);
     this.audit = opts.audit ?? noAudit;
@@ -170,7 +259,11 @@ export class StudyIngest {
   private async subscribe(): Promise<ConsumerMessages> {
     const nc = this.nc as NatsConnection;
     const jsm = await jetstreamManager(nc);
-    if (this.o.streams !== false) await ensureStreams(jsm, this.o.streams ?? {});
+    if (this.o.streams !== false) {
+      await ensureStreams(jsm, this.o.streams ?? {});
+      await ensureProcessedBucket(jsm, this.o.streams ?? {}, this.o.processedBucket);
+    }
+    this.processed = new ProcessedEvents(this.js as JetStreamClient, jsm, this.o.processedBucket);
     await this.ensureConsumer(jsm);
     this.consumer = await (this.js as JetStreamClient).consumers.get(this.o.stream, this.o.consumer);
     const messages = await this.consumer.consume({
@@ -271,54 +364,109 @@ export class StudyIngest {
   private async handle(m: JsMsg): Promise<void> {
     const deliveries = m.info.deliveryCount;
     if (deliveries > 1) natsRedeliveries.inc({ consumer: this.o.consumer });
-    const keepAlive = setInterval(() => m.working(), Math.max(1_000, this.o.ackWaitMs / 3));
+    const reply = new Reply(m);
+    const keepAlive = setInterval(() => reply.working(), Math.max(1_000, this.o.ackWaitMs / 3));
+    let timer: NodeJS.Timeout | undefined;
     let outcome: Outcome;
     try {
-      outcome = await this.process(m, deliveries);
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new ProcessingTimeout(this.o.processTimeoutMs)), this.o.processTimeoutMs);
+      });
+      outcome = await Promise.race([this.process(m, reply, deliveries), timeout]);
     } catch (e) {
-      outcome = "retried";
-      const delay = this.retryDelay(deliveries);
-      log.warn({ err: (e as Error).message, deliveries, retryInMs: delay }, "study event not processed; will retry");
-      m.nak(delay);
+      outcome = await this.failed(m, reply, deliveries, e);
     } finally {
+      clearTimeout(timer);
       clearInterval(keepAlive);
     }
     studyEvents.inc({ outcome });
+  }
+
+  /** A delivery that threw or timed out: retried later, or on the last delivery dead-lettered. */
+  private async failed(m: JsMsg, reply: Reply, deliveries: number, e: unknown): Promise<Outcome> {
+    const why = safeError(e);
+    if (deliveries >= this.o.maxDeliver) {
+      const reason =
+        e instanceof ProcessingTimeout
+          ? "processing-timeout"
+          : e instanceof CreateError
+            ? "retries-exhausted"
+            : "processing-failed";
+      try {
+        await this.reject(m, reason, `gave up after ${deliveries} deliveries: ${why}`);
+        reply.ack();
+        return "invalid";
+      } catch (e2) {
+        // NATS itself is failing: the message comes back once more (max_deliver has room for it)
+        log.error({ err: safeError(e2), deliveries }, "cannot dead-letter a study event; it will be redelivered");
+      }
+    }
+    const delay = this.retryDelay(deliveries);
+    log.warn({ err: why, deliveries, retryInMs: delay }, "study event not processed; will retry");
+    reply.nak(delay);
+    return "retried";
   }
 
   private retryDelay(deliveries: number): number {
     return Math.min(this.o.retryMaxMs, this.o.retryBaseMs * 2 ** Math.max(0, deliveries - 1));
   }
 
-  private async process(m: JsMsg, deliveries: number): Promise<Outcome> {
-    const parsed = toStudyEvent(m.data, m.time.toISOString());
+  private async process(m: JsMsg, reply: Reply, deliveries: number): Promise<Outcome> {
+    if (deliveries > this.o.maxDeliver) {
+      // every delivery we try has been used: the last one crashed or stalled the process
+      await this.reject(
+        m,
+        "retries-exhausted",
+        `delivered ${deliveries} times without finishing (the operator crashed, stalled or timed out processing it)`,
+      );
+      reply.ack();
+      return "invalid";
+    }
+    const parsed = toStudyEvent(m.data, m.time.toISOString(), {
+      maxBytes: this.o.maxEventBytes,
+      maxDepth: this.o.maxEventDepth,
+    });
     if (!parsed.ok) {
       await this.reject(m, parsed.reason, parsed.detail);
-      m.ack();
+      reply.ack();
       return "invalid";
     }
     const event = parsed.event;
+    const key = eventKey(event);
     const ref = studyRef(event.study.studyInstanceUID);
-    const { tasks, errors } = route(event, this.o.workflows.list());
-    for (const e of errors) {
-      log.warn({ namespace: e.namespace, workflow: e.workflow, studyRef: ref, err: e.error }, "trigger not evaluable");
+    if (await (this.processed as ProcessedEvents).get(key)) {
+      log.debug({ studyRef: ref, eventKey: key }, "study event already processed");
+      reply.ack();
+      return "duplicate";
     }
-    if (tasks.length === 0) {
+
+    let routed: RouteResult;
+    try {
+      routed = route(event, this.o.workflows.list(), { budgetMs: this.o.routeBudgetMs });
+    } catch (e) {
+      // routing is pure: what threw once throws again, so no retry
+      await this.reject(m, "routing-failed", `routing threw ${safeError(e)}`, event);
+      reply.ack();
+      return "invalid";
+    }
+    const { tasks, errors } = routed;
+    for (const e of errors) {
+      log.warn(
+        { namespace: e.namespace, workflow: e.workflow, field: e.field, studyRef: ref, err: e.error },
+        "trigger not evaluable",
+      );
+    }
+    if (tasks.length === 0 && errors.length === 0) {
       await this.audit.record(this.fact(event, "StudyUnmatched", "received-unmatched"));
-      log.debug({ studyRef: ref, eventId: event.id, ruleErrors: errors.length }, "study matched no workflow");
-      m.ack();
+      log.debug({ studyRef: ref, eventKey: key }, "study matched no workflow");
+      await (this.processed as ProcessedEvents).record(key, { tasks: [], at: new Date().toISOString() });
+      reply.ack();
       return "unmatched";
     }
 
     const results = await Promise.allSettled(tasks.map((t) => this.createTask(t)));
     const transient = results.filter((r) => r.status === "rejected" && !(r.reason as CreateError).permanent);
-    if (transient.length) {
-      const first = (transient[0] as PromiseRejectedResult).reason as Error;
-      if (deliveries < this.o.maxDeliver) throw first;
-      await this.reject(m, "retries-exhausted", `gave up after ${deliveries} deliveries: ${first.message}`, event);
-      m.ack();
-      return "invalid";
-    }
+    if (transient.length) throw (transient[0] as PromiseRejectedResult).reason;
 
     let created = 0;
     for (const [i, r] of results.entries()) {
@@ -342,15 +490,30 @@ export class StudyIngest {
       });
     }
     const permanent = results.filter((r) => r.status === "rejected");
-    if (permanent.length) {
-      // the API server refuses these tasks whatever we do; the others exist
-      const detail = permanent.map((r) => ((r as PromiseRejectedResult).reason as Error).message).join("; ");
-      await this.reject(m, "task-rejected", detail, event);
+    // the API server refuses these tasks whatever we do, these rules could not be evaluated; the
+    // other tasks exist. One DLQ record says what is missing (never a CEL message: it may quote
+    // study values), so that the event can be replayed once the workflow is fixed.
+    const missing = [
+      ...permanent.map((r) => ((r as PromiseRejectedResult).reason as Error).message),
+      ...errors.map((e) => `${e.namespace}/${e.workflow}: ${e.field} could not be evaluated`),
+    ];
+    if (missing.length) {
+      const shown = missing.slice(0, 20).join("; ");
+      const more = missing.length > 20 ? `; … ${missing.length - 20} more` : "";
+      await this.reject(m, permanent.length ? "task-rejected" : "trigger-error", shown + more, event);
     }
     await this.audit.record(this.fact(event, "StudyReceived", "received"));
-    m.ack();
-    if (permanent.length === results.length) return "invalid";
-    return created === 0 && results.length - permanent.length > 0 ? "duplicate" : "matched";
+    // a replay of a dead-lettered event must still create what is missing, so only a complete
+    // one is recorded (its tasks' names keep redeliveries idempotent meanwhile)
+    if (!missing.length) {
+      await (this.processed as ProcessedEvents).record(key, {
+        tasks: tasks.map((t) => `${t.metadata.namespace}/${t.metadata.name}`),
+        at: new Date().toISOString(),
+      });
+    }
+    reply.ack();
+    if (results.length === permanent.length) return "invalid";
+    return created === 0 ? "duplicate" : "matched";
   }
 
   /** Creates the task; resolves "created" or "exists", rejects with a CreateError. */
@@ -376,9 +539,18 @@ export class StudyIngest {
     }
   }
 
-  /** Writes one DLQ record for the message (idempotent per stream sequence) and audits it. */
+  /**
+   * Writes one DLQ record for the message (idempotent per stream sequence) and audits it. On the
+   * last delivery the audit is best effort: the record in the DLQ matters more than its audit
+   * fact, which must not send the message round again.
+   */
   private async reject(m: JsMsg, reason: string, detail: string, event?: StudyEvent): Promise<void> {
     const js = this.js as JetStreamClient;
+    // the record must fit in one NATS message: a payload near the limit is left in its stream
+    const maxPayload = this.nc?.info?.max_payload ?? 1024 * 1024;
+    const copy = Math.ceil(m.data.length / 3) * 4 + 4096 <= maxPayload;
+    if (!copy)
+      detail += ` (payload of ${m.data.length} bytes not copied: it stays in ${m.info.stream} at sequence ${m.seq})`;
     const record: DeadLetter = {
       reason,
       detail,
@@ -388,7 +560,7 @@ export class StudyIngest {
       deliveries: m.info.deliveryCount,
       receivedAt: m.time.toISOString(),
       rejectedAt: new Date().toISOString(),
-      payload: Buffer.from(m.data).toString("base64"),
+      payload: copy ? Buffer.from(m.data).toString("base64") : "",
     };
     const h = headers();
     h.set("Radflow-Reason", reason);
@@ -399,7 +571,7 @@ export class StudyIngest {
     });
     if (!ack.duplicate) dlqRecords.inc({ reason });
     log.warn({ reason, detail, subject: m.subject, streamSequence: m.seq }, "study event sent to the DLQ");
-    await this.audit.record({
+    const audited = this.audit.record({
       id: stableId(`${m.info.stream}/${m.seq}`, "rejected", reason),
       kind: "StudyRejected",
       time: new Date().toISOString(),
@@ -408,11 +580,13 @@ export class StudyIngest {
       description: detail,
       ...(event ? { study: auditStudy(event.study) } : {}),
     });
+    if (m.info.deliveryCount < this.o.maxDeliver) return audited;
+    await audited.catch((e) => log.error({ err: safeError(e), reason }, "audit of a dead-lettered study event failed"));
   }
 
   private fact(event: StudyEvent, kind: AuditFact["kind"], key: string): AuditFact {
     return {
-      id: stableId(event.id, kind, key),
+      id: stableId(eventKey(event), kind, key),
       kind,
       time: new Date().toISOString(),
       outcome: "success",

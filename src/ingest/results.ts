@@ -86,6 +86,7 @@ export function buildResultEvents(task: InferenceTask, workflow?: AIWorkflow): R
     task: { namespace: ns, name, uid },
     workflow: task.spec.workflowRef,
     eventId: task.spec.eventId,
+    ...(task.spec.eventSource ? { eventSource: task.spec.eventSource } : {}),
     priority: task.spec.priority,
     phase: status.phase ?? "Failed",
     ...(reason ? { reason } : {}),

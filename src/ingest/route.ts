@@ -10,7 +10,7 @@ import {
   MANAGED_BY,
   TASK_FINALIZER,
 } from "../api/v1alpha1/common.ts";
-import type { StudyEvent } from "../api/v1alpha1/events.ts";
+import { type EventIdentity, eventKey, type StudyEvent } from "../api/v1alpha1/events.ts";
 import type { InferenceTask } from "../api/v1alpha1/inferencetask.ts";
 import type { SeriesSummary, Study } from "../api/v1alpha1/study.ts";
 import { cachedBool } from "../expr/cel.ts";
@@ -20,6 +20,9 @@ export type MatchOutcome = { match: true } | { match: false; why: string } | { m
 export interface RouteError {
   namespace: string;
   workflow: string;
+  /** What failed, e.g. "trigger.expression": a field of the workflow, never a study value. */
+  field: string;
+  /** The error; CEL messages may quote derived study values, so it goes to logs, not to the DLQ. */
   error: string;
 }
 
@@ -28,17 +31,44 @@ export interface RouteResult {
   errors: RouteError[];
 }
 
+export interface RouteOptions {
+  /**
+   * Routing time budget, ms. Workflows not reached within it are reported as errors (field
+   * "routing-deadline") instead of evaluated, so one event's slow rules cannot hold the consumer
+   * indefinitely. Default: no budget.
+   */
+  budgetMs?: number;
+  /** Clock, ms (tests). */
+  now?: () => number;
+}
+
 /** Matches the event against every workflow and builds one InferenceTask per match. */
-export function route(event: StudyEvent, workflows: readonly AIWorkflow[]): RouteResult {
+export function route(event: StudyEvent, workflows: readonly AIWorkflow[], o: RouteOptions = {}): RouteResult {
   const tasks: InferenceTask[] = [];
   const errors: RouteError[] = [];
+  const now = o.now ?? (() => performance.now());
+  const deadline = o.budgetMs === undefined ? Number.POSITIVE_INFINITY : now() + o.budgetMs;
   for (const wf of workflows) {
+    const at = { namespace: wf.metadata.namespace ?? "", workflow: wf.metadata.name ?? "" };
+    if (now() > deadline) {
+      errors.push({
+        ...at,
+        field: "routing-deadline",
+        error: `not evaluated: routing took over ${o.budgetMs} ms`,
+      });
+      continue;
+    }
     const m = matchWorkflow(event, wf);
     if (m.match) tasks.push(buildTask(wf, event));
-    else if ("error" in m)
-      errors.push({ namespace: wf.metadata.namespace ?? "", workflow: wf.metadata.name ?? "", error: m.error });
+    else if ("error" in m) errors.push({ ...at, field: errorField(m.error), error: m.error });
   }
   return { tasks, errors };
+}
+
+// matchWorkflow's errors begin with the workflow field that failed ("trigger.expression: …")
+function errorField(error: string): string {
+  const f = /^([A-Za-z.]+)[: ]/.exec(error)?.[1];
+  return f?.startsWith("trigger.") ? f : "workflow";
 }
 
 export function matchWorkflow(event: StudyEvent, wf: AIWorkflow): MatchOutcome {
@@ -172,12 +202,18 @@ const HASH_LEN = 16; // 64 bits: a name collision (which would drop a study as "
 const NAME_MAX = 63;
 
 /**
- * `<workflow>-<hash(workflow uid, event id)>`, at most 63 characters: a redelivered event gives
- * the same name; a new event for the same study, or the same event for a re-created workflow,
- * gives a new one. The workflow part is truncated to fit; nothing of the study is in it.
+ * `<workflow>-<hash(workflow uid, event source, event id)>`, at most 63 characters: a redelivered
+ * event gives the same name; a new event for the same study, the same id from another source, or
+ * the same event for a re-created workflow, gives a new one. The workflow part is truncated to
+ * fit; nothing of the study is in it.
  */
-export function taskName(workflowName: string, workflowUid: string, eventId: string): string {
-  const hash = createHash("sha256").update(workflowUid).update("\0").update(eventId).digest("hex").slice(0, HASH_LEN);
+export function taskName(workflowName: string, workflowUid: string, event: EventIdentity): string {
+  const hash = createHash("sha256")
+    .update(workflowUid)
+    .update("\0")
+    .update(eventKey(event))
+    .digest("hex")
+    .slice(0, HASH_LEN);
   const prefix = workflowName.slice(0, NAME_MAX - HASH_LEN - 1).replace(/[^a-z0-9]+$/, "");
   return prefix ? `${prefix}-${hash}` : hash;
 }
@@ -190,7 +226,7 @@ export function buildTask(wf: AIWorkflow, event: StudyEvent): InferenceTask {
     apiVersion: "radflow.io/v1alpha1",
     kind: "InferenceTask",
     metadata: {
-      name: taskName(name, uid, event.id),
+      name: taskName(name, uid, event),
       namespace: wf.metadata.namespace,
       labels: {
         [LABEL_WORKFLOW]: name,
@@ -211,6 +247,7 @@ export function buildTask(wf: AIWorkflow, event: StudyEvent): InferenceTask {
       ...(spec.kueue ? { kueue: spec.kueue } : {}),
       study: event.study,
       eventId: event.id,
+      eventSource: event.source,
       eventTime: event.time,
       cancel: false,
     },

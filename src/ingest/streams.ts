@@ -3,6 +3,12 @@
 // MONAI compatibility puts MONAI's subjects into the same streams (md.workflow.request next to
 // radflow.study.>, md.export.request.> next to radflow.task.>), so one consumer reads both
 // study formats and one stream holds every result.
+//
+// Next to them, the processed-events bucket (a JetStream KV bucket, made here as the stream KV
+// buckets are made of so that `nats kv` can read it): the identities of study events already
+// turned into tasks, kept as long as the studies stream keeps events. A consumer that is
+// re-created replays the stream from its start; the bucket is what stops it from creating tasks
+// again whose TTL has long removed them.
 import {
   DiscardPolicy,
   JetStreamApiCodes,
@@ -22,6 +28,9 @@ export const STREAM = {
   results: "RADFLOW_RESULTS",
   dlq: "RADFLOW_DLQ",
 } as const;
+
+/** The KV bucket of processed study-event identities (stream KV_<bucket>). */
+export const PROCESSED_BUCKET = "RADFLOW_PROCESSED";
 
 export interface StreamOptions {
   /** Add MONAI Deploy's subjects (md.workflow.request, md.export.request.>). */
@@ -77,6 +86,39 @@ export function streamConfigs(o: StreamOptions = {}): Partial<StreamConfig>[] {
       duplicate_window: nanos(dup(dlqMaxAge) * 1000),
     },
   ];
+}
+
+/**
+ * The processed-events bucket as a KV stream (pure): one value per key (the latest), keys expire
+ * with the studies stream's max age, so a replay finds every event the stream can still deliver.
+ */
+export function processedBucketConfig(o: StreamOptions = {}, bucket = PROCESSED_BUCKET): Partial<StreamConfig> {
+  const maxAge = o.maxAgeSeconds ?? 7 * DAY;
+  return {
+    name: `KV_${bucket}`,
+    description: "radflow: identities of study events already turned into InferenceTasks.",
+    subjects: [`$KV.${bucket}.>`],
+    retention: RetentionPolicy.Limits,
+    storage: o.storage === "memory" ? StorageType.Memory : StorageType.File,
+    discard: DiscardPolicy.New,
+    num_replicas: o.replicas ?? 1,
+    max_msgs_per_subject: 1,
+    max_age: nanos(maxAge * 1000),
+    duplicate_window: nanos(Math.min(120, maxAge) * 1000),
+    allow_rollup_hdrs: true,
+    deny_delete: true,
+    deny_purge: false,
+    allow_direct: true,
+  };
+}
+
+/** Creates or updates the processed-events bucket. */
+export async function ensureProcessedBucket(
+  jsm: JetStreamManager,
+  o: StreamOptions = {},
+  bucket = PROCESSED_BUCKET,
+): Promise<StreamInfo> {
+  return ensureStream(jsm, processedBucketConfig(o, bucket) as StreamConfig);
 }
 
 /** Creates each stream, or updates it to the desired configuration. Returns the stream infos. */

@@ -16,7 +16,13 @@ import yaml from "js-yaml";
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
 import { pause, restart } from "../../hack/cluster.ts";
 import type { AIWorkflow } from "../../src/api/v1alpha1/aiworkflow.ts";
-import { DeadLetter, SUBJECT, TASK_SUCCEEDED, type TaskResultEvent } from "../../src/api/v1alpha1/events.ts";
+import {
+  DeadLetter,
+  MONAI_EVENT_SOURCE,
+  SUBJECT,
+  TASK_SUCCEEDED,
+  type TaskResultEvent,
+} from "../../src/api/v1alpha1/events.ts";
 import type { InferenceTask } from "../../src/api/v1alpha1/inferencetask.ts";
 import { ANNOTATION_IMPORTED_FROM, taskName } from "../../src/ingest/route.ts";
 import { ensureStreams, STREAM } from "../../src/ingest/streams.ts";
@@ -191,7 +197,7 @@ describe("study → task → Job → results, end to end", () => {
     const ev = event(ae, "one");
     const ack = await publish(ev);
     expect(ack.duplicate).toBe(false);
-    const name = taskName("e2e-one", wf.metadata.uid as string, ev.id);
+    const name = taskName("e2e-one", wf.metadata.uid as string, ev);
     // the GPU nodes are shared with other tests: the step may wait for a GPU a while
     const done = await waitFor(`task ${name} Succeeded with results published`, 180_000, async () => {
       const t = (await listTasks(ns.name, "e2e-one")).find((x) => x.metadata.name === name);
@@ -425,7 +431,12 @@ describe("MONAI Deploy compatibility, end to end", () => {
       return { done: ts.length > 0, value: ts, seen: ts.length };
     });
     expect(task).toHaveLength(1);
-    expect(task[0]?.metadata.name).toBe(taskName("all-in-one", wf.metadata.uid as string, request.payload_id));
+    expect(task[0]?.metadata.name).toBe(
+      taskName("all-in-one", wf.metadata.uid as string, {
+        source: MONAI_EVENT_SOURCE,
+        id: request.payload_id.toLowerCase(),
+      }),
+    );
     expect(task[0]?.spec).toMatchObject({
       workflowRef: { name: "all-in-one", uid: wf.metadata.uid },
       eventId: request.payload_id,

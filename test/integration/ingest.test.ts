@@ -153,7 +153,7 @@ describe("study ingest", () => {
     const ev = studyEvent(`one-${RUN}`, "CT", "HEAD");
     await js.publish(subject, JSON.stringify(ev), { msgID: ev.id });
 
-    const name = taskName("head-ct", wf.metadata.uid as string, ev.id);
+    const name = taskName("head-ct", wf.metadata.uid as string, ev);
     const task = await waitFor(`InferenceTask ${name}`, 30_000, async () => {
       const t = (await tasks()).find((x) => x.metadata.name === name);
       return { done: !!t, value: t };
@@ -175,7 +175,7 @@ describe("study ingest", () => {
     const wf = workflow("dup-ct", { match: { modalities: ["CT"] } });
     // an earlier delivery that crashed after creating the task and before acking
     const pre = studyEvent(`pre-${RUN}`, "CT");
-    const preName = taskName("dup-ct", wf.metadata.uid as string, pre.id);
+    const preName = taskName("dup-ct", wf.metadata.uid as string, pre);
     await custom().createNamespacedCustomObject({
       group: "radflow.io",
       version: "v1alpha1",
@@ -224,7 +224,7 @@ describe("study ingest", () => {
     expect(await tasks(late).catch(() => [])).toHaveLength(0);
     await core().createNamespace({ body: { metadata: { name: late, labels: { "radflow.io/test": "true" } } } });
     try {
-      const name = taskName("late-ct", wf.metadata.uid as string, ev.id);
+      const name = taskName("late-ct", wf.metadata.uid as string, ev);
       await waitFor(`InferenceTask ${late}/${name}`, 30_000, async () => ({
         done: (await tasks(late)).some((t) => t.metadata.name === name),
       }));

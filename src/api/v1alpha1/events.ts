@@ -3,10 +3,17 @@
 // and the dead-letter record. `toStudyEvent` turns either study format into the one internal
 // StudyEvent that routing works on.
 //
-// Event ids: a native event's `id` is the idempotency key. For MONAI the key is `payload_id`:
-// it names one stored payload (the files of one study received together) and is what a MONAI
-// gateway resends on retry, while `correlation_id` names the DICOM association or request and is
-// shared by every payload that arrived through it, so it cannot tell two studies apart.
+// Event identity: a native event is identified by `source` + `id`, as CloudEvents 1.0 defines
+// (ids are only unique per source: two gateways may both send id "1"). For MONAI the id is
+// `payload_id` under one fixed source: it names one stored payload (the files of one study
+// received together) and is what a MONAI gateway resends on retry, while `correlation_id` names
+// the DICOM association or request and is shared by every payload that arrived through it, so it
+// cannot tell two studies apart. `eventKey` folds the pair into one fixed-length key (task names,
+// the processed-events bucket, audit ids, Nats-Msg-Id).
+//
+// Size and nesting are bounded before JSON.parse: a 200k-level event parses, but the code after
+// it (validation, JSON.stringify of the task) recurses and dies with a stack overflow.
+import { createHash } from "node:crypto";
 import { z } from "zod";
 import { AETitle, DicomUID, Priority } from "./common.ts";
 import { TaskPhase } from "./inferencetask.ts";
@@ -41,8 +48,12 @@ export function normalizeTime(t: string): string {
 // CloudEvents 1.0 context attributes (structured mode). Extension attributes are allowed.
 const CloudEventContext = z.looseObject({
   specversion: z.literal("1.0").describe("CloudEvents version; always 1.0."),
-  id: z.string().min(1).max(256).describe("Unique id of the event; the idempotency key, also sent as Nats-Msg-Id."),
-  source: z.string().min(1).max(1024).describe("URI-reference of the producer, e.g. /gateways/ct-east."),
+  id: z.string().min(1).max(256).describe("Id of the event, unique per source; source + id is the idempotency key."),
+  source: z
+    .string()
+    .min(1)
+    .max(1024)
+    .describe("URI-reference of the producer, e.g. /gateways/ct-east; part of the event's identity."),
   type: z.string().min(1).max(256),
   time: Timestamp.optional().describe("When the event happened (RFC 3339)."),
   datacontenttype: z
@@ -139,8 +150,12 @@ export type MonaiExportRequestEvent = z.infer<typeof MonaiExportRequestEvent>;
 
 // --- the internal study event ---------------------------------------------------------------
 
+/** The source every MONAI WorkflowRequestEvent is identified under (its payload_id is the id). */
+export const MONAI_EVENT_SOURCE = "urn:monai-deploy:workflow-request";
+
 export const StudyEvent = z.object({
-  id: z.string().min(1).max(256).describe("Idempotency key: the CloudEvent id or MONAI payload_id."),
+  id: z.string().min(1).max(256).describe("The CloudEvent id or MONAI payload_id; unique per source."),
+  source: z.string().min(1).max(1024).describe("The CloudEvent source, or MONAI_EVENT_SOURCE."),
   time: z.string().describe("When the event was produced, ISO 8601 UTC."),
   study: Study,
   workflows: z
@@ -153,8 +168,56 @@ export const StudyEvent = z.object({
 });
 export type StudyEvent = z.infer<typeof StudyEvent>;
 
+/** What identifies an event: its source and its id (CloudEvents 1.0). */
+export interface EventIdentity {
+  source: string;
+  id: string;
+}
+
+/**
+ * One key for (source, id): hex SHA-256 of both, NUL-separated so that no two pairs share it,
+ * 32 characters. Safe as a JetStream KV key and as a Nats-Msg-Id.
+ */
+export function eventKey(e: EventIdentity): string {
+  return createHash("sha256").update(e.source).update("\0").update(e.id).digest("hex").slice(0, 32);
+}
+
+/** Limits checked before a payload is parsed. */
+export interface PayloadLimits {
+  /** Bytes, at most; default 1 MiB (NATS' default max_payload). */
+  maxBytes?: number;
+  /** Nesting of objects and arrays, at most; default 64 (a study with nested DICOM sequences needs ~20). */
+  maxDepth?: number;
+}
+export const DEFAULT_MAX_EVENT_BYTES = 1024 * 1024;
+export const DEFAULT_MAX_EVENT_DEPTH = 64;
+
+/**
+ * The deepest nesting of `[`/`{` in JSON text, scanning no further than `limit` + 1 levels.
+ * Linear and allocation-free; works on UTF-8 bytes because multi-byte sequences never contain
+ * ASCII bytes. Brackets inside strings do not count.
+ */
+export function jsonDepthExceeds(bytes: Uint8Array, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i];
+    if (inString) {
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > limit) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
 /** Why an event was rejected: a stable code (metric label, DLQ reason) and a detail without PHI. */
 export type RejectReason =
+  | "too-large"
+  | "too-deep"
   | "malformed-json"
   | "unknown-format"
   | "unexpected-type"
@@ -182,7 +245,20 @@ export function describeIssues(error: z.ZodError, max = 5): string {
  * Parses a study event in either format into a StudyEvent. `receivedAt` stands in for a native
  * event without `time` (pass the JetStream message's stored time, so a redelivery agrees).
  */
-export function toStudyEvent(payload: Uint8Array | string, receivedAt: string): ParseResult {
+export function toStudyEvent(
+  payload: Uint8Array | string,
+  receivedAt: string,
+  limits: PayloadLimits = {},
+): ParseResult {
+  const bytes = typeof payload === "string" ? new TextEncoder().encode(payload) : payload;
+  const maxBytes = limits.maxBytes ?? DEFAULT_MAX_EVENT_BYTES;
+  const maxDepth = limits.maxDepth ?? DEFAULT_MAX_EVENT_DEPTH;
+  if (bytes.length > maxBytes) {
+    return { ok: false, reason: "too-large", detail: `payload is ${bytes.length} bytes; at most ${maxBytes} are read` };
+  }
+  if (jsonDepthExceeds(bytes, maxDepth)) {
+    return { ok: false, reason: "too-deep", detail: `payload nests objects/arrays more than ${maxDepth} levels deep` };
+  }
   let raw: unknown;
   try {
     raw = JSON.parse(typeof payload === "string" ? payload : new TextDecoder("utf-8", { fatal: true }).decode(payload));
@@ -217,6 +293,7 @@ function fromCloudEvent(raw: object, receivedAt: string): ParseResult {
     ok: true,
     event: {
       id: ce.id,
+      source: ce.source,
       time: normalizeTime(ce.time ?? receivedAt),
       study: ce.data,
       format: "cloudevents",
@@ -290,6 +367,7 @@ function fromMonai(raw: object): ParseResult {
     ok: true,
     event: {
       id: ev.payload_id.toLowerCase(),
+      source: MONAI_EVENT_SOURCE,
       time: normalizeTime(ev.timestamp),
       study: study.data,
       ...(workflows.length ? { workflows } : {}),
@@ -310,6 +388,7 @@ export const TaskResultData = z
     task: z.object({ namespace: z.string(), name: z.string(), uid: z.string() }),
     workflow: z.object({ name: z.string(), uid: z.string(), generation: z.number().int() }),
     eventId: z.string().describe("ID of the study event that started the task."),
+    eventSource: z.string().optional().describe("Source of that event; with eventId, the event's identity."),
     priority: Priority,
     phase: TaskPhase.describe("Succeeded, Failed or Canceled."),
     reason: z.string().optional().describe("Why the task failed: StepFailed, QueueTimeout, Canceled, …"),

@@ -63,6 +63,7 @@ export const InferenceTaskSpec = z
     kueue: AIWorkflowSpec.shape.kueue,
     study: Study,
     eventId: z.string().min(1).max(256).describe("ID of the study event (the idempotency key)."),
+    eventSource: z.string().max(1024).optional().describe("Source of the study event; with eventId, its identity."),
     eventTime: z
       .string()
       .optional()

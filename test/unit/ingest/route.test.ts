@@ -53,6 +53,7 @@ const chestMR: SeriesSummary = {
 function event(series: SeriesSummary[] = [headCT, chestMR], over: Partial<StudyEvent> = {}): StudyEvent {
   return {
     id: "ev-1",
+    source: "/gateways/ct-east",
     time: "2025-03-01T09:00:00.000Z",
     format: "cloudevents",
     study: {
@@ -212,32 +213,80 @@ describe("route", () => {
     ]);
     expect(r.tasks.map((t) => t.spec.workflowRef.name)).toEqual(["head-ct", "chest-mr"]);
     expect(r.errors).toEqual([
-      { namespace: "radiology", workflow: "broken", error: expect.stringMatching(/expression/) },
+      {
+        namespace: "radiology",
+        workflow: "broken",
+        field: "trigger.expression",
+        error: expect.stringMatching(/expression/),
+      },
+    ]);
+  });
+
+  it("stops evaluating when its time budget is spent and reports the workflows it did not reach", () => {
+    let t = 0;
+    const slow = (name: string) => {
+      const w = wf(name);
+      // each workflow "costs" 40 ms of the clock when its trigger is read
+      Object.defineProperty(w.spec, "trigger", {
+        get: () => {
+          t += 40;
+          return {};
+        },
+      });
+      return w;
+    };
+    const r = route(event(), [slow("a"), slow("b"), slow("c"), slow("d")], { budgetMs: 50, now: () => t });
+    expect(r.tasks.map((x) => x.spec.workflowRef.name)).toEqual(["a", "b"]);
+    expect(r.errors.map((e) => [e.workflow, e.field])).toEqual([
+      ["c", "routing-deadline"],
+      ["d", "routing-deadline"],
     ]);
   });
 });
 
 describe("taskName", () => {
-  it("is deterministic in (workflow uid, event id) and differs when either changes", () => {
-    const a = taskName("head-ct", "uid-1", "ev-1");
-    expect(taskName("head-ct", "uid-1", "ev-1")).toBe(a);
-    expect(taskName("head-ct", "uid-2", "ev-1")).not.toBe(a);
-    expect(taskName("head-ct", "uid-1", "ev-2")).not.toBe(a);
+  const ev = (id: string, source = "/gateways/ct-east") => ({ source, id });
+  it("is deterministic in (workflow uid, event source, event id) and differs when any changes", () => {
+    const a = taskName("head-ct", "uid-1", ev("ev-1"));
+    expect(taskName("head-ct", "uid-1", ev("ev-1"))).toBe(a);
+    expect(taskName("head-ct", "uid-2", ev("ev-1"))).not.toBe(a);
+    expect(taskName("head-ct", "uid-1", ev("ev-2"))).not.toBe(a);
+    expect(taskName("head-ct", "uid-1", ev("ev-1", "/gateways/mr-west"))).not.toBe(a);
     expect(a).toMatch(/^head-ct-[0-9a-f]{16}$/);
+  });
+
+  it("cannot be forged by moving characters between source and id", () => {
+    expect(taskName("w", "uid", ev("1", "/a/b"))).not.toBe(taskName("w", "uid", ev("b/1", "/a/")));
   });
 
   it("fits 63 characters and stays a DNS label when the workflow name is long", () => {
     const long = `${"a".repeat(45)}-bcd-${"e".repeat(13)}`; // 63 characters, a '-' at the cut
-    const n = taskName(long, "uid", "ev");
+    const n = taskName(long, "uid", ev("ev"));
     expect(n.length).toBeLessThanOrEqual(63);
     expect(n).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
     expect(n.startsWith("a".repeat(45))).toBe(true);
-    expect(taskName("x".repeat(63), "uid", "ev")).toHaveLength(63);
+    expect(taskName("x".repeat(63), "uid", ev("ev"))).toHaveLength(63);
   });
 
   it("carries nothing of the study", () => {
-    const n = taskName("head-ct", "uid-1", "1.2.840.113619.2.55.3");
+    const n = taskName("head-ct", "uid-1", ev("1.2.840.113619.2.55.3"));
     expect(n).not.toMatch(/1\.2\.840/);
+  });
+});
+
+describe("two gateways that both send event id 1", () => {
+  it("make two tasks for the same workflow, one per study", () => {
+    const w = wf("head-ct");
+    const east = event([headCT], { id: "1", source: "/gateways/ct-east" });
+    const west = event([headCT], {
+      id: "1",
+      source: "/gateways/ct-west",
+      study: { studyInstanceUID: "9.8.7.6", series: [headCT] },
+    });
+    const a = buildTask(w, east);
+    const b = buildTask(w, west);
+    expect(a.metadata.name).not.toBe(b.metadata.name);
+    expect([a.spec.eventSource, b.spec.eventSource]).toEqual(["/gateways/ct-east", "/gateways/ct-west"]);
   });
 });
 
@@ -255,7 +304,7 @@ describe("buildTask", () => {
     const t = buildTask(w, ev);
     expect(InferenceTask.safeParse(t).success).toBe(true);
     expect(t.metadata).toEqual({
-      name: taskName("head-ct", "uid-head-ct", "ev-1"),
+      name: taskName("head-ct", "uid-head-ct", { source: "/gateways/ct-east", id: "ev-1" }),
       namespace: "radiology",
       labels: { [LABEL_WORKFLOW]: "head-ct", "radflow.io/priority": "stat", "app.kubernetes.io/managed-by": "radflow" },
       finalizers: ["radflow.io/cleanup-jobs"],
@@ -271,6 +320,7 @@ describe("buildTask", () => {
       kueue: { queueName: "gpu" },
       study: ev.study,
       eventId: "ev-1",
+      eventSource: "/gateways/ct-east",
       eventTime: "2025-03-01T09:00:00.000Z",
       cancel: false,
     });
@@ -283,7 +333,7 @@ describe("buildTask", () => {
   it("leaves out optional fields the workflow does not set", () => {
     const t = buildTask(wf("plain"), event());
     expect(Object.keys(t.spec).sort()).toEqual(
-      ["cancel", "eventId", "eventTime", "priority", "steps", "study", "workflowRef"].sort(),
+      ["cancel", "eventId", "eventSource", "eventTime", "priority", "steps", "study", "workflowRef"].sort(),
     );
   });
 });
