@@ -5,7 +5,9 @@
 // becomes dependsOn plus a `when`. Routers are folded away: a step reached through a router gets
 // the router's own incoming condition ANDed with the router's condition for it, and depends on
 // the router's predecessor (nothing, when the router is the entry). Export tasks become
-// spec.export destinations (radflow exports once the whole task has succeeded).
+// spec.export destinations (radflow exports once the whole task has succeeded); an export that
+// runs only under a condition, or that forwards the study without a model, waits for the
+// per-step conditional export of the DICOM gateway (issue #11) and is refused until then.
 //
 // MONAI runs a task only when its predecessor ran; radflow runs a step whose dependency was
 // Skipped. So a step that follows a conditional step also requires that step to have Succeeded.
@@ -16,15 +18,19 @@
 //     timeoutSeconds. server_url and temp_storage_container_path are Docker-host settings: dropped.
 //   argo: the task names an Argo WorkflowTemplate, which radflow cannot read, so the image comes
 //     from `--image <task>=<image>` (or a container_image arg); cpu / memory -> resources;
-//     gpu_required -> gpu 1 or 0; timeoutSeconds -> timeoutSeconds. Credentials
-//     (apiToken, username, password) and Argo server settings are never copied.
-//   timeout_minutes on any task -> timeoutSeconds (the smaller wins when both are given).
+//     timeoutSeconds -> timeoutSeconds. Credentials (apiToken, username, password) and Argo
+//     server settings are never copied.
+//   gpu_required "true" -> 1 GPU; otherwise 0, written out (radflow's default is 1, MONAI's none).
+//   timeout_minutes on any task -> timeoutSeconds (the smaller wins when both are given); -1 is
+//     MONAI's "the default" and leaves radflow's default.
+//   artifacts -> RADFLOW_STUDY_DIR / RADFLOW_OUTPUT_DIR locations in env and command (artifacts.ts).
 // informatics_gateway.ae_title -> trigger.sources.calledAETitles; data_origins -> callingAETitles.
 import type { z } from "zod";
 import { AIWorkflow, type Priority, type Step } from "../api/v1alpha1/index.ts";
 import { checkBool } from "../expr/cel.ts";
+import { type ArtifactContext, artifactSource, checkTaskInput, mapArtifacts, rewritePaths } from "./artifacts.ts";
 import { allOf, type CelNode, ConditionError, member, quote, renderCel, translateCondition } from "./conditions.ts";
-import { type MonaiTask, MonaiWorkflow } from "./workflow.ts";
+import { type MonaiTask, MonaiWorkflow, notAWorkflow } from "./workflow.ts";
 
 export class ImportError extends Error {
   readonly problems: string[];
@@ -72,6 +78,8 @@ const ARGO_IGNORED = new Set([
 
 /** Converts parsed MONAI workflow JSON; throws ImportError listing every problem found. */
 export function importMonai(input: unknown, opts: ImportOptions = {}): ImportResult {
+  const not = notAWorkflow(input);
+  if (not) throw new ImportError([not]);
   const parsed = MonaiWorkflow.safeParse(input);
   if (!parsed.success) {
     throw new ImportError(parsed.error.issues.map((i) => `${i.path.join(".") || "(workflow)"}: ${i.message}`));
@@ -96,7 +104,9 @@ export function importMonai(input: unknown, opts: ImportOptions = {}): ImportRes
     for (const d of t.task_destinations) {
       const to = tasks.get(d.name);
       if (!to) {
-        problems.push(`task "${t.id}": destination "${d.name}" is not a task of this workflow`);
+        problems.push(
+          `task "${t.id}": destination "${d.name}" is not a task of this workflow (MONAI's validator rejects it too)`,
+        );
         continue;
       }
       incoming.set(to.id, [...(incoming.get(to.id) ?? []), { from: t, conditions: d.conditions }]);
@@ -166,21 +176,57 @@ export function importMonai(input: unknown, opts: ImportOptions = {}): ImportRes
   const whenOf = new Map<string, string>();
   const ancestors = new Map<string, Set<string>>();
   const exports = new Map<string, { name: string }>();
+  const artifactCtx = (t: MonaiTask): ArtifactContext => ({
+    tasks,
+    stepOf,
+    ancestors: ancestors.get(t.id) ?? new Set(),
+    problems,
+    notes,
+  });
+  // An export task becomes a destination of the whole task's results. What has no equivalent
+  // yet: an export that runs only on some studies, and one that forwards the study itself.
+  const GATEWAY = "waits for the per-step conditional export of the DICOM gateway (issue #11)";
+  const exportTask = (t: MonaiTask) => {
+    const { dep, conditions } = pathTo(t, new Set());
+    const depStep = dep ? stepOf(dep.id) : undefined;
+    const forwards = t.artifacts.input.some((a) => artifactSource(a.value).kind === "study");
+    if (!depStep || forwards) {
+      problems.push(
+        `task "${t.id}": an export of the received study itself (forwarding without a model) has no radflow equivalent yet; it ${GATEWAY}`,
+      );
+    } else if (conditions.length > 0) {
+      const c = conditions[0]!;
+      problems.push(
+        `task "${t.id}": an export guarded by a condition (${JSON.stringify(c.c)} on "${c.owner}") has no radflow equivalent yet (radflow exports whenever the task succeeds); it ${GATEWAY}`,
+      );
+    } else {
+      // after a conditional step it is still faithful: a Skipped step leaves nothing to export
+      const anc = new Set([dep!.id, ...(ancestors.get(dep!.id) ?? [])]);
+      const ctx = { ...artifactCtx(t), ancestors: anc };
+      const what: string[] = [];
+      for (const a of t.artifacts.input) {
+        const src = artifactSource(a.value);
+        if (checkTaskInput(t, a, src, ctx) && src.kind === "task") what.push(`"${src.artifact}" of "${src.taskId}"`);
+      }
+      if (what.length > 0) {
+        notes.push(
+          `export "${t.id}": MONAI exported ${what.join(", ")}; radflow exports the files the steps list in outputs.files, else the task's whole results directory.`,
+        );
+      }
+    }
+    if (t.task_destinations.length > 0) problems.push(`task "${t.id}": tasks after an export are not supported`);
+    if (t.export_destinations.length === 0) problems.push(`task "${t.id}": an export task without export_destinations`);
+    for (const d of t.export_destinations) exports.set(d.name, { name: d.name });
+    exportSets.set(t.id, t.export_destinations.map((d) => d.name).sort());
+  };
+  // radflow sends every result to every destination: two export tasks naming different
+  // destinations would send each one's results to the other's destinations too
+  const exportSets = new Map<string, string[]>();
   // breadth-first order puts every step after the one it depends on
   const order = [...reached].map((id) => tasks.get(id)!);
   for (const t of order) {
     if (EXPORT_TYPES.has(t.type)) {
-      const { conditions } = pathTo(t, new Set());
-      if (conditions.length > 0) {
-        const c = conditions[0]!;
-        problems.push(
-          `task "${c.owner}": condition ${JSON.stringify(c.c)} guards export task "${t.id}"; radflow exports unconditionally once the task succeeds`,
-        );
-      }
-      if (t.task_destinations.length > 0) problems.push(`task "${t.id}": tasks after an export are not supported`);
-      if (t.export_destinations.length === 0)
-        problems.push(`task "${t.id}": an export task without export_destinations`);
-      for (const d of t.export_destinations) exports.set(d.name, { name: d.name });
+      exportTask(t);
       continue;
     }
     if (!MODEL_TYPES.has(t.type)) continue;
@@ -209,7 +255,7 @@ export function importMonai(input: unknown, opts: ImportOptions = {}): ImportRes
     const step: StepInput = {
       name,
       image: "",
-      ...container(t, opts, problems, notes),
+      ...container(t, opts, problems, notes, artifactCtx(t)),
       ...(depName ? { dependsOn: [depName] } : {}),
       ...(when ? { when: renderCel(when) } : {}),
     };
@@ -220,7 +266,15 @@ export function importMonai(input: unknown, opts: ImportOptions = {}): ImportRes
     }
     steps.push(step);
   }
-  if (steps.length === 0) problems.push("the workflow has no docker or argo task, so nothing would run");
+  const distinct = new Set([...exportSets.values()].map((d) => JSON.stringify(d)));
+  if (distinct.size > 1) {
+    problems.push(
+      `export tasks ${[...exportSets].map(([id, d]) => `"${id}" (to ${d.join(", ")})`).join(" and ")}: results going to different destinations per task have no radflow equivalent yet (radflow sends every result to every destination); it ${GATEWAY}`,
+    );
+  }
+  // (a workflow that only forwards the study has been told so above)
+  if (steps.length === 0 && exportSets.size === 0)
+    problems.push("the workflow has no docker or argo task, so nothing would run");
 
   const gw = wf.informatics_gateway;
   if (!gw?.ae_title) {
@@ -258,7 +312,8 @@ export function importMonai(input: unknown, opts: ImportOptions = {}): ImportRes
       ...(exports.size > 0 ? { export: [...exports.values()] } : {}),
     },
   };
-  if (problems.length > 0) throw new ImportError(problems);
+  // two destinations with the same untranslatable condition say it once
+  if (problems.length > 0) throw new ImportError([...new Set(problems)]);
 
   const valid = AIWorkflow.safeParse(doc);
   if (!valid.success) {
@@ -273,38 +328,44 @@ export function importMonai(input: unknown, opts: ImportOptions = {}): ImportRes
 }
 
 /** image, command, args, env, resources and timeout of a model task. */
-function container(t: MonaiTask, opts: ImportOptions, problems: string[], notes: string[]): Partial<StepInput> {
+function container(
+  t: MonaiTask,
+  opts: ImportOptions,
+  problems: string[],
+  notes: string[],
+  ctx: ArtifactContext,
+): Partial<StepInput> {
   const out: Partial<StepInput> = {};
   const a = t.args;
   const unused: string[] = [];
   const minutes: number[] = [];
-  const addMinutes = (v: string | number | undefined, what: string) => {
-    if (v === undefined) return;
+  const addMinutes = (v: string | number | null | undefined, what: string) => {
+    if (v === undefined || v === null) return;
     const n = Number(v);
+    // MONAI's own default (every workflow its API returns carries it)
+    if (n === -1) return;
     if (!Number.isFinite(n) || n <= 0)
       problems.push(`task "${t.id}": ${what} ${JSON.stringify(v)} is not a positive number`);
     else minutes.push(n);
   };
   addMinutes(t.timeout_minutes, "timeout_minutes");
+  const artifacts = mapArtifacts(t, ctx);
+  const env = [...artifacts.env];
   if (t.type === "docker") {
     if (!a.container_image) problems.push(`task "${t.id}": a docker task without args.container_image`);
     else out.image = a.container_image;
-    if (a.entrypoint) out.command = a.entrypoint.split(",");
-    if (a.command) out.args = a.command.split(",");
+    if (a.entrypoint) out.command = a.entrypoint.split(",").map((s) => rewritePaths(s, artifacts.rewrites));
+    if (a.command) out.args = a.command.split(",").map((s) => rewritePaths(s, artifacts.rewrites));
     addMinutes(a.task_timeout_minutes, "task_timeout_minutes");
-    const env = Object.entries(a)
-      .filter(([k]) => k.startsWith("env_"))
-      .map(([k, v]) => ({ name: k.slice(4), value: v }));
-    if (env.length > 0) {
-      out.env = env;
-      notes.push(
-        `step for "${t.id}": env ${env.map((e) => e.name).join(", ")} keep MONAI's container paths; MONAI mounted the input and output there, radflow mounts spec.storage at its mountPath.`,
-      );
+    // env_ args that are not artifacts are paths inside the image (models, work directory)
+    for (const [k, v] of Object.entries(a)) {
+      if (k.startsWith("env_") && k.length > 4 && !artifacts.consumedArgs.has(k))
+        env.push({ name: k.slice(4), value: v });
     }
     for (const k of Object.keys(a)) {
-      if (!["container_image", "entrypoint", "command", "task_timeout_minutes"].includes(k) && !k.startsWith("env_")) {
-        if (!DOCKER_IGNORED.has(k)) unused.push(k);
-      }
+      if (["container_image", "entrypoint", "command", "task_timeout_minutes"].includes(k)) continue;
+      if (k.startsWith("env_") || artifacts.consumedArgs.has(k) || DOCKER_IGNORED.has(k)) continue;
+      unused.push(k);
     }
   } else {
     const image = opts.images?.[t.id] ?? a.container_image;
@@ -318,8 +379,7 @@ function container(t: MonaiTask, opts: ImportOptions, problems: string[], notes:
     const resources: NonNullable<StepInput["resources"]> = {};
     if (a.cpu) resources.cpu = a.cpu;
     if (a.memory) resources.memory = a.memory;
-    if (a.gpu_required !== undefined) resources.gpu = a.gpu_required.toLowerCase() === "true" ? 1 : 0;
-    if (Object.keys(resources).length > 0) out.resources = resources;
+    out.resources = resources;
     if (a.timeoutSeconds !== undefined) {
       const s = Number(a.timeoutSeconds);
       if (!Number.isInteger(s) || s <= 0)
@@ -331,6 +391,19 @@ function container(t: MonaiTask, opts: ImportOptions, problems: string[], notes:
         unused.push(k);
       }
     }
+  }
+  // MONAI's plugins request no GPU unless the task says so; radflow's default is one
+  out.resources = { ...(out.resources ?? {}), gpu: a.gpu_required?.toLowerCase() === "true" ? 1 : 0 };
+  if (env.length > 0) out.env = env;
+  if (artifacts.env.length > 0 || artifacts.rewrites.length > 0) {
+    notes.push(
+      `step for "${t.id}": artifacts are read from and written to $(RADFLOW_STUDY_DIR) and $(RADFLOW_OUTPUT_DIR), which need spec.storage.pvc.`,
+    );
+  }
+  if (artifacts.mandatoryOutputs.length > 0) {
+    notes.push(
+      `step for "${t.id}": MONAI failed the task when mandatory output ${artifacts.mandatoryOutputs.map((n) => `"${n}"`).join(", ")} was missing; radflow does not check outputs yet.`,
+    );
   }
   if (minutes.length > 0) out.timeoutSeconds = Math.max(1, Math.round(Math.min(...minutes) * 60));
   if (unused.length > 0) notes.push(`step for "${t.id}": args not translated: ${unused.join(", ")}.`);
