@@ -25,7 +25,7 @@ import {
 import { type AuditSink, noAudit } from "../audit/facts.ts";
 import type { OperatorConfig } from "../config/operator-config.ts";
 import { EventRecorder } from "../kube/events.ts";
-import { type Cache, CombinedCache, errMessage, Informer, keyOf } from "../kube/informer.ts";
+import { type Cache, CombinedCache, errMessage, Informer, keyOf, type ListPage } from "../kube/informer.ts";
 import { LeaderElector } from "../kube/lease.ts";
 import { runWorkers, WorkQueue } from "../kube/work-queue.ts";
 import { logger } from "../log/logger.ts";
@@ -65,6 +65,10 @@ function informers<T extends { metadata?: { namespace?: string; name?: string; r
   return new CombinedCache(list.map((ns) => new Informer<T>(kc, make(ns))));
 }
 
+type ListPageRequest = { limit: number; continue?: string };
+/** A list page request in the typed clients' words (`continue` is `_continue` there). */
+const page = (p: ListPageRequest) => ({ limit: p.limit, _continue: p.continue });
+
 export async function startManager(kc: KubeConfig, cfg: OperatorConfig, hooks: ManagerHooks = {}): Promise<Manager> {
   const audit = hooks.audit ?? noAudit;
   const custom = kc.makeApiClient(CustomObjectsApi);
@@ -73,12 +77,11 @@ export async function startManager(kc: KubeConfig, cfg: OperatorConfig, hooks: M
   const selector = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
   const customPath = (ns: string | undefined, plural: string) =>
     ns ? `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${plural}` : `/apis/${GROUP}/${VERSION}/${plural}`;
-  const listCustom = (ns: string | undefined, plural: string) => () =>
+  // one page of each list (limit/continue): the informers page their initial lists
+  const listCustom = (ns: string | undefined, plural: string) => (p: ListPageRequest) =>
     (ns
-      ? custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural })
-      : custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural })) as Promise<{
-      items: unknown[];
-    }>;
+      ? custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural, ...page(p) })
+      : custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural, ...page(p) })) as Promise<ListPage>;
 
   const workflows = informers<AIWorkflow>(kc, cfg.namespaces, (ns) => ({
     resource: "aiworkflows",
@@ -96,20 +99,20 @@ export async function startManager(kc: KubeConfig, cfg: OperatorConfig, hooks: M
     resource: "jobs",
     path: ns ? `/apis/batch/v1/namespaces/${ns}/jobs` : "/apis/batch/v1/jobs",
     labelSelector: selector,
-    list: () =>
+    list: (p) =>
       ns
-        ? batch.listNamespacedJob({ namespace: ns, labelSelector: selector })
-        : batch.listJobForAllNamespaces({ labelSelector: selector }),
+        ? batch.listNamespacedJob({ namespace: ns, labelSelector: selector, ...page(p) })
+        : batch.listJobForAllNamespaces({ labelSelector: selector, ...page(p) }),
     parse: (o) => o as V1Job,
   }));
   const pods = informers<V1Pod>(kc, cfg.namespaces, (ns) => ({
     resource: "pods",
     path: ns ? `/api/v1/namespaces/${ns}/pods` : "/api/v1/pods",
     labelSelector: selector,
-    list: () =>
+    list: (p) =>
       ns
-        ? core.listNamespacedPod({ namespace: ns, labelSelector: selector })
-        : core.listPodForAllNamespaces({ labelSelector: selector }),
+        ? core.listNamespacedPod({ namespace: ns, labelSelector: selector, ...page(p) })
+        : core.listPodForAllNamespaces({ labelSelector: selector, ...page(p) }),
     parse: (o) => o as V1Pod,
   }));
 

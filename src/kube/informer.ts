@@ -1,26 +1,42 @@
-// An informer that survives: @kubernetes/client-node's ListWatch relists after a 410 by itself
-// but stops for good on any other error and swallows handler exceptions. This wrapper restarts
-// it with backoff, restarts it when it goes silent for too long (watchdog), exposes hasSynced
-// and keeps a cache of objects parsed at the boundary (watch events carry string timestamps,
-// list results class instances with Dates: both become the same plain, zod-checked value).
-import { type KubeConfig, type KubernetesObject, makeInformer } from "@kubernetes/client-node";
+// An informer that survives, over radflow's own list and watch. The objects live in one place:
+// this class's cache, parsed at the boundary (list results are class instances with Dates, watch
+// events plain JSON: both become the same plain, zod-checked value) and without managedFields.
+// (client-node's ListWatch kept a second copy of every object next to it, and listed in one
+// unpaged response.) What it does:
+// - lists in pages (`limit`/`continue`), then watches from the list's resourceVersion with
+//   bookmarks, so a quiet watch resumes where it stopped instead of relisting;
+// - 410 Gone (history compacted) → lists again at once; objects that vanished meanwhile are
+//   reported as deleted;
+// - any other error of the list or the watch → restarts with backoff; a watch that has been silent
+//   too long (no event, bookmark or reconnect) → restarts too (watchdog);
+// - hasSynced() once the first full list is in the cache.
+import { type KubeConfig, Watch } from "@kubernetes/client-node";
 import { logger } from "../log/logger.ts";
 import { informerRestarts } from "../metrics/metrics.ts";
 
 const log = logger("kube");
+
+/** One page of a list, as the typed clients (`_continue`) or the raw API (`continue`) return it. */
+export interface ListPage {
+  items: unknown[];
+  metadata?: { resourceVersion?: string; continue?: string; _continue?: string };
+}
 
 export interface InformerOptions<T> {
   /** e.g. "jobs" — for logs and metrics */
   resource: string;
   /** API path of the list/watch, e.g. /apis/batch/v1/namespaces/x/jobs or /apis/batch/v1/jobs */
   path: string;
-  list: () => Promise<{ items: unknown[]; metadata?: { resourceVersion?: string } }>;
+  /** one page of the list: pass `limit` and `continue` (the typed clients call it `_continue`) on */
+  list: (page: { limit: number; continue?: string }) => Promise<ListPage>;
   labelSelector?: string;
   /** parses a plain JSON object; throw to drop it (logged) */
   parse: (raw: unknown) => T;
-  /** restart when no event or reconnect was seen for this long (the client re-opens quiet watches ~every 30 s) */
+  /** restart when no event, bookmark or reconnect was seen for this long (quiet watches re-open every ~30 s) */
   watchdogMs?: number;
   maxBackoffMs?: number;
+  /** objects per list page (client-go's default: 500) */
+  pageSize?: number;
 }
 
 export type Handler<T> = (type: "add" | "update" | "delete", obj: T, old?: T) => void;
@@ -34,16 +50,30 @@ export function plain(o: unknown): unknown {
   return JSON.parse(JSON.stringify(o));
 }
 
+interface WatchEvent {
+  type?: string;
+  object?: { metadata?: { resourceVersion?: string }; code?: number; reason?: string; message?: string };
+}
+
+/** A list or watch answered 410 Gone: the resourceVersion (or continue token) is too old. */
+function isGone(err: unknown): boolean {
+  const e = err as { code?: unknown; statusCode?: unknown } | undefined;
+  return e?.code === 410 || e?.statusCode === 410;
+}
+
 export class Informer<T extends { metadata?: { namespace?: string; name?: string; resourceVersion?: string } }> {
   private readonly cache = new Map<string, T>();
   private readonly handlers: Handler<T>[] = [];
-  private inner: ReturnType<typeof makeInformer<KubernetesObject>> | undefined;
   private synced = false;
   private stopped = true;
   private backoffMs = 0;
   private lastActivity = Date.now();
   private watchdog: NodeJS.Timeout | undefined;
   private restartTimer: NodeJS.Timeout | undefined;
+  /** bumped by every (re)start: callbacks of an older list or watch are ignored */
+  private generation = 0;
+  private resourceVersion = "";
+  private watchAbort: AbortController | undefined;
   private readonly kc: KubeConfig;
   private readonly o: InformerOptions<T>;
 
@@ -72,6 +102,7 @@ export class Informer<T extends { metadata?: { namespace?: string; name?: string
     return this.synced;
   }
 
+  /** Resolves after the first list attempt (synced or not: a failed one is retried with backoff). */
   async start(): Promise<void> {
     this.stopped = false;
     const wd = this.o.watchdogMs ?? 90_000;
@@ -85,14 +116,17 @@ export class Informer<T extends { metadata?: { namespace?: string; name?: string
       Math.min(wd, 10_000),
     );
     this.watchdog.unref();
-    await this.run();
+    this.lastActivity = Date.now();
+    await this.listAndWatch(++this.generation);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.generation++;
     clearInterval(this.watchdog);
     clearTimeout(this.restartTimer);
-    await this.inner?.stop();
+    this.watchAbort?.abort();
+    this.watchAbort = undefined;
   }
 
   /** Resolves once the first list has filled the cache. */
@@ -104,98 +138,191 @@ export class Informer<T extends { metadata?: { namespace?: string; name?: string
     }
   }
 
-  private async run(): Promise<void> {
-    const inf = makeInformer<KubernetesObject>(
-      this.kc,
-      this.o.path,
-      async () => {
-        const l = await this.o.list();
-        return l as never;
-      },
-      this.o.labelSelector,
-    );
-    this.inner = inf;
-    inf.on("add", (o) => this.apply("add", o));
-    inf.on("update", (o) => this.apply("update", o));
-    inf.on("delete", (o) => this.apply("delete", o));
-    inf.on("connect", () => {
-      this.lastActivity = Date.now();
-    });
-    inf.on("error", (err) => {
-      if (this.inner !== inf) return;
-      log.warn({ resource: this.o.resource, err: errMessage(err) }, "watch failed: restarting with backoff");
-      this.restart("error");
-    });
+  private async listAndWatch(gen: number): Promise<void> {
+    let rv: string;
     try {
-      await inf.start();
-      // ListWatch lists before it watches: once start() resolves the cache holds the list.
-      this.synced = true;
-      this.backoffMs = 0;
-      this.lastActivity = Date.now();
+      rv = await this.listAll(gen);
     } catch (err) {
+      if (gen !== this.generation || this.stopped) return;
       log.warn({ resource: this.o.resource, err: errMessage(err) }, "list failed: retrying with backoff");
       this.restart("error");
+      return;
     }
+    if (gen !== this.generation || this.stopped) return;
+    this.synced = true;
+    this.backoffMs = 0;
+    this.resourceVersion = rv;
+    await this.watch(gen);
+  }
+
+  /**
+   * Lists every page into the cache (adds and updates reported as they come) and reports what
+   * the cache held that the list no longer has as deleted. Returns the list's resourceVersion.
+   */
+  private async listAll(gen: number): Promise<string> {
+    const limit = this.o.pageSize ?? 500;
+    const seen = new Set<string>();
+    let cont: string | undefined;
+    let rv = "";
+    do {
+      const page = await this.o.list({ limit, continue: cont });
+      if (gen !== this.generation) return "";
+      this.lastActivity = Date.now();
+      for (const item of page.items ?? []) {
+        const k = this.apply("sync", item);
+        if (k !== undefined) seen.add(k);
+      }
+      // the first page's resourceVersion is the snapshot's; later pages repeat it
+      rv ||= page.metadata?.resourceVersion ?? "";
+      cont = page.metadata?._continue || page.metadata?.continue || undefined;
+    } while (cont);
+    for (const [k, v] of this.cache) {
+      if (!seen.has(k)) {
+        this.cache.delete(k);
+        this.emit("delete", v);
+      }
+    }
+    return rv;
+  }
+
+  private async watch(gen: number): Promise<void> {
+    if (gen !== this.generation || this.stopped) return;
+    const query: Record<string, string | number | boolean | undefined> = {
+      resourceVersion: this.resourceVersion,
+      allowWatchBookmarks: true,
+      labelSelector: this.o.labelSelector,
+      // the server ends the watch after 5–10 min (as client-go asks): a cheap re-watch from the
+      // last resourceVersion, and an end to watches a load balancer may have silently dropped
+      timeoutSeconds: 300 + Math.floor(Math.random() * 300),
+    };
+    // done() may run before watch() returns (a watch that fails at once): it gets the controller
+    // through this holder
+    const handle: { abort?: AbortController; done?: boolean } = {};
+    const abort = await new Watch(this.kc).watch(
+      this.o.path,
+      query,
+      (_type, _obj, ev) => this.onEvent(gen, ev as WatchEvent),
+      (err) => {
+        handle.done = true;
+        this.onDone(gen, handle.abort, err);
+      },
+    );
+    handle.abort = abort;
+    if (gen !== this.generation || this.stopped) {
+      abort.abort();
+      return;
+    }
+    if (!handle.done) {
+      this.watchAbort = abort;
+      this.lastActivity = Date.now();
+    }
+  }
+
+  private onEvent(gen: number, ev: WatchEvent): void {
+    if (gen !== this.generation || this.stopped) return;
+    this.lastActivity = Date.now();
+    const obj = ev.object;
+    switch (ev.type) {
+      case "ADDED":
+      case "MODIFIED":
+      case "DELETED":
+        this.apply(ev.type === "DELETED" ? "delete" : "sync", obj);
+        break;
+      case "BOOKMARK":
+        break;
+      case "ERROR":
+        if (obj?.code === 410) {
+          log.info({ resource: this.o.resource }, "watch expired (410 Gone): listing again");
+          this.relistNow();
+        } else {
+          log.warn(
+            { resource: this.o.resource, err: `${obj?.code ?? "?"} ${obj?.reason ?? ""}: ${obj?.message ?? ""}` },
+            "watch failed: restarting with backoff",
+          );
+          this.restart("error");
+        }
+        return;
+      default:
+        return;
+    }
+    const rv = obj?.metadata?.resourceVersion;
+    if (rv) this.resourceVersion = rv;
+  }
+
+  private onDone(gen: number, abort: AbortController | undefined, err: unknown): void {
+    if (gen !== this.generation || this.stopped) return;
+    if (abort && this.watchAbort === abort) this.watchAbort = undefined;
+    if (!err || (err as { name?: string }).name === "TimeoutError") {
+      // the server ended the watch (timeoutSeconds), or it was quiet for 30 s (client-node's
+      // inactivity timeout): carry on from the last resourceVersion seen
+      this.lastActivity = Date.now();
+      void this.watch(gen);
+      return;
+    }
+    if (isGone(err)) {
+      log.info({ resource: this.o.resource }, "watch expired (410 Gone): listing again");
+      this.relistNow();
+      return;
+    }
+    log.warn({ resource: this.o.resource, err: errMessage(err) }, "watch failed: restarting with backoff");
+    this.restart("error");
+  }
+
+  /** 410 Gone is the watch's normal end once history is compacted: list again without a backoff. */
+  private relistNow(): void {
+    const gen = ++this.generation;
+    this.watchAbort?.abort();
+    this.watchAbort = undefined;
+    this.resourceVersion = "";
+    void this.listAndWatch(gen);
   }
 
   private restart(why: string): void {
     if (this.stopped) return;
     informerRestarts.inc({ resource: this.o.resource });
-    const old = this.inner;
-    this.inner = undefined;
-    void old?.stop().catch(() => undefined);
+    const gen = ++this.generation;
+    this.watchAbort?.abort();
+    this.watchAbort = undefined;
     this.backoffMs = Math.min(this.o.maxBackoffMs ?? 30_000, this.backoffMs ? this.backoffMs * 2 : 250);
     clearTimeout(this.restartTimer);
     this.restartTimer = setTimeout(() => {
+      if (gen !== this.generation || this.stopped) return;
       this.lastActivity = Date.now();
-      void this.relist(why);
+      log.info({ resource: this.o.resource, why }, "informer restarting");
+      // a fresh list: a delete missed while the watch was down is seen here
+      void this.listAndWatch(gen);
     }, this.backoffMs);
   }
 
-  /** After a restart: list afresh and reconcile the cache (a delete missed while down is seen here). */
-  private async relist(why: string): Promise<void> {
-    if (this.stopped) return;
-    log.info({ resource: this.o.resource, why }, "informer restarting");
-    await this.run();
-    if (!this.inner) return;
-    // objects that vanished while the watch was down
-    const present = new Set<string>();
-    for (const raw of this.rawObjects()) present.add(keyOf(raw as T));
-    for (const [k, v] of this.cache) {
-      if (!present.has(k)) {
-        this.cache.delete(k);
-        this.emit("delete", v);
-      }
-    }
-  }
-
-  private rawObjects(): KubernetesObject[] {
-    return (this.inner as unknown as { list(): KubernetesObject[] } | undefined)?.list() ?? [];
-  }
-
-  private apply(type: "add" | "update" | "delete", raw: KubernetesObject): void {
-    this.lastActivity = Date.now();
+  /** Puts one object into the cache (or takes it out) and tells the handlers; returns its key. */
+  private apply(type: "sync" | "delete", raw: unknown): string | undefined {
     let obj: T;
     try {
-      const p = plain(raw) as { metadata?: { managedFields?: unknown } };
+      // list items from the typed clients are class instances (Dates); watch events plain JSON
+      const p = (Object.getPrototypeOf(raw) === Object.prototype ? raw : plain(raw)) as {
+        metadata?: { managedFields?: unknown };
+      };
       // server-side apply bookkeeping: a third of a task's bytes, never read by radflow
       if (p.metadata) delete p.metadata.managedFields;
       obj = this.o.parse(p);
     } catch (err) {
       log.warn(
-        { resource: this.o.resource, key: keyOf(raw), err: errMessage(err) },
+        { resource: this.o.resource, key: keyOf(raw as T), err: errMessage(err) },
         "dropping object that does not parse",
       );
-      return;
+      return undefined;
     }
     const k = keyOf(obj);
     const old = this.cache.get(k);
-    if (type === "delete") this.cache.delete(k);
-    else {
-      if (old && old.metadata?.resourceVersion === obj.metadata?.resourceVersion) return;
-      this.cache.set(k, obj);
+    if (type === "delete") {
+      this.cache.delete(k);
+      this.emit("delete", obj);
+      return k;
     }
-    this.emit(type === "delete" ? "delete" : old ? "update" : "add", obj, old);
+    if (old && old.metadata?.resourceVersion === obj.metadata?.resourceVersion) return k;
+    this.cache.set(k, obj);
+    this.emit(old ? "update" : "add", obj, old);
+    return k;
   }
 
   private emit(type: "add" | "update" | "delete", obj: T, old?: T): void {
