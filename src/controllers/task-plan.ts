@@ -13,6 +13,7 @@ import {
 import type { AuditEventKind, AuditOutcome } from "../audit/facts.ts";
 import { cachedBool } from "../expr/cel.ts";
 import { jobName } from "../jobs/job-builder.ts";
+import { scrubOutputs } from "../jobs/trust.ts";
 
 export const FINALIZER = TASK_FINALIZER;
 
@@ -173,7 +174,7 @@ export function parseOutputs(
   if (typeof v !== "object" || v === null || Array.isArray(v)) {
     return { ok: false, error: "termination message must be a JSON object" };
   }
-  return { ok: true, outputs: v as Record<string, unknown> };
+  return scrubOutputs(v as Record<string, unknown>); // no allowed Secret value, bounded depth (src/jobs/trust.ts)
 }
 
 /** A step's state as its Job and pods show it; undefined when the step has no Job. */

@@ -1,8 +1,9 @@
 // Job names must not collide in practice: two tasks whose Jobs share a name leave the second one
 // waiting for a Job it never sees (issue 12, item 1). The reconciler's ownership check on a 409 is
 // the safety net; this is the first line.
+
+import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { taskName } from "../../../src/ingest/route.ts";
 import { jobName } from "../../../src/jobs/job-builder.ts";
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -12,11 +13,13 @@ describe("jobName: no collisions in practice", () => {
     // the case from the issue: the name must be shortened, so it rests on the hash
     const workflow = "stroke-perfusion-research"; // 25
     const step = "core-penumbra-segmentation-v2"; // 29 → workflow + step = 54
-    const uid = "0a7e2d41-3b7e-4f7e-8d0e-5a4c2b1d9e00";
+    // task names as ingest makes them: `<workflow>-<16 hex digits of a hash of the event>`
+    const taskName = (i: number) =>
+      `${workflow}-${createHash("sha256").update(`event-${i}`).digest("hex").slice(0, 16)}`;
     const seen = new Map<string, string>();
     let collisions = 0;
     for (let i = 0; i < 50_000; i++) {
-      const task = taskName(workflow, uid, `event-${i}`);
+      const task = taskName(i);
       const name = jobName(task, step);
       const other = seen.get(name);
       if (other !== undefined && other !== task) collisions++;
