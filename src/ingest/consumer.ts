@@ -1,16 +1,17 @@
 // StudyIngest: study events from JetStream → InferenceTasks (ARCHITECTURE.md §4).
 //
 // A durable pull consumer with explicit ack. Every message ends in exactly one of:
-//   - every matched InferenceTask exists (created, or already there) → recorded as processed, ack;
-//   - no workflow matched → counted, audited, recorded as processed, ack;
-//   - the event was processed before (its source + id is in the processed-events bucket) → ack;
+//   - every matched InferenceTask exists (created, already there, or made before and recorded in
+//     the processed-events bucket) → each recorded there, ack;
+//   - no workflow matched → counted, audited, ack;
 //   - the event is invalid (too large or deep, malformed), a workflow's trigger could not be
 //     evaluated, routing threw, the API server refuses a task for good, or the last delivery
 //     failed or timed out → one record on radflow.dlq.study with a reason, ack;
 //   - a transient failure (API server down, 5xx, 429, timeout) → nak with a growing delay.
 // The ack comes only after the task exists, so a crash at any point means a redelivery, and the
 // deterministic task name turns a redelivery into "already exists"; the processed-events bucket
-// keeps that promise after the task is gone (a re-created consumer replays the whole stream).
+// keeps that promise after the task is gone (a re-created consumer replays the whole stream, and
+// tasks removed by their TTL must not run again).
 // Nothing is redelivered until JetStream gives up: the last delivery dead-letters whatever
 // happens, and a delivery beyond it (an earlier one crashed or stalled) dead-letters at once.
 // max_ack_pending bounds how much is in flight (backpressure); a slow message is kept alive with
@@ -56,7 +57,7 @@ import {
   tasksCreated,
 } from "../metrics/metrics.ts";
 import { connectNats, type NatsSettings, reconnectDelay } from "./connect.ts";
-import { ProcessedEvents } from "./processed.ts";
+import { ProcessedTasks } from "./processed.ts";
 import { type RouteResult, route, stableId } from "./route.ts";
 import { ensureProcessedBucket, ensureStreams, PROCESSED_BUCKET, STREAM, type StreamOptions } from "./streams.ts";
 
@@ -97,7 +98,7 @@ export interface StudyIngestOptions {
   concurrency?: number;
   /** How often consumer lag is read into metrics; default 5 s. */
   lagIntervalMs?: number;
-  /** KV bucket of processed event identities; default RADFLOW_PROCESSED (one per installation). */
+  /** KV bucket of the tasks study events made; default RADFLOW_PROCESSED. */
   processedBucket?: string;
   /** Events over this many bytes go to the DLQ as too-large unread; default 1 MiB. */
   maxEventBytes?: number;
@@ -199,7 +200,7 @@ export class StudyIngest {
   private readonly audit: AuditSink;
   private nc?: NatsConnection;
   private js?: JetStreamClient;
-  private processed?: ProcessedEvents;
+  private processed?: ProcessedTasks;
   private messages?: ConsumerMessages;
   private consumer?: Consumer;
   private stopping = false;
@@ -263,7 +264,7 @@ export class StudyIngest {
       await ensureStreams(jsm, this.o.streams ?? {});
       await ensureProcessedBucket(jsm, this.o.streams ?? {}, this.o.processedBucket);
     }
-    this.processed = new ProcessedEvents(this.js as JetStreamClient, jsm, this.o.processedBucket);
+    this.processed = new ProcessedTasks(this.js as JetStreamClient, jsm, this.o.processedBucket);
     await this.ensureConsumer(jsm);
     this.consumer = await (this.js as JetStreamClient).consumers.get(this.o.stream, this.o.consumer);
     const messages = await this.consumer.consume({
@@ -434,11 +435,6 @@ export class StudyIngest {
     const event = parsed.event;
     const key = eventKey(event);
     const ref = studyRef(event.study.studyInstanceUID);
-    if (await (this.processed as ProcessedEvents).get(key)) {
-      log.debug({ studyRef: ref, eventKey: key }, "study event already processed");
-      reply.ack();
-      return "duplicate";
-    }
 
     let routed: RouteResult;
     try {
@@ -459,19 +455,38 @@ export class StudyIngest {
     if (tasks.length === 0 && errors.length === 0) {
       await this.audit.record(this.fact(event, "StudyUnmatched", "received-unmatched"));
       log.debug({ studyRef: ref, eventKey: key }, "study matched no workflow");
-      await (this.processed as ProcessedEvents).record(key, { tasks: [], at: new Date().toISOString() });
       reply.ack();
       return "unmatched";
     }
 
-    const results = await Promise.allSettled(tasks.map((t) => this.createTask(t)));
+    const processed = this.processed as ProcessedTasks;
+    const keys = tasks.map((t) => ProcessedTasks.key(t.metadata.namespace ?? "", t.metadata.name ?? ""));
+    const results = await Promise.allSettled(
+      tasks.map(async (t, i) => ((await processed.has(keys[i] as string)) ? "made-before" : this.createTask(t))),
+    );
     const transient = results.filter((r) => r.status === "rejected" && !(r.reason as CreateError).permanent);
     if (transient.length) throw (transient[0] as PromiseRejectedResult).reason;
+    if (errors.length === 0 && results.every((r) => r.status === "fulfilled" && r.value === "made-before")) {
+      log.debug(
+        { studyRef: ref, eventKey: key, tasks: tasks.length },
+        "study event replayed; its tasks were made before",
+      );
+      reply.ack();
+      return "duplicate";
+    }
 
     let created = 0;
     for (const [i, r] of results.entries()) {
       const t = tasks[i] as InferenceTask;
       if (r.status === "rejected") continue;
+      if (r.value === "made-before") {
+        // made by an earlier delivery and perhaps long gone (TTL): a replay, not a new study
+        log.debug(
+          { namespace: t.metadata.namespace, task: t.metadata.name, studyRef: ref },
+          "task made before; skipped",
+        );
+        continue;
+      }
       if (r.value === "created") {
         created++;
         tasksCreated.inc({ workflow: t.spec.workflowRef.name, priority: t.spec.priority });
@@ -503,14 +518,16 @@ export class StudyIngest {
       await this.reject(m, permanent.length ? "task-rejected" : "trigger-error", shown + more, event);
     }
     await this.audit.record(this.fact(event, "StudyReceived", "received"));
-    // a replay of a dead-lettered event must still create what is missing, so only a complete
-    // one is recorded (its tasks' names keep redeliveries idempotent meanwhile)
-    if (!missing.length) {
-      await (this.processed as ProcessedEvents).record(key, {
-        tasks: tasks.map((t) => `${t.metadata.namespace}/${t.metadata.name}`),
-        at: new Date().toISOString(),
-      });
-    }
+    // every task that exists now is recorded before the ack (a crash before it: the redelivery
+    // finds the task by name and records it then)
+    const at = new Date().toISOString();
+    await Promise.all(
+      results.map((r, i) =>
+        r.status === "fulfilled" && r.value !== "made-before"
+          ? processed.record(keys[i] as string, { event: key, at })
+          : undefined,
+      ),
+    );
     reply.ack();
     if (results.length === permanent.length) return "invalid";
     return created === 0 ? "duplicate" : "matched";

@@ -1,24 +1,30 @@
-// The processed-events bucket: which study events (by source + id) already became InferenceTasks.
+// The processed-events bucket: which InferenceTasks study events have already made.
 //
-// Idempotency must outlive the tasks: a task's deterministic name turns a redelivery into
-// "already exists" only while the task exists, but a consumer that is re-created (deleted,
-// renamed, JetStream lost its state) replays the studies stream from its start, long after TTLs
-// removed those tasks. The ingest records an event here once all its tasks exist and before it
-// acks, and checks here before creating anything. A crash between creating the tasks and
-// recording them is covered by the task names (the tasks still exist when the redelivery comes).
+// Idempotency must outlive the tasks: a task's deterministic name (workflow uid + event source +
+// event id) turns a redelivery into "already exists" only while the task exists, but a consumer
+// that is re-created (deleted, renamed, JetStream lost its state) replays the studies stream from
+// its start, long after TTLs removed those tasks. The ingest records each task here once it
+// exists and before it acks, and checks here before creating one. A crash between creating a
+// task and recording it is covered by the name (the task still exists when the redelivery comes).
+//
+// One key per task, `<namespace>.<task name>`, not one per event: installations that share one
+// NATS (each with its own namespaces and workflows) never see each other's keys, and an event
+// that was dead-lettered for one workflow and replayed later still makes only the missing task.
+// Names carry no PHI, so `nats kv get RADFLOW_PROCESSED <namespace>.<task>` is safe to run, and
+// `nats kv del` of a key lets the same event make that task again.
 //
 // Kept in a KV-shaped stream (see streams.ts): one message per key on $KV.<bucket>.<key>, read
 // back with a last-by-subject get, so no KV client library is needed and `nats kv` can read it.
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 
 export interface ProcessedRecord {
-  /** Task names (namespace/name) that exist for the event; empty when no workflow matched. */
-  tasks: string[];
+  /** The study event's key (eventKey()): which event made the task. */
+  event: string;
   /** When it was recorded, ISO 8601. */
   at: string;
 }
 
-export class ProcessedEvents {
+export class ProcessedTasks {
   private readonly js: JetStreamClient;
   private readonly jsm: JetStreamManager;
   private readonly stream: string;
@@ -31,21 +37,21 @@ export class ProcessedEvents {
     this.prefix = `$KV.${bucket}.`;
   }
 
-  /** The record for an event key (eventKey()), or undefined. Rejects when JetStream cannot answer. */
-  async get(key: string): Promise<ProcessedRecord | undefined> {
-    const m = await this.jsm.streams.getMessage(this.stream, { last_by_subj: this.prefix + key });
-    if (!m) return undefined;
-    // a key deleted or purged with `nats kv del` is not processed
-    const op = m.header.get("KV-Operation");
-    if (op === "DEL" || op === "PURGE") return undefined;
-    try {
-      return m.json<ProcessedRecord>();
-    } catch {
-      return { tasks: [], at: "" }; // written by someone else; the key alone says "processed"
-    }
+  /** The KV key of a task: namespace and name are DNS labels, so both are valid key tokens. */
+  static key(namespace: string, name: string): string {
+    return `${namespace}.${name}`;
   }
 
-  /** Records the event as processed; resolves once JetStream stored it. */
+  /** Whether the task was made before. Rejects when JetStream cannot answer (the caller retries). */
+  async has(key: string): Promise<boolean> {
+    const m = await this.jsm.streams.getMessage(this.stream, { last_by_subj: this.prefix + key });
+    if (!m) return false;
+    // a key deleted or purged with `nats kv del/purge` is not processed
+    const op = m.header?.get("KV-Operation");
+    return op !== "DEL" && op !== "PURGE";
+  }
+
+  /** Records the task as made; resolves once JetStream stored it. */
   async record(key: string, rec: ProcessedRecord): Promise<void> {
     await this.js.publish(this.prefix + key, JSON.stringify(rec), { expect: { streamName: this.stream } });
   }

@@ -383,6 +383,54 @@ describe("study → task → Job → results, end to end", () => {
     expect(op.proc.exitCode).toBeNull();
     await op.stop();
   }, 300_000);
+
+  it("neither re-creates tasks nor republishes results when its consumer is re-created after TTL removed the tasks", async () => {
+    const ae = uniqueAE("E2EI5-");
+    logsOnFailure();
+    let op = await operator();
+    // a one-second TTL: the tasks are gone soon after their results are out, as days later in production
+    await createWorkflow(ns.name, "e2e-replay", ae, [{ name: "triage", resources: { gpu: 0 } }], {
+      ttlSecondsAfterFinished: 1,
+    });
+    await ingesting(op);
+    await sleep(1000);
+    const since = await lastSeq(nats.jsm, STREAM.results);
+    const events = Array.from({ length: 5 }, () => event(ae, "replay"));
+    for (const ev of events) await publish(ev);
+    const ids = new Set(events.map((e) => e.id));
+    const ours = async () =>
+      (await results(since)).filter((e) => e.data.workflow.name === "e2e-replay" && ids.has(e.data.eventId));
+    await waitFor("5 results published", 180_000, async () => {
+      const n = (await ours()).length;
+      return { done: n >= 5, seen: n };
+    });
+    await waitFor("the tasks removed by their TTL", 60_000, async () => {
+      const n = (await listTasks(ns.name, "e2e-replay")).length;
+      return { done: n === 0, seen: n };
+    });
+    await waitFor("the study consumer drained", 30_000, async () => ({ done: await drained() }));
+    expect(await op.stop()).toBe(0);
+
+    // the consumer is deleted (or renamed): its successor starts at the stream's first event
+    await nats.jsm.consumers.delete(STREAM.studies, `op-${ns.name}`);
+    op = await operator();
+    await ingesting(op);
+    await waitFor("the replay consumed", 120_000, async () => {
+      const ci = await nats.jsm.consumers.info(STREAM.studies, `op-${ns.name}`);
+      return {
+        done: ci.delivered.consumer_seq >= events.length && (await drained()),
+        seen: { delivered: ci.delivered.consumer_seq, pending: ci.num_pending },
+      };
+    });
+    await sleep(3000); // a task created by the replay would be visible by now, and its Job started
+    expect(await listTasks(ns.name, "e2e-replay")).toEqual([]);
+    expect(await listJobs(ns.name, "radflow.io/workflow=e2e-replay")).toHaveLength(0);
+    const rs = await ours();
+    expect(rs).toHaveLength(5);
+    expect(new Set(rs.map((e) => e.data.eventId))).toEqual(ids);
+    expect(op.logs()).not.toMatch(/InferenceTask created/);
+    await op.stop();
+  }, 300_000);
 });
 
 function idOf(payloadB64: string): string {

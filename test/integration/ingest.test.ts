@@ -17,13 +17,14 @@ import {
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AIWorkflow } from "../../src/api/v1alpha1/aiworkflow.ts";
-import { DeadLetter, STUDY_RECEIVED } from "../../src/api/v1alpha1/events.ts";
+import { DeadLetter, eventKey, STUDY_RECEIVED } from "../../src/api/v1alpha1/events.ts";
 import { InferenceTask } from "../../src/api/v1alpha1/inferencetask.ts";
 import type { AuditFact } from "../../src/audit/facts.ts";
 import { StudyIngest, type StudyIngestOptions } from "../../src/ingest/consumer.ts";
 import { publishResults, resultMsgId } from "../../src/ingest/results.ts";
 import { taskName } from "../../src/ingest/route.ts";
 import { ensureStreams, STREAM } from "../../src/ingest/streams.ts";
+import { mergePatch } from "../../src/kube/client.ts";
 import { installCrds } from "./crds.ts";
 import { core, custom, kubeConfig, natsUrl, useNamespace, waitFor } from "./helpers.ts";
 
@@ -338,6 +339,200 @@ describe("study ingest", () => {
       "invalid-cloudevent": 33,
       "unexpected-type": 33,
     });
+  });
+});
+
+/** Removes a workflow's tasks as their TTL would (finalizer released, then deleted) and waits until they are gone. */
+async function removeTasks(workflow: string): Promise<void> {
+  const common = { group: "radflow.io", version: "v1alpha1", namespace: ns.name, plural: "inferencetasks" };
+  for (const t of (await tasks()).filter((x) => x.spec.workflowRef.name === workflow)) {
+    const name = t.metadata.name as string;
+    await custom().patchNamespacedCustomObject(
+      { ...common, name, body: { metadata: { finalizers: null } } },
+      mergePatch,
+    );
+    await custom()
+      .deleteNamespacedCustomObject({ ...common, name })
+      .catch(() => undefined);
+  }
+  await waitFor(`the tasks of ${workflow} gone`, 30_000, async () => ({
+    done: !(await tasks()).some((x) => x.spec.workflowRef.name === workflow),
+  }));
+}
+
+/** Waits until the consumer has delivered at least `n` messages and every one is acked. */
+async function consumed(consumer: string, n: number): Promise<void> {
+  await waitFor(`${consumer}: ${n} messages delivered and acked`, 60_000, async () => {
+    const ci = await jsm.consumers.info(STREAM.studies, consumer);
+    return {
+      done: ci.delivered.consumer_seq >= n && ci.num_pending === 0 && ci.num_ack_pending === 0,
+      seen: { delivered: ci.delivered.consumer_seq, pending: ci.num_pending, ackPending: ci.num_ack_pending },
+    };
+  });
+}
+
+describe("event identity and idempotency (issue 12: 3, 4)", () => {
+  it("makes two tasks for two sources that both send event id 1 (identity is source + id)", async () => {
+    const wf = workflow("twosrc-ct", { match: { modalities: ["CT"] } });
+    const { subject } = await startIngest("twosrc", [wf]);
+    const id = `1-${RUN}`;
+    const east = { ...studyEvent(id, "CT"), source: "/gateways/ct-east" };
+    const west = { ...studyEvent(id, "CT"), source: "/gateways/ct-west" };
+    for (const ev of [east, west]) await js.publish(subject, JSON.stringify(ev), { msgID: eventKey(ev) });
+    await consumed(`test-${RUN}-twosrc`, 2);
+    const mine = (await tasks()).filter((t) => t.spec.workflowRef.name === "twosrc-ct");
+    expect(mine.map((t) => t.spec.study.studyInstanceUID).sort()).toEqual(
+      [east.data.studyInstanceUID, west.data.studyInstanceUID].sort(),
+    );
+    expect(mine.map((t) => t.spec.eventSource).sort()).toEqual(["/gateways/ct-east", "/gateways/ct-west"]);
+    expect(mine.map((t) => t.spec.eventId)).toEqual([id, id]);
+  });
+
+  it("creates no task again when its consumer is re-created after TTL removed the tasks (a replay from the start)", async () => {
+    const wf = workflow("replay-ct", { match: { modalities: ["CT"] } });
+    const consumer = `test-${RUN}-replay`;
+    const first = await startIngest("replay", [wf]);
+    const events = [1, 2, 3].map((i) => studyEvent(`replay-${RUN}-${i}`, "CT"));
+    for (const ev of events) await js.publish(first.subject, JSON.stringify(ev), { msgID: eventKey(ev) });
+    await consumed(consumer, 3);
+    expect((await tasks()).filter((t) => t.spec.workflowRef.name === "replay-ct")).toHaveLength(3);
+    await first.ingest.stop();
+    await removeTasks("replay-ct");
+
+    // a new consumer of the same name starts at the stream's first event (DeliverPolicy.All)
+    await jsm.consumers.delete(STREAM.studies, consumer);
+    const second = await startIngest("replay", [wf]);
+    await consumed(consumer, 3);
+    expect((await tasks()).filter((t) => t.spec.workflowRef.name === "replay-ct")).toHaveLength(0);
+    expect(second.audit.filter((f) => f.kind === "TaskCreated")).toHaveLength(0);
+    await second.ingest.stop();
+
+    // the control: the same replay without the recorded identities (an empty bucket) creates all
+    // three again, as radflow did before the bucket existed
+    const bucket = `RADFLOW_PROCESSED_T${RUN}`;
+    await jsm.consumers.delete(STREAM.studies, consumer);
+    const third = await startIngest("replay", [wf], { processedBucket: bucket });
+    try {
+      await consumed(consumer, 3);
+      expect((await tasks()).filter((t) => t.spec.workflowRef.name === "replay-ct")).toHaveLength(3);
+    } finally {
+      await third.ingest.stop();
+      await jsm.streams.delete(`KV_${bucket}`).catch(() => undefined);
+      await removeTasks("replay-ct");
+    }
+  });
+});
+
+describe("whatever cannot be processed ends in the DLQ, acked (issue 12: 7, 9)", () => {
+  it("refuses an event nested 200,000 levels deep and one over the size limit at once, with their reasons", async () => {
+    const since = await dlqLastSeq();
+    const { subject } = await startIngest("limits", [workflow("limits-ct", { match: { modalities: ["CT"] } })], {
+      maxEventBytes: 64 * 1024,
+    });
+    const depth = 200_000;
+    const deep = JSON.stringify(studyEvent(`deep-${RUN}`, "CT")).replace(
+      '"data":{',
+      `"deep":${"[".repeat(depth)}${"]".repeat(depth)},"data":{`,
+    );
+    const big = JSON.stringify({ ...studyEvent(`big-${RUN}`, "CT"), padding: "x".repeat(100 * 1024) });
+    await js.publish(subject, deep, { msgID: `deep-${RUN}` });
+    await js.publish(subject, big, { msgID: `big-${RUN}` });
+    const records = await waitFor("two DLQ records", 30_000, async () => {
+      const r = await dlq(since, subject);
+      return { done: r.length >= 2, value: r };
+    });
+    await consumed(`test-${RUN}-limits`, 2);
+    expect(records.map((r) => [r.record.reason, r.record.deliveries]).sort()).toEqual([
+      ["too-deep", 1],
+      ["too-large", 1],
+    ]);
+    expect(records.find((r) => r.record.reason === "too-large")?.record.detail).toMatch(/at most 65536/);
+    expect((await tasks()).some((t) => t.spec.workflowRef.name === "limits-ct")).toBe(false);
+  });
+
+  it("dead-letters a trigger that cannot be evaluated, PHI-free, and still makes the other workflows' tasks", async () => {
+    const since = await dlqLastSeq();
+    const good = workflow("trig-good", { match: { modalities: ["CT"] } });
+    // the accession number is not a number: evaluation fails with a message that quotes it
+    const broken = workflow("trig-broken", { expression: "int(study.accessionNumber) > 0" });
+    const { subject, audit } = await startIngest("trig", [good, broken]);
+    const ev = studyEvent(`trig-${RUN}`, "CT");
+    await js.publish(subject, JSON.stringify(ev), { msgID: eventKey(ev) });
+    const [rec, ...more] = await waitFor("a trigger-error DLQ record", 30_000, async () => {
+      const r = await dlq(since, subject);
+      return { done: r.length > 0, value: r };
+    });
+    await consumed(`test-${RUN}-trig`, 1);
+    expect(more).toHaveLength(0);
+    expect(rec?.record).toMatchObject({ reason: "trigger-error", deliveries: 1 });
+    expect(rec?.record.detail).toBe(`${ns.name}/trig-broken: trigger.expression could not be evaluated`);
+    expect(rec?.record.detail).not.toContain(ev.data.accessionNumber);
+    expect((await tasks()).filter((t) => t.spec.workflowRef.name === "trig-good")).toHaveLength(1);
+    expect(audit.map((f) => f.kind).sort()).toEqual(["StudyReceived", "StudyRejected", "TaskCreated"]);
+  });
+
+  it("dead-letters an event whose routing throws", async () => {
+    const since = await dlqLastSeq();
+    const { subject } = await startIngest("throws", [], {
+      workflows: {
+        list: () => {
+          throw new TypeError("Cannot read properties of undefined (reading 'DOE^JOHN')");
+        },
+      },
+    });
+    const ev = studyEvent(`throws-${RUN}`, "CT");
+    await js.publish(subject, JSON.stringify(ev), { msgID: eventKey(ev) });
+    const [rec] = await waitFor("a routing-failed DLQ record", 30_000, async () => {
+      const r = await dlq(since, subject);
+      return { done: r.length > 0, value: r };
+    });
+    await consumed(`test-${RUN}-throws`, 1);
+    expect(rec?.record).toMatchObject({ reason: "routing-failed", deliveries: 1 });
+    expect(rec?.record.detail).toMatch(/TypeError/);
+    expect(rec?.record.detail).not.toMatch(/DOE|JOHN/);
+  });
+
+  it("dead-letters on the last delivery an event whose processing throws every time (it used to be redelivered until JetStream gave up)", async () => {
+    const since = await dlqLastSeq();
+    const wf = workflow("fails-ct", { match: { modalities: ["CT"] } });
+    const { subject } = await startIngest("fails", [wf], {
+      maxDeliver: 2,
+      audit: {
+        record: async (f) => {
+          if (f.kind === "StudyReceived") throw new Error(`audit down for study ${f.study?.studyInstanceUID}`);
+        },
+      },
+    });
+    const ev = studyEvent(`fails-${RUN}`, "CT");
+    await js.publish(subject, JSON.stringify(ev), { msgID: eventKey(ev) });
+    const [rec, ...more] = await waitFor("a processing-failed DLQ record", 30_000, async () => {
+      const r = await dlq(since, subject);
+      return { done: r.length > 0, value: r };
+    });
+    await consumed(`test-${RUN}-fails`, 1);
+    expect(more).toHaveLength(0);
+    expect(rec?.record).toMatchObject({ reason: "processing-failed", deliveries: 2 });
+    expect(rec?.record.detail).not.toContain(ev.data.studyInstanceUID);
+    expect((await tasks()).filter((t) => t.spec.workflowRef.name === "fails-ct")).toHaveLength(1);
+  });
+
+  it("gives up a delivery that hangs after processTimeoutMs, and dead-letters it on the last one", async () => {
+    const since = await dlqLastSeq();
+    const wf = workflow("hangs-ct", { match: { modalities: ["CT"] } });
+    const { subject } = await startIngest("hangs", [wf], {
+      maxDeliver: 2,
+      processTimeoutMs: 1_000,
+      audit: { record: (f) => (f.kind === "StudyReceived" ? new Promise<void>(() => {}) : Promise.resolve()) },
+    });
+    const ev = studyEvent(`hangs-${RUN}`, "CT");
+    await js.publish(subject, JSON.stringify(ev), { msgID: eventKey(ev) });
+    const [rec] = await waitFor("a processing-timeout DLQ record", 30_000, async () => {
+      const r = await dlq(since, subject);
+      return { done: r.length > 0, value: r };
+    });
+    await consumed(`test-${RUN}-hangs`, 1);
+    expect(rec?.record).toMatchObject({ reason: "processing-timeout", deliveries: 2 });
+    expect(rec?.record.detail).toMatch(/not processed within 1000 ms/);
   });
 });
 

@@ -433,7 +433,11 @@ export const DeadLetter = z
     deliveries: z.number().int().optional(),
     receivedAt: z.string().describe("When the event was stored in its stream."),
     rejectedAt: z.string(),
-    payload: z.string().describe("The event as received, base64. May hold PHI: the DLQ is an event store."),
+    payload: z
+      .string()
+      .describe(
+        "The event as received, base64; empty when it is too large to copy (stream and streamSequence locate it). May hold PHI: the DLQ is an event store.",
+      ),
   })
   .describe("A study event radflow could not use, on radflow.dlq.study.");
 export type DeadLetter = z.infer<typeof DeadLetter>;
