@@ -7,6 +7,9 @@ export default defineConfig({
         test: {
           name: "unit",
           include: ["test/unit/**/*.test.ts"],
+          // tools the unit tests run (promtool) are built here, never inside a test
+          globalSetup: ["test/unit/global-setup.ts"],
+          hookTimeout: 900_000,
         },
       },
       {

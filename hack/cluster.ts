@@ -8,10 +8,11 @@
 //
 // Environment: RADFLOW_CLUSTER_DIR (state, default /tmp/radflow-cluster), RADFLOW_PORT_BASE
 // (default 36400; eight consecutive ports are used), RADFLOW_CACHE (the tools cache).
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import https from "node:https";
 import net from "node:net";
+import { homedir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -103,11 +104,20 @@ async function portFree(port: number): Promise<boolean> {
   });
 }
 
-export function buildTools(quiet = false): string {
+/** The cluster's binaries (and the tests' promtool, when asked), built once and cached. */
+export function buildTools(quiet = false, tools = ["nats-server", "etcd", "kwok", "kubernetes", "helm"]): string {
+  // One build at a time per cache (flock, where the machine has it): test runs started together
+  // would otherwise compile the same tool into the same directory at once. The second waits and
+  // then finds the first one's stamp.
+  const build = path.join(hackDir, "tools", "build.sh");
+  const cache =
+    process.env.RADFLOW_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(homedir(), ".cache"), "radflow");
+  mkdirSync(cache, { recursive: true });
+  const locked = spawnSync("sh", ["-c", "command -v flock"]).status === 0;
   // build.sh prints progress on stderr and the bin directory on its last stdout line.
   const out = execFileSync(
-    path.join(hackDir, "tools", "build.sh"),
-    ["nats-server", "etcd", "kwok", "kubernetes", "helm"],
+    locked ? "flock" : build,
+    locked ? [path.join(cache, "build.lock"), build, ...tools] : tools,
     {
       stdio: ["ignore", "pipe", quiet ? "pipe" : "inherit"],
       encoding: "utf8",

@@ -1,11 +1,11 @@
 // The shipped alert rules and dashboard: promtool accepts the rules and their unit tests pass,
 // and every metric they query is one radflow exports (a renamed metric would leave a silent,
 // never-firing alert or an empty panel).
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import yaml from "js-yaml";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, inject, it } from "vitest";
 import { registry } from "../../src/metrics/metrics.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -15,13 +15,11 @@ const DASHBOARD = path.join(ROOT, "dashboards/radflow.json");
 
 let promtool: string;
 beforeAll(() => {
-  // builds once from the Go module proxy (cached, keyed by hack/tools/promtool/go.sum); fails loudly without Go
-  const out = execFileSync(path.join(ROOT, "hack/tools/build.sh"), ["promtool"], {
-    encoding: "utf8",
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  promtool = path.join(out.trim().split("\n").at(-1)!, "promtool");
-}, 900_000);
+  // built by the unit project's global setup (test/unit/global-setup.ts); fails loudly without it
+  const bin = inject("toolsBin");
+  if (!bin) throw new Error(inject("toolsError") || "promtool was not built (test/unit/global-setup.ts)");
+  promtool = path.join(bin, "promtool");
+});
 
 function runPromtool(args: string[]) {
   const r = spawnSync(promtool, args, { encoding: "utf8", cwd: ROOT });

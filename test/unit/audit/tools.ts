@@ -4,6 +4,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { sharedPath } from "../../support/shared.ts";
 
 const PACKAGES: Record<string, string> = { xmllint: "libxml2-utils", trang: "trang", openssl: "openssl" };
 
@@ -22,7 +23,8 @@ export function run(cmd: string, args: string[], opts: { cwd?: string; input?: s
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
-export const FIXTURES = path.resolve(import.meta.dirname, "../../../../shared/fixtures/audit");
+/** The DICOM audit schema and FHIR example (../shared: tests that read them skip when it is absent). */
+export const FIXTURES = sharedPath("fixtures", "audit");
 
 /**
  * The fixture's RELAX NG compact schema as full RELAX NG (xmllint reads only the XML syntax).

@@ -1,18 +1,10 @@
 // MONAI workflow -> AIWorkflow: the fixture, router folding, step names, task args, and the
 // workflows that must be refused rather than half-translated.
-import { readFileSync } from "node:fs";
-import path from "node:path";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { AIWorkflow } from "../../../src/api/v1alpha1/index.ts";
 import { compileBool } from "../../../src/expr/cel.ts";
 import { ImportError, importMonai } from "../../../src/monai/convert.ts";
-
-const fixture = JSON.parse(
-  readFileSync(
-    path.resolve(import.meta.dirname, "../../../../shared/fixtures/monai/liver-lung-seg.workflow.json"),
-    "utf8",
-  ),
-);
+import { readShared, withoutShared } from "../../support/shared.ts";
 
 type Task = Record<string, unknown>;
 const gateway = { ae_title: "MONAI-DEPLOY", data_origins: ["PACS1"], export_destinations: ["PACS1"] };
@@ -50,9 +42,17 @@ function problems(input: unknown, opts = {}): string[] {
 
 const modality = (m: string) => `{{ context.dicom.series.any('0008','0060') }} == '${m}'`;
 
-describe("importMonai: the liver/lung fixture", () => {
-  const { workflow, stepNames } = importMonai(fixture, { namespace: "radiology" });
-  const spec = workflow.spec;
+describe.skipIf(withoutShared(import.meta.filename))("importMonai: the liver/lung fixture", () => {
+  // imported when the suite runs: without ../shared it is skipped and the file still loads
+  const imported = () =>
+    importMonai(JSON.parse(readShared("fixtures/monai/liver-lung-seg.workflow.json")), { namespace: "radiology" });
+  let workflow: ReturnType<typeof importMonai>["workflow"];
+  let stepNames: ReturnType<typeof importMonai>["stepNames"];
+  let spec: ReturnType<typeof importMonai>["workflow"]["spec"];
+  beforeAll(() => {
+    ({ workflow, stepNames } = imported());
+    spec = workflow.spec;
+  });
 
   it("is a valid AIWorkflow", () => {
     expect(AIWorkflow.safeParse(workflow).error?.issues).toBeUndefined();
