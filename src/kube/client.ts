@@ -26,7 +26,11 @@ export class SharedConnectionsKubeConfig extends KubeConfig {
     if (!fresh) return; // plain HTTP without TLS options: the global dispatcher pools already
     // one kubeconfig context: its cluster and user identify the TLS material (a client
     // certificate file rotated on disk is picked up on restart; tokens are headers, per request)
-    const key = JSON.stringify([this.getCurrentCluster()?.name, this.getCurrentCluster()?.server, this.getCurrentUser()?.name]);
+    const key = JSON.stringify([
+      this.getCurrentCluster()?.name,
+      this.getCurrentCluster()?.server,
+      this.getCurrentUser()?.name,
+    ]);
     const kept = this.dispatchers.get(key);
     if (kept) context.setDispatcher(kept);
     else this.dispatchers.set(key, fresh);
