@@ -1,6 +1,9 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import {
+  DEFAULT_MAX_EVENT_DEPTH,
+  eventKey,
   MONAI_ARTIFACT_TYPES,
+  MONAI_EVENT_SOURCE,
   MonaiWorkflowRequestEvent,
   monaiArtifactType,
   monaiModality,
@@ -51,6 +54,7 @@ describe.skipIf(withoutShared(import.meta.filename))("MONAI WorkflowRequestEvent
       ok: true,
       event: {
         id: "5c1e2f1a-6b1d-4c55-9a55-1f8a1c2d3e4f",
+        source: MONAI_EVENT_SOURCE,
         time: "2023-10-25T00:51:52.123Z",
         format: "monai",
         study: {
@@ -125,6 +129,7 @@ describe("CloudEvents study event", () => {
     expect(r.ok).toBe(true);
     if (!r.ok) return;
     expect(r.event.id).toBe("ev-1");
+    expect(r.event.source).toBe("/gateways/ct-east");
     expect(r.event.time).toBe("2025-03-01T09:00:00.000Z");
     expect(r.event.format).toBe("cloudevents");
     expect(r.event.workflows).toBeUndefined();
@@ -179,4 +184,62 @@ describe("normalizeTime", () => {
     ["2023-10-25T02:51:52+02:00", "2023-10-25T00:51:52.000Z"],
     ["2023-10-25T00:51:52", "2023-10-25T00:51:52.000Z"],
   ])("%s → %s", (a, b) => expect(normalizeTime(a)).toBe(b));
+});
+
+describe("event identity (CloudEvents: source + id)", () => {
+  it("is the same for a resend and different for the same id from another source", () => {
+    const a = toStudyEvent(native(), RECEIVED);
+    const resend = toStudyEvent(native({ time: "2025-03-01T11:00:00Z" }), RECEIVED);
+    const other = toStudyEvent(native({ source: "/gateways/mr-west" }, { studyInstanceUID: "9.8.7" }), RECEIVED);
+    if (!a.ok || !resend.ok || !other.ok) throw new Error("events do not parse");
+    expect(eventKey(resend.event)).toBe(eventKey(a.event));
+    expect(eventKey(other.event)).not.toBe(eventKey(a.event));
+    expect(eventKey(a.event)).toMatch(/^[0-9a-f]{32}$/);
+  });
+
+  it("does not let characters move between source and id", () => {
+    expect(eventKey({ source: "/a", id: "b1" })).not.toBe(eventKey({ source: "/ab", id: "1" }));
+  });
+});
+
+describe("payload limits, checked before parsing", () => {
+  it("refuses an event nested 200,000 levels deep with a clear reason", () => {
+    const depth = 200_000;
+    const deep = `${"[".repeat(depth)}${"]".repeat(depth)}`;
+    const payload = native({}).replace('"data":{', `"deep":${deep},"data":{`);
+    const t0 = performance.now();
+    const r = toStudyEvent(payload, RECEIVED);
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(r).toEqual({ ok: false, reason: "too-deep", detail: expect.stringMatching(/more than 64 levels/) });
+  });
+
+  it("refuses deep nesting inside the study's DICOM JSON attributes too", () => {
+    let v: unknown = "x";
+    for (let i = 0; i < DEFAULT_MAX_EVENT_DEPTH; i++) v = { [`k${i}`]: v };
+    const series = [
+      {
+        seriesInstanceUID: "1.2.3.4.1",
+        modality: "CT",
+        numberOfInstances: 1,
+        attributes: { "00081032": { vr: "SQ", Value: [v] } },
+      },
+    ];
+    const r = toStudyEvent(native({}, { series }), RECEIVED);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.reason).toBe("too-deep");
+  });
+
+  it("does not count brackets inside strings, escaped quotes included", () => {
+    const desc = `${"[{".repeat(100)}\\" ${"[".repeat(100)}`;
+    const r = toStudyEvent(native({}, { studyDescription: desc.slice(0, 256) }), RECEIVED);
+    expect(r.ok).toBe(true);
+  });
+
+  it("refuses a payload over the size limit without parsing it", () => {
+    const big = native({ padding: "x".repeat(2 * 1024 * 1024) });
+    const r = toStudyEvent(big, RECEIVED);
+    expect(r).toEqual({ ok: false, reason: "too-large", detail: expect.stringMatching(/at most 1048576/) });
+    const small = toStudyEvent(native(), RECEIVED, { maxBytes: 100 });
+    expect(small.ok === false && small.reason).toBe("too-large");
+  });
 });
