@@ -190,6 +190,8 @@ export async function main(args: string[]): Promise<number> {
     });
     trail = new AuditTrail({
       nc,
+      // the audit streams are as precious as the others: the same replica count
+      replicas: cfg.nats.streamReplicas,
       codes: loadAuditCodes(auditCodes),
       syslog: syslog
         ? { host: syslog.host, port: syslog.port, ca: syslog.caFile ? readFileSync(syslog.caFile) : "" }
