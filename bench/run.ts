@@ -145,6 +145,7 @@ async function main(argv: string[]): Promise<number> {
   mkdirSync(workDir, { recursive: true });
   if (opts.waitQuietSeconds > 0) await waitQuiet(opts.waitQuietSeconds);
   const sources = snapshotSources(workDir, opts.sources);
+  const compare = opts.compare ? snapshotSources(path.join(workDir, "compare"), opts.compare) : undefined;
   log(
     `operator sources: commit ${sources.commit}${sources.uncommitted.length ? ` + uncommitted ${sources.uncommitted.join(", ")}` : ""}, copied to ${sources.root}`,
   );
@@ -152,6 +153,7 @@ async function main(argv: string[]): Promise<number> {
   const { access, own } = await cluster();
   const ctx = new Context(opts, access, runId, workDir);
   ctx.sourceRoot = sources.root;
+  ctx.compareRoot = compare?.root;
   const results: ScenarioResult[] = [];
   try {
     await ctx.init();
@@ -179,6 +181,7 @@ async function main(argv: string[]): Promise<number> {
         loadAverageAfter: loadAfter.map((x) => Math.round(x * 100) / 100),
       },
       operatorSources: sources,
+      ...(compare ? { compareSources: compare } : {}),
       cluster: access.own ? "own (torn down after)" : `reused (${access.KUBECONFIG})`,
       options: opts,
       notes: [

@@ -25,6 +25,8 @@ export class Context {
   readonly consumer: string;
   /** the operator's sources, copied at the start of the run */
   sourceRoot?: string;
+  /** --compare: the other revision's sources, for a side-by-side measurement */
+  compareRoot?: string;
   readonly namespaces: string[] = [];
   private instances = 0;
 
@@ -56,7 +58,7 @@ export class Context {
   async operator(
     name: string,
     namespaces: string[],
-    extra: { maxRunningJobs?: number; profile?: boolean } = {},
+    extra: { maxRunningJobs?: number; profile?: boolean; sourceRoot?: string } = {},
   ): Promise<Operator> {
     await this.pub.prepareConsumer(this.consumer);
     const op = new Operator(
@@ -72,7 +74,7 @@ export class Context {
         profile: extra.profile ?? this.opts.profile,
         workers: this.opts.workers,
         maxRunningJobs: extra.maxRunningJobs,
-        sourceRoot: this.sourceRoot,
+        sourceRoot: extra.sourceRoot ?? this.sourceRoot,
       },
       ++this.instances,
     );

@@ -17,6 +17,8 @@ export interface Options {
   rssTasks: number[];
   /** run the operator from this git revision's sources instead of the working tree's */
   sources?: string;
+  /** the rss scenario also measures the operator of this git revision, on the same objects */
+  compare?: string;
   batchTasks: number;
   statStudies: number;
   noiseRepeats: number;
@@ -53,6 +55,8 @@ RADFLOW_BENCH_<FLAG> (e.g. RADFLOW_BENCH_RATES=10,50).
   --out FILE                result JSON (default bench/results/<timestamp>.json)
   --sources REV             run the operator from git revision REV (e.g. a before/after pair of
                             commits) instead of the working tree's src/
+  --compare REV             rss scenario: also measure the operator of git revision REV, on the
+                            same objects right beside this one (a before/after in one run)
   --wait-quiet SECONDS      before starting, wait up to this long for the machine's 1-minute load
                             average to fall below half its cores (0 = do not wait; default)
 
@@ -88,6 +92,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       "keep-cluster": { type: "boolean" },
       out: { type: "string" },
       sources: { type: "string" },
+      compare: { type: "string" },
       "wait-quiet": { type: "string" },
     },
     allowPositionals: false,
@@ -137,6 +142,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     keepCluster: bool("keep-cluster"),
     out: get("out"),
     sources: get("sources"),
+    compare: get("compare"),
     waitQuietSeconds: Number(get("wait-quiet") ?? 0) || 0,
   };
 }

@@ -94,8 +94,9 @@ async function coldStart(
   ns: string,
   n: number,
   profile = false,
+  sourceRoot?: string,
 ): Promise<{ op: Operator; c: ColdStart }> {
-  const op = await ctx.operator(name, [ns], { profile });
+  const op = await ctx.operator(name, [ns], { profile, sourceRoot });
   const reconciled = async () => {
     const m = await op.metrics();
     return {
@@ -183,34 +184,44 @@ export async function rssScenario(ctx: Context): Promise<ScenarioResult> {
     made = n;
     const present = await objectsPresent(ctx, ns);
 
-    log(`rss: cold start over ${n} tasks`);
-    const first = await coldStart(ctx, `rss-cold-${n}`, ns, n);
-    await stop(first.op);
-    log(`rss: restart over ${n} tasks`);
-    const second = await coldStart(ctx, `rss-restart-${n}`, ns, n);
-    await stop(second.op);
-    const worst = Math.max(second.c.rssAfter10sMB, second.c.peakMB, first.c.peakMB);
+    // a first start and a restart over the same objects; the worst RSS of the two is the figure
+    const measure = async (label: string, sourceRoot?: string) => {
+      log(`rss: cold start over ${n} tasks (${label})`);
+      const first = await coldStart(ctx, `rss-cold-${label}-${n}`, ns, n, false, sourceRoot);
+      await stop(first.op);
+      log(`rss: restart over ${n} tasks (${label})`);
+      const second = await coldStart(ctx, `rss-restart-${label}-${n}`, ns, n, false, sourceRoot);
+      await stop(second.op);
+      const worst = Math.max(second.c.rssAfter10sMB, second.c.peakMB, first.c.peakMB);
+      return { coldStart: first.c, restart: second.c, worstMB: worst };
+    };
+    // --compare: the other revision first, on the very same objects, then this one
+    const compare = ctx.compareRoot ? await measure("compare", ctx.compareRoot) : undefined;
+    const m = await measure("this");
     bySize.push({
       tasks: n,
       creation,
       present,
-      coldStart: first.c,
-      restart: second.c,
-      perStudyKB: round(((second.c.rssAfter10sMB - base.rssMB) * 1024) / n, 2),
-      worstMB: worst,
-      withinChartLimit: limitMiB ? worst < limitMiB : undefined,
+      ...m,
+      perStudyKB: round(((m.restart.rssAfter10sMB - base.rssMB) * 1024) / n, 2),
+      withinChartLimit: limitMiB ? m.worstMB < limitMiB : undefined,
+      ...(compare ? { compare } : {}),
     });
     const objects = `${present.tasks.count} tasks, ${present.jobs.count} Jobs, ${present.pods.count} pods`;
+    const rss = (x: typeof m) =>
+      `${fmt(x.restart.rssAfter10sMB, "MB")} (peak ${fmt(x.worstMB, "MB")}; heap ${fmt(x.restart.heapUsedMB, "MB")})`;
     rows.push({
       metric: `operator RSS with ${n} finished studies (settled; peak)`,
-      value: `${fmt(second.c.rssAfter10sMB, "MB")} (peak ${fmt(worst, "MB")}; empty ${fmt(base.rssMB, "MB")}; heap ${fmt(second.c.heapUsedMB, "MB")}; ${objects})`,
+      value: `${rss(m)}; empty ${fmt(base.rssMB, "MB")}; ${objects}`,
       target: n <= 10_000 ? `< ${TARGET_MB} MB; ${limitText}` : limitText,
-      met: n <= 10_000 ? worst < TARGET_MB : limitMiB ? worst < limitMiB : undefined,
+      met: n <= 10_000 ? m.worstMB < TARGET_MB : limitMiB ? m.worstMB < limitMiB : undefined,
     });
+    if (compare) rows.push({ metric: `  the same, operator of ${ctx.opts.compare}`, value: rss(compare) });
     const cs = (c: ColdStart) =>
       `synced ${fmt(c.syncedMs, "ms", 0)}, ready ${fmt(c.readyMs, "ms", 0)}, all reconciled ${fmt(c.resyncedMs, "ms", 0)}`;
-    rows.push({ metric: `cold start over ${n} tasks (first start)`, value: cs(first.c) });
-    rows.push({ metric: `cold start over ${n} tasks (restart)`, value: cs(second.c) });
+    rows.push({ metric: `cold start over ${n} tasks (first start)`, value: cs(m.coldStart) });
+    rows.push({ metric: `cold start over ${n} tasks (restart)`, value: cs(m.restart) });
+    if (compare) rows.push({ metric: `  the same, operator of ${ctx.opts.compare}`, value: cs(compare.restart) });
   }
   if (ctx.opts.profile) {
     const n = made;
