@@ -56,7 +56,11 @@ export interface AuditCodeTable {
     application: CodedValue;
     source: CodedValue;
     destination: CodedValue;
+    /** the media results are exported to (PS3.15 A.5.3.6: mandatory on Export) */
+    media: CodedValue;
   };
+  /** MediaType of that media (PS3.16 CID 405): results go to a URI (a subject or destination). */
+  mediaType: CodedValue;
 }
 
 export const AUDIT_EVENT_KINDS = [
@@ -135,20 +139,22 @@ function defaults(): AuditCodeTable {
       ResultsPublished: typed(EXPORT, [rf("ResultsPublished", "AI results published")], "R"),
       // A workflow decides which patient data goes to which model: a software configuration
       // change, which DICOM reports as a Security Alert (as archives do for their configuration).
+      // PS3.15 A.5.3.11 requires EventActionCode "E" on a Security Alert; what happened to the
+      // workflow is its ParticipantObjectDataLifeCycle (creation, amendment, deletion).
       WorkflowCreated: typed(
         SECURITY_ALERT,
         [SOFTWARE_CONFIGURATION, rf("WorkflowCreated", "AI workflow created")],
-        "C",
+        "E",
       ),
       WorkflowChanged: typed(
         SECURITY_ALERT,
         [SOFTWARE_CONFIGURATION, rf("WorkflowChanged", "AI workflow changed")],
-        "U",
+        "E",
       ),
       WorkflowDeleted: typed(
         SECURITY_ALERT,
         [SOFTWARE_CONFIGURATION, rf("WorkflowDeleted", "AI workflow deleted")],
-        "D",
+        "E",
       ),
       OperatorStarted: typed(APPLICATION_ACTIVITY, [APPLICATION_START], "E"),
       OperatorStopped: typed(APPLICATION_ACTIVITY, [APPLICATION_STOP], "E"),
@@ -164,7 +170,9 @@ function defaults(): AuditCodeTable {
       application: dcm("110150", "Application"),
       source: dcm("110153", "Source Role ID"),
       destination: dcm("110152", "Destination Role ID"),
+      media: dcm("110154", "Destination Media"),
     },
+    mediaType: dcm("110037", "URI"),
   };
 }
 
@@ -198,9 +206,11 @@ const Overrides = z
         application: CodedValue.optional(),
         source: CodedValue.optional(),
         destination: CodedValue.optional(),
+        media: CodedValue.optional(),
       })
       .strict()
       .optional(),
+    mediaType: CodedValue.optional(),
   })
   .strict();
 export type AuditCodeOverrides = z.infer<typeof Overrides>;
@@ -239,6 +249,7 @@ export function mergeAuditCodes(overrides: unknown, where = "audit codes"): Audi
   for (const [k, v] of Object.entries(o.roles ?? {}) as [keyof AuditCodeTable["roles"], CodedValueInput][]) {
     table.roles[k] = complete(v, `${where}: roles.${k}`);
   }
+  if (o.mediaType) table.mediaType = complete(o.mediaType, `${where}: mediaType`);
   return table;
 }
 

@@ -5,13 +5,17 @@
 //   EventIdentification   EventID + EventTypeCode from the code table, action, time with zone, outcome
 //   ActiveParticipant     radflow (110150 Application; also 110153 Source when it exports results),
 //                         the calling AE (110153 Source, requestor) and called AE (110152 Destination)
-//                         when the fact knows them, the results destination (110152) when given
+//                         when the fact knows them. A study transfer (110104) always has both
+//                         roles (PS3.15 A.5.3.4): without a calling AE the sender is the study
+//                         event's source, without a called AE radflow is the destination. An export
+//                         (110106) names its media: 110154 Destination Media with MediaType URI
+//                         (A.5.3.6), the subjects and destinations the results went to.
 //   AuditSourceIdentification  this installation, type 4 (application server)
 //   ParticipantObjectIdentification  the study (110180, ID = StudyInstanceUID, accession and SOP
 //                         classes in the description), the patient when known, then the task
 //                         (role Job) or the workflow (role Master File)
 import type { AuditCodeTable, CodedValue } from "./codes.ts";
-import { type AuditFact, type AuditOutcome, auditTime } from "./facts.ts";
+import { type AuditEventKind, type AuditFact, type AuditOutcome, auditTime } from "./facts.ts";
 import type { AuditSource } from "./source.ts";
 import { el, serializeXml, type XmlElement } from "./xml.ts";
 
@@ -42,10 +46,20 @@ const WORKFLOW_LIFECYCLE: Partial<Record<AuditFact["kind"], string>> = {
   WorkflowDeleted: "14", // Logical deletion
 };
 
+/** Facts that are a DICOM Instances Transferred event: the study reached radflow. */
+export const TRANSFER_KINDS: ReadonlySet<AuditEventKind> = new Set([
+  "StudyReceived",
+  "StudyUnmatched",
+  "StudyRejected",
+]);
+/** Who sent a study when neither an AE title nor the event's source says (never an empty UserID). */
+export const UNKNOWN_SENDER = "unknown";
+
 function participants(fact: AuditFact, codes: AuditCodeTable, src: AuditSource): XmlElement[] {
   const s = fact.study;
   const fromAE = !!s?.callingAETitle;
   const exporting = fact.kind === "ResultsPublished";
+  const transfer = TRANSFER_KINDS.has(fact.kind);
   const out: XmlElement[] = [
     el(
       "ActiveParticipant",
@@ -59,8 +73,19 @@ function participants(fact: AuditFact, codes: AuditCodeTable, src: AuditSource):
       },
       coded("RoleIDCode", codes.roles.application),
       exporting && coded("RoleIDCode", codes.roles.source),
+      // radflow received the study when no called AE title names the receiver
+      transfer && !s?.calledAETitle && coded("RoleIDCode", codes.roles.destination),
     ),
   ];
+  if (transfer && !fromAE) {
+    out.push(
+      el(
+        "ActiveParticipant",
+        { UserID: fact.sender || UNKNOWN_SENDER, UserIsRequestor: true },
+        coded("RoleIDCode", codes.roles.source),
+      ),
+    );
+  }
   if (s?.callingAETitle) {
     out.push(
       el(
@@ -84,7 +109,8 @@ function participants(fact: AuditFact, codes: AuditCodeTable, src: AuditSource):
       el(
         "ActiveParticipant",
         { UserID: fact.destination, UserIsRequestor: false },
-        coded("RoleIDCode", codes.roles.destination),
+        coded("RoleIDCode", exporting ? codes.roles.media : codes.roles.destination),
+        exporting && el("MediaIdentifier", {}, coded("MediaType", codes.mediaType)),
       ),
     );
   }
@@ -94,7 +120,7 @@ function participants(fact: AuditFact, codes: AuditCodeTable, src: AuditSource):
 // The fixture's schema requires a ParticipantObjectName (or Query) on every participant object.
 // For the study and the patient radflow uses the identifier itself: it holds no patient name and
 // must not pull more PHI into the record than the fact carries.
-function objects(fact: AuditFact, codes: AuditCodeTable): XmlElement[] {
+function objects(fact: AuditFact, codes: AuditCodeTable, omittedSopClasses: number): XmlElement[] {
   const out: XmlElement[] = [];
   const s = fact.study;
   if (s) {
@@ -117,6 +143,7 @@ function objects(fact: AuditFact, codes: AuditCodeTable): XmlElement[] {
         el("ParticipantObjectName", {}, s.studyInstanceUID),
         // a SOP class without its instance count cannot be a SOPClass element (the count is required)
         ...uncounted.map((u) => detail("SOPClassUID", u)),
+        omittedSopClasses > 0 ? detail("SOPClassesOmitted", String(omittedSopClasses)) : undefined,
         description,
       ),
     );
@@ -166,8 +193,56 @@ function objects(fact: AuditFact, codes: AuditCodeTable): XmlElement[] {
   return out;
 }
 
-/** The AuditMessage document (one line, with XML declaration). Throws on a fact without a zoned time. */
-export function renderAuditMessage(fact: AuditFact, codes: AuditCodeTable, src: AuditSource): string {
+/**
+ * Largest AuditMessage radflow sends, in octets: rsyslog's default maxMessageSize is 8 KiB for
+ * the whole syslog message, and a longer one arrives split into several broken records. 512
+ * octets are left for the RFC 5424 header.
+ */
+export const MAX_AUDIT_MESSAGE_BYTES = 8192 - 512;
+
+/**
+ * The AuditMessage document (one line, with XML declaration), at most `maxBytes` octets: a fact
+ * too big for that loses, in order, the end of its outcome text, the SOP classes without counts,
+ * then SOP classes from the end (the count left out is recorded as a detail). Identifiers, codes
+ * and participants are never dropped. Throws on a fact without a zoned time.
+ */
+export function renderAuditMessage(
+  fact: AuditFact,
+  codes: AuditCodeTable,
+  src: AuditSource,
+  maxBytes = MAX_AUDIT_MESSAGE_BYTES,
+): string {
+  let doc = renderWhole(fact, codes, src);
+  if (Buffer.byteLength(doc) <= maxBytes) return doc;
+  let f: AuditFact = { ...fact, study: fact.study ? { ...fact.study } : undefined };
+  const steps: ((f: AuditFact) => AuditFact | undefined)[] = [
+    (f) =>
+      f.description && f.description.length > 256
+        ? { ...f, description: `${f.description.slice(0, 255)}…` }
+        : undefined,
+    (f) => (f.reason && f.reason.length > 256 ? { ...f, reason: `${f.reason.slice(0, 255)}…` } : undefined),
+    (f) => (f.study?.sopClassUIDs?.length ? { ...f, study: { ...f.study, sopClassUIDs: [] } } : undefined),
+  ];
+  for (const step of steps) {
+    const next = step(f);
+    if (!next) continue;
+    f = next;
+    doc = renderWhole(f, codes, src);
+    if (Buffer.byteLength(doc) <= maxBytes) return doc;
+  }
+  // SOP classes from the end, halving what is kept until it fits
+  const all = f.study?.sopClasses ?? [];
+  for (let keep = Math.floor(all.length / 2); keep >= 0; keep = keep === 0 ? -1 : Math.floor(keep / 2)) {
+    const kept = all.slice(0, keep);
+    doc = renderWhole({ ...f, study: { ...f.study!, sopClasses: kept } }, codes, src, all.length - keep);
+    if (Buffer.byteLength(doc) <= maxBytes) return doc;
+  }
+  throw new Error(
+    `audit fact ${fact.kind}: the AuditMessage is ${Buffer.byteLength(doc)} octets even when cut, over ${maxBytes}`,
+  );
+}
+
+function renderWhole(fact: AuditFact, codes: AuditCodeTable, src: AuditSource, omittedSopClasses = 0): string {
   const coding = codes.events[fact.kind];
   if (!coding) throw new Error(`audit fact ${JSON.stringify(fact.kind)}: no entry in the audit code table`);
   const text = outcomeText(fact);
@@ -191,7 +266,7 @@ export function renderAuditMessage(fact: AuditFact, codes: AuditCodeTable, src: 
       { AuditSourceID: src.sourceId, AuditEnterpriseSiteID: src.enterpriseSiteId },
       el("AuditSourceTypeCode", { "csd-code": "4" }),
     ),
-    ...objects(fact, codes),
+    ...objects(fact, codes, omittedSopClasses),
   );
   return serializeXml(doc);
 }

@@ -38,6 +38,8 @@ export interface AuditFact {
   reason?: string;
   /** Where results went (ResultsPublished): a NATS subject or export destination name, no PHI. */
   destination?: string;
+  /** Who announced the study (its event's CloudEvents source), when no calling AE title says so. */
+  sender?: string;
   study?: {
     studyInstanceUID: string;
     accessionNumber?: string;
@@ -72,3 +74,17 @@ export interface AuditSink {
 
 /** Used where auditing is not configured (unit tests, `radflow send`). */
 export const noAudit: AuditSink = { record: async () => undefined };
+
+/**
+ * The patient ID a study event carries in its series attributes (DICOM JSON, tag 00100020), for
+ * the audit record's Patient participant: audit records are where PHI may go, logs are not.
+ */
+export function patientIdOf(
+  series: readonly { attributes?: Record<string, { Value?: unknown[] }> }[],
+): string | undefined {
+  for (const s of series) {
+    const v = s.attributes?.["00100020"]?.Value?.[0];
+    if (typeof v === "string" && v.trim() !== "") return v;
+  }
+  return undefined;
+}

@@ -1,8 +1,12 @@
 // An AuditFact as a FHIR R4 AuditEvent in the IHE Basic Audit Log Patterns (BALP) shape:
 // type/subtype from the code table (the same codes as the DICOM message), agents with the DICOM
 // role codes, the source, and entities for the study, the patient, and the task or workflow.
+// Every coding must be one an R4 validator knows: R4's DICOM code list (DCM) lacks 110119
+// "Station AE Title", so AE titles are identifiers without a type (their altId says AETITLES=,
+// as DICOM does), and `urn:ietf:rfc:3881` is no FHIR code system, so the patient's identifier is
+// typed with HL7 v2 table 0203 (MR) instead of the DICOM message's RFC-3881 code.
 import type { AuditCodeTable, CodedValue } from "./codes.ts";
-import { OUTCOME_INDICATOR, outcomeText } from "./dicom-audit-message.ts";
+import { OUTCOME_INDICATOR, outcomeText, TRANSFER_KINDS, UNKNOWN_SENDER } from "./dicom-audit-message.ts";
 import { type AuditFact, auditTime } from "./facts.ts";
 import type { AuditSource } from "./source.ts";
 
@@ -27,6 +31,7 @@ export interface AuditEventAgent {
   altId?: string;
   requestor: boolean;
   network?: { address: string; type: "1" | "2" | "3" | "4" | "5" };
+  media?: Coding;
 }
 export interface AuditEventEntity {
   what: Reference;
@@ -59,11 +64,12 @@ const ACCESSION_EXT = "http://hl7.org/fhir/StructureDefinition/auditevent-Access
 /** FHIR's convention for DICOM UIDs (an OID as a URN). */
 const DICOM_UID_SYSTEM = "urn:dicom:uid";
 
-const STATION_AE_TITLE: Coding = {
-  system: "http://dicom.nema.org/resources/ontology/DCM",
-  code: "110119",
-  display: "Station AE Title",
-};
+const IDENTIFIER_TYPE = "http://terminology.hl7.org/CodeSystem/v2-0203";
+/** A code system FHIR R4 does not know, used by DICOM for the patient ID type. */
+const RFC_3881 = "urn:ietf:rfc:3881";
+const MEDICAL_RECORD: Coding = { system: IDENTIFIER_TYPE, code: "MR", display: "Medical record number" };
+/** The FHIR coding of an identifier type from the code table (RFC-3881 ones mapped to v2). */
+const idType = (c: CodedValue): Coding => (c.system === RFC_3881 ? MEDICAL_RECORD : coding(c));
 
 const coding = (c: CodedValue): Coding => ({ system: c.system, code: c.code, display: c.display });
 const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
@@ -77,12 +83,15 @@ const WORKFLOW_LIFECYCLE: Partial<Record<AuditFact["kind"], Coding>> = {
 
 function agents(fact: AuditFact, codes: AuditCodeTable, src: AuditSource): AuditEventAgent[] {
   const s = fact.study;
+  const transfer = TRANSFER_KINDS.has(fact.kind);
+  const exporting = fact.kind === "ResultsPublished";
   const out: AuditEventAgent[] = [
     {
       type: {
         coding: [
           coding(codes.roles.application),
-          ...(fact.kind === "ResultsPublished" ? [coding(codes.roles.source)] : []),
+          ...(exporting ? [coding(codes.roles.source)] : []),
+          ...(transfer && !s?.calledAETitle ? [coding(codes.roles.destination)] : []),
         ],
       },
       who: { identifier: { value: src.application }, display: src.application },
@@ -93,17 +102,22 @@ function agents(fact: AuditFact, codes: AuditCodeTable, src: AuditSource): Audit
   ];
   const ae = (title: string, role: CodedValue, requestor: boolean): AuditEventAgent => ({
     type: { coding: [coding(role)] },
-    who: { identifier: { type: { coding: [STATION_AE_TITLE] }, value: title }, display: title },
+    who: { identifier: { value: title }, display: title },
     altId: `AETITLES=${title}`,
     requestor,
   });
   if (s?.callingAETitle) out.push(ae(s.callingAETitle, codes.roles.source, true));
+  else if (transfer) {
+    const sender = fact.sender || UNKNOWN_SENDER;
+    out.push({ type: { coding: [coding(codes.roles.source)] }, who: { display: sender }, requestor: true });
+  }
   if (s?.calledAETitle) out.push(ae(s.calledAETitle, codes.roles.destination, false));
   if (fact.destination) {
     out.push({
-      type: { coding: [coding(codes.roles.destination)] },
+      type: { coding: [coding(exporting ? codes.roles.media : codes.roles.destination)] },
       who: { display: fact.destination },
       requestor: false,
+      ...(exporting ? { media: coding(codes.mediaType) } : {}),
     });
   }
   return out;
@@ -122,7 +136,7 @@ function entities(fact: AuditFact, codes: AuditCodeTable): AuditEventEntity[] {
     out.push({
       what: {
         identifier: {
-          type: { coding: [coding(codes.objects.study)] },
+          type: { coding: [idType(codes.objects.study)] },
           system: DICOM_UID_SYSTEM,
           value: `urn:oid:${s.studyInstanceUID}`,
         },
@@ -137,7 +151,7 @@ function entities(fact: AuditFact, codes: AuditCodeTable): AuditEventEntity[] {
     });
     if (s.patientId) {
       out.push({
-        what: { identifier: { type: { coding: [coding(codes.objects.patient)] }, value: s.patientId } },
+        what: { identifier: { type: { coding: [idType(codes.objects.patient)] }, value: s.patientId } },
         type: { system: ENTITY_TYPE, code: "1", display: "Person" },
         role: { system: OBJECT_ROLE, code: "1", display: "Patient" },
       });
@@ -148,7 +162,7 @@ function entities(fact: AuditFact, codes: AuditCodeTable): AuditEventEntity[] {
   if (fact.task) {
     const detail = [...d("Workflow", fact.workflow), ...d("Step", fact.step)];
     out.push({
-      what: { identifier: { type: { coding: [coding(codes.objects.task)] }, value: `${ns}${fact.task}` } },
+      what: { identifier: { type: { coding: [idType(codes.objects.task)] }, value: `${ns}${fact.task}` } },
       type: SYSTEM_OBJECT,
       role: { system: OBJECT_ROLE, code: "20", display: "Job" },
       name: fact.task,
@@ -158,7 +172,7 @@ function entities(fact: AuditFact, codes: AuditCodeTable): AuditEventEntity[] {
     const lifecycle = WORKFLOW_LIFECYCLE[fact.kind];
     const detail = d("Step", fact.step);
     out.push({
-      what: { identifier: { type: { coding: [coding(codes.objects.workflow)] }, value: `${ns}${fact.workflow}` } },
+      what: { identifier: { type: { coding: [idType(codes.objects.workflow)] }, value: `${ns}${fact.workflow}` } },
       type: SYSTEM_OBJECT,
       role: { system: OBJECT_ROLE, code: "5", display: "Master file" },
       ...(lifecycle ? { lifecycle } : {}),

@@ -83,7 +83,8 @@ describe("FHIR AuditEvent", () => {
 
   it("marks a workflow change with the Master File role and its life-cycle stage", () => {
     const e = renderFhirAuditEvent(sampleFact("WorkflowDeleted"), codes, SOURCE);
-    expect(e.action).toBe("D");
+    // PS3.15 A.5.3.11: a Security Alert is action E; the deletion is the entity's life cycle
+    expect(e.action).toBe("E");
     expect(e.subtype?.map((c) => c.code)).toEqual(["110131", "WorkflowDeleted"]);
     expect(e.entity).toEqual([
       expect.objectContaining({

@@ -82,7 +82,14 @@ describe.skipIf(withoutShared(import.meta.filename))("importMonai: the liver/lun
       args: ["python3 -u /opt/monai/app/app.py"],
       timeoutSeconds: 300,
     });
-    expect(spec.steps[0]!.env).toContainEqual({ name: "MONAI_OUTPUTPATH", value: "/var/monai/output/" });
+    // the artifacts' env point at radflow's study and output directories; the rest stay image paths
+    expect(spec.steps[0]!.env).toEqual([
+      { name: "MONAI_INPUTPATH", value: "$(RADFLOW_STUDY_DIR)" },
+      { name: "MONAI_OUTPUTPATH", value: "$(RADFLOW_OUTPUT_DIR)" },
+      { name: "MONAI_MODELPATH", value: "/opt/monai/models/" },
+      { name: "MONAI_WORKDIR", value: "/var/monai/" },
+    ]);
+    expect(spec.steps[0]!.resources).toEqual({ gpu: 0 });
     expect(JSON.stringify(spec.steps[0])).not.toContain("docker.sock");
   });
 
@@ -251,7 +258,7 @@ describe("importMonai: refuses what it cannot translate", () => {
         docker("a", [{ name: "x", conditions: [modality("CT")] }]),
         { id: "x", type: "export", export_destinations: [{ Name: "PACS" }] },
       ]),
-      /guards export task "x"/,
+      /task "x": an export guarded by a condition .*issue #11/,
     ],
     [
       "an unsupported task type",
@@ -304,5 +311,138 @@ describe("importMonai: refuses what it cannot translate", () => {
       ]),
     );
     expect(p).toHaveLength(2);
+  });
+});
+
+describe("importMonai: read as MONAI reads it", () => {
+  const argo = (id: string, extra: Record<string, unknown> = {}) => ({
+    id,
+    type: "argo",
+    args: { workflow_template_name: "t", server_url: "https://argo:2746", allow_insecure: true },
+    ...extra,
+  });
+  const images = { a: "registry.example.org/a:1", b: "registry.example.org/b:1" };
+
+  it('reads "Name" and "Conditions" (any case) as MONAI does: the condition is kept', () => {
+    const input = wf([
+      { ID: "r", TYPE: "router", Task_Destinations: [{ Name: "a", Conditions: [modality("MR")] }] },
+      docker("a"),
+    ]);
+    expect(importMonai(input).workflow.spec.steps[0]!.when).toBe("study.series.exists(s, s.modality == 'MR')");
+    // a single "Conditions" string as well
+    const single = wf([router("r", []), docker("a")]);
+    (single.tasks[0] as Task).task_destinations = [{ Name: "a", Conditions: modality("US") }];
+    expect(importMonai(single).workflow.spec.steps[0]!.when).toBe("study.series.exists(s, s.modality == 'US')");
+  });
+
+  it("takes timeout_minutes -1 as MONAI's default and coerces boolean and number args", () => {
+    const { workflow } = importMonai(wf([argo("a", { timeout_minutes: -1 })]), { images });
+    expect(workflow.spec.steps[0]!.timeoutSeconds).toBeUndefined();
+    const numeric = importMonai(wf([docker("a", [], { task_timeout_minutes: 5 as unknown as string })]));
+    expect(numeric.workflow.spec.steps[0]!.timeoutSeconds).toBe(300);
+    expect(problems(wf([{ ...docker("a"), timeout_minutes: 0 }]))).toEqual([
+      'task "a": timeout_minutes 0 is not a positive number',
+    ]);
+  });
+
+  it("requests a GPU only when gpu_required is true (argo and docker)", () => {
+    const gpu = (t: Task) => importMonai(wf([t]), { images }).workflow.spec.steps[0]!.resources;
+    expect(gpu(argo("a"))).toEqual({ gpu: 0 });
+    expect(gpu(docker("a"))).toEqual({ gpu: 0 });
+    expect(gpu(argo("a", { args: { workflow_template_name: "t", gpu_required: true } }))).toEqual({ gpu: 1 });
+    expect(gpu(docker("a", [], { gpu_required: "True" }))).toEqual({ gpu: 1 });
+  });
+
+  it("maps artifacts onto RADFLOW_STUDY_DIR and RADFLOW_OUTPUT_DIR (env, and paths in the command)", () => {
+    const input = wf([
+      {
+        ...docker("a", [{ name: "b" }], {
+          entrypoint: "/bin/sh,-c",
+          command: "find /var/monai/input -type f > /var/monai/out/list.txt",
+          MYINPUT: "/var/monai/input/",
+          env_OUT: "/var/monai/out/",
+        }),
+        artifacts: {
+          input: [{ name: "MYINPUT", value: "{{ context.input.dicom }}" }],
+          output: [{ name: "env_OUT", Mandatory: true }],
+        },
+      },
+      argo("b", {
+        artifacts: {
+          input: [
+            { name: "input-dicom", value: "{{ context.input.dicom }}" },
+            { name: "listing", value: "{{ context.executions.a.artifacts.env_OUT }}" },
+          ],
+          output: [{ name: "report-pdf" }, { name: "report-dicom", mandatory: false }],
+        },
+      }),
+    ]);
+    const { workflow, notes } = importMonai(input, { images });
+    const [a, b] = workflow.spec.steps;
+    expect(a!.args).toEqual(["find $(RADFLOW_STUDY_DIR) -type f > $(RADFLOW_OUTPUT_DIR)/list.txt"]);
+    expect(a!.env).toEqual([{ name: "OUT", value: "$(RADFLOW_OUTPUT_DIR)" }]);
+    expect(b!.env).toEqual([
+      { name: "INPUT_DICOM", value: "$(RADFLOW_STUDY_DIR)" },
+      { name: "LISTING", value: "$(RADFLOW_OUTPUT_DIR)/../a" },
+      { name: "REPORT_PDF", value: "$(RADFLOW_OUTPUT_DIR)/report-pdf" },
+      { name: "REPORT_DICOM", value: "$(RADFLOW_OUTPUT_DIR)/report-dicom" },
+    ]);
+    // what is not enforced yet is said, not dropped
+    expect(notes.join("\n")).toContain('mandatory output "env_OUT" was missing; radflow does not check outputs yet');
+    expect(notes.join("\n")).toContain('mandatory output "report-pdf" was missing');
+  });
+
+  it("refuses a mandatory input no task produces, and notes an optional one", () => {
+    const input = (mandatory: boolean) =>
+      wf([
+        argo("a", { task_destinations: [{ name: "b" }], artifacts: { output: [{ name: "x" }] } }),
+        argo("b", {
+          artifacts: { input: [{ name: "y", value: "{{ context.executions.a.artifacts.y }}", mandatory }] },
+        }),
+      ]);
+    expect(problems(input(true), { images })).toEqual([
+      'task "b": mandatory input artifact "y" reads "y" of "a", which that task does not produce; MONAI fails the task when it is missing',
+    ]);
+    expect(importMonai(input(false), { images }).notes.join("\n")).toContain('optional input artifact "y"');
+  });
+
+  it("refuses forwarding the study and per-task export destinations, naming the gateway issue", () => {
+    const forward = wf([
+      {
+        id: "fwd",
+        type: "export",
+        export_destinations: [{ Name: "PACS" }],
+        artifacts: { input: [{ name: "study", value: "{{ context.input.dicom }}" }] },
+      },
+    ]);
+    expect(problems(forward)).toEqual([
+      'task "fwd": an export of the received study itself (forwarding without a model) has no radflow equivalent yet; it waits for the per-step conditional export of the DICOM gateway (issue #11)',
+    ]);
+    const split = wf([
+      router("r", [{ name: "a" }, { name: "b" }]),
+      docker("a", [{ name: "xa" }]),
+      docker("b", [{ name: "xb" }]),
+      { id: "xa", type: "export", export_destinations: [{ name: "PACS1" }] },
+      { id: "xb", type: "export", export_destinations: [{ name: "PACS2" }] },
+    ]);
+    expect(problems(split)).toEqual([
+      'export tasks "xa" (to PACS1) and "xb" (to PACS2): results going to different destinations per task have no radflow equivalent yet (radflow sends every result to every destination); it waits for the per-step conditional export of the DICOM gateway (issue #11)',
+    ]);
+  });
+
+  it("says a 2021 design draft is not a Workflow Manager workflow, wrapped or not", () => {
+    const draft = {
+      name: "scenario1",
+      version: 1,
+      "informatics-gateway": { ae_title: "X" },
+      tasks: [{ id: "r", type: null, output: [] }],
+      task_templates: [],
+    };
+    for (const input of [draft, { workflow: draft }]) {
+      expect(problems(input)).toEqual([expect.stringMatching(/^the file is not a MONAI Workflow Manager workflow/)]);
+    }
+    expect(problems({ workflow: wf([docker("a")]) })).toEqual([
+      "the file wraps a workflow (an API response, a WorkflowRevision); import its `workflow` object",
+    ]);
   });
 });
