@@ -3,10 +3,12 @@
 //   radflow operator [flags]          run the operator (controllers + study ingest)
 //   radflow import monai <file.json>  MONAI Deploy workflow -> AIWorkflow YAML
 //   radflow send <dir|files…>         DICOM files -> study events on NATS
+//   radflow gateway [flags]           DICOM C-STORE / STOW-RS in -> study events on NATS
 const usage = `usage:
   radflow operator [--help]            run the operator
   radflow import monai <workflow.json> convert a MONAI Deploy workflow to an AIWorkflow
   radflow send <dir|files...>          publish study events for DICOM files
+  radflow gateway [--help]             receive studies over DICOM and DICOMweb
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -18,6 +20,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./import.ts")).main(rest);
     case "send":
       return (await import("./send.ts")).main(rest);
+    case "gateway":
+      return (await import("./gateway.ts")).main(rest);
     default:
       process.stderr.write(usage);
       return cmd === undefined || cmd === "--help" || cmd === "-h" ? 0 : 2;

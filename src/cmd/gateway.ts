@@ -1,0 +1,122 @@
+// `radflow gateway`: receive studies over DICOM (C-STORE, C-ECHO) and DICOMweb (STOW-RS), store
+// them where steps read them, and announce each study on JetStream. Flags override RADFLOW_*
+// environment variables.
+import { parseArgs } from "node:util";
+import { parseAETitles, parseSources } from "../gateway/ae-policy.ts";
+import { type GatewayConfig, startGateway } from "../gateway/gateway.ts";
+import { natsSettingsFromEnv } from "../ingest/connect.ts";
+import { initStudyRefKey, logger } from "../log/logger.ts";
+
+const log = logger("gateway");
+
+export const help = `radflow gateway — receive DICOM studies and announce them on NATS JetStream
+
+flags (environment variable in brackets):
+  --storage-dir DIR          study volume; studies/<hash>/… is what steps
+                             read as RADFLOW_STUDY_DIR (/data)           [RADFLOW_STORAGE_DIR]
+  --dicom-port N             DIMSE C-STORE / C-ECHO port (11112)         [RADFLOW_DICOM_PORT]
+  --http-port N              DICOMweb STOW-RS port (8080; 0 = off)       [RADFLOW_HTTP_PORT]
+  --metrics-port N           /metrics, /healthz, /readyz (9464; 0 = off) [RADFLOW_METRICS_PORT]
+  --ae-title A,B             the gateway's AE titles (any when unset)    [RADFLOW_AE_TITLES]
+  --source SPEC              allowed senders: CALLING[=CALLED|CALLED];…
+                             (repeatable; any calling AE when unset)     [RADFLOW_SOURCES]
+  --quiet-seconds N          a study is complete after N s without a new
+                             instance (5)                                [RADFLOW_QUIET_SECONDS]
+  --max-wait-seconds N       …or N s after its first instance (300)      [RADFLOW_MAX_WAIT_SECONDS]
+  --nats-url URL             NATS server(s) (nats://127.0.0.1:4222)      [RADFLOW_NATS_URL]
+  --subject S                study event subject (radflow.study.received) [RADFLOW_STUDY_SUBJECT]
+  --max-pdu N                largest PDU accepted, bytes (65536)         [RADFLOW_MAX_PDU]
+
+environment only:
+  RADFLOW_NATS_* credentials and TLS as for the operator; RADFLOW_PHI_HMAC_KEY(_FILE) for study
+  references in logs; RADFLOW_LOG_LEVEL.
+
+Unknown calling AE titles are rejected at association (reason 3), unknown called ones too
+(reason 7). An instance is acknowledged only once it is on disk, checked and journaled; a full
+disk answers A700 (out of resources). Each study is announced once, with the event id
+<hash>-<revision>; instances arriving later produce a follow-up event (revision 1, 2, …).
+`;
+
+function int(flag: string, v: string | undefined, def: number, min = 0, max = 65535): number {
+  if (v === undefined || v === "") return def;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${flag}: expected an integer ${min}-${max}`);
+  return n;
+}
+
+export function parseGatewayArgs(args: string[], env: NodeJS.ProcessEnv = process.env): GatewayConfig | "help" {
+  const { values } = parseArgs({
+    args,
+    options: {
+      "storage-dir": { type: "string" },
+      "dicom-port": { type: "string" },
+      "http-port": { type: "string" },
+      "metrics-port": { type: "string" },
+      "ae-title": { type: "string" },
+      source: { type: "string", multiple: true },
+      "quiet-seconds": { type: "string" },
+      "max-wait-seconds": { type: "string" },
+      "nats-url": { type: "string" },
+      subject: { type: "string" },
+      "max-pdu": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) return "help";
+  const e = (k: string) => (env[k] === "" ? undefined : env[k]);
+  const quiet = Number(values["quiet-seconds"] ?? e("RADFLOW_QUIET_SECONDS") ?? 5);
+  const maxWait = Number(values["max-wait-seconds"] ?? e("RADFLOW_MAX_WAIT_SECONDS") ?? 300);
+  if (!(quiet > 0 && quiet <= 3600)) throw new Error("--quiet-seconds: expected a number of seconds, 0-3600");
+  if (!(maxWait >= quiet && maxWait <= 86_400)) {
+    throw new Error("--max-wait-seconds: expected a number of seconds at least --quiet-seconds and at most 86400");
+  }
+  const nats = natsSettingsFromEnv(env);
+  const url = values["nats-url"];
+  const subject = values.subject ?? e("RADFLOW_STUDY_SUBJECT");
+  if (subject !== undefined && !/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(subject)) {
+    throw new Error("--subject: not a NATS subject");
+  }
+  return {
+    storageDir: values["storage-dir"] ?? e("RADFLOW_STORAGE_DIR") ?? "/data",
+    // -1 (an ephemeral port) is for tests
+    dicomPort: int("--dicom-port", values["dicom-port"] ?? e("RADFLOW_DICOM_PORT"), 11112, -1),
+    httpPort: int("--http-port", values["http-port"] ?? e("RADFLOW_HTTP_PORT"), 8080, -1),
+    metricsPort: int("--metrics-port", values["metrics-port"] ?? e("RADFLOW_METRICS_PORT"), 9464, -1),
+    policy: {
+      calledAETitles: parseAETitles(values["ae-title"] ?? e("RADFLOW_AE_TITLES")),
+      sources: parseSources([...(values.source ?? []), e("RADFLOW_SOURCES") ?? ""].join(";")),
+    },
+    quietMs: Math.round(quiet * 1000),
+    maxWaitMs: Math.round(maxWait * 1000),
+    nats: url ? { ...nats, servers: url.split(",").map((s) => s.trim()) } : nats,
+    ...(subject ? { subject } : {}),
+    maxPduLength: int("--max-pdu", values["max-pdu"] ?? e("RADFLOW_MAX_PDU"), 65536, 4096, 16 << 20),
+  };
+}
+
+export async function main(args: string[]): Promise<number> {
+  let cfg: GatewayConfig;
+  try {
+    const r = parseGatewayArgs(args);
+    if (r === "help") {
+      process.stdout.write(help);
+      return 0;
+    }
+    cfg = r;
+    initStudyRefKey();
+  } catch (e) {
+    process.stderr.write(`radflow gateway: ${(e as Error).message}\n`);
+    return 2;
+  }
+  const gw = await startGateway(cfg);
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string) => {
+      log.info({ signal: sig }, "stopping: publishing pending studies");
+      resolve();
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+  });
+  await gw.stop();
+  return 0;
+}

@@ -1,0 +1,208 @@
+// The DIMSE side of the gateway: a C-ECHO and C-STORE SCP on dcmjs-dimse. Associations are
+// checked against the AE allow-lists; storage SOP classes are accepted with the transfer syntax
+// the sender proposed first (no transcoding). Each C-STORE's data set is streamed to a temporary
+// file as its fragments arrive (memory stays at a PDU or two, whatever the instance's size), and
+// the response is sent only after the file is flushed, checked, in the study tree and in the
+// journal.
+import type { Socket } from "node:net";
+import type { Writable } from "node:stream";
+import dimse from "dcmjs-dimse";
+import { logger } from "../log/logger.ts";
+import { type AEPolicy, checkAssociation } from "./ae-policy.ts";
+import type { Assembler } from "./assembler.ts";
+import { activeAssociations, associations, bytesReceived, instances, storageErrors } from "./metrics.ts";
+import { encodeFileMeta } from "./part10.ts";
+import { type IncomingFile, STATUS, type StudyStorage } from "./storage.ts";
+
+const { Server, Scp, Dataset } = dimse;
+const { CEchoResponse, CStoreResponse } = dimse.responses;
+const { PresentationContextResult, RejectResult, RejectSource, RejectReason, SopClass } = dimse.constants;
+
+// dcmjs-dimse logs every PDU at info, with AE titles and, on errors, data-set details: radflow
+// reports what matters itself
+dimse.log.setLevel("silent");
+
+const log = logger("gateway");
+
+type Association = Parameters<InstanceType<typeof Scp>["associationRequested"]>[0];
+type StoreRequest = Parameters<InstanceType<typeof Scp>["cStoreRequest"]>[0];
+type PresentationContext = Parameters<InstanceType<typeof Scp>["createStoreWritableStream"]>[0];
+
+/** Storage SOP classes live under this root (PS3.4 B.5); all of them are taken as sent. */
+const STORAGE_ROOT = "1.2.840.10008.5.1.4.1.1.";
+/** Standard transfer syntaxes (PS3.5 A, PS3.6 A): native, deflated, JPEG family, RLE, MPEG, HTJ2K… */
+const STANDARD_TS = /^1\.2\.840\.10008\.1\.2(\.[0-9.]+)?$/;
+
+/** The transfer syntax to accept for a context: the first standard one the sender proposed. */
+export function chooseTransferSyntax(proposed: readonly string[]): string | undefined {
+  return proposed.find((ts) => STANDARD_TS.test(ts));
+}
+
+export interface DimseOptions {
+  port: number;
+  host?: string;
+  policy: AEPolicy;
+  storage: StudyStorage;
+  assembler: Assembler;
+  /** Largest PDU we accept (bytes). */
+  maxPduLength?: number;
+}
+
+export interface DimseServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export async function startDimse(o: DimseOptions): Promise<DimseServer> {
+  // one Scp per connection; the class closes over the gateway's parts
+  class GatewayScp extends Scp {
+    private association?: Association;
+    private readonly incoming = new WeakMap<object, IncomingFile>();
+    private counted = false;
+
+    constructor(socket: Socket, opts?: ConstructorParameters<typeof Scp>[1]) {
+      super(socket, opts);
+      this.on("close", () => {
+        if (this.counted) activeAssociations.dec();
+        this.counted = false;
+      });
+    }
+
+    override associationRequested(a: Association): void {
+      this.association = a;
+      const d = checkAssociation(o.policy, a.getCallingAeTitle(), a.getCalledAeTitle());
+      if (!d.ok) {
+        associations.inc({ outcome: d.reason === "calling-ae" ? "rejected-calling-ae" : "rejected-called-ae" });
+        log.warn({ reason: d.reason }, "association rejected: AE title not allowed");
+        this.sendAssociationReject(
+          RejectResult.Permanent,
+          RejectSource.ServiceUser,
+          d.reason === "calling-ae" ? RejectReason.CallingAeNotRecognized : RejectReason.CalledAeNotRecognized,
+        );
+        return;
+      }
+      if (o.maxPduLength) a.setMaxPduLength(o.maxPduLength);
+      for (const { context } of a.getPresentationContexts()) {
+        const sop = context.getAbstractSyntaxUid();
+        if (sop !== SopClass.Verification && !sop.startsWith(STORAGE_ROOT)) {
+          context.setResult(PresentationContextResult.RejectAbstractSyntaxNotSupported);
+          continue;
+        }
+        const ts = chooseTransferSyntax(context.getTransferSyntaxUids());
+        if (ts) context.setResult(PresentationContextResult.Accept, ts);
+        else context.setResult(PresentationContextResult.RejectTransferSyntaxesNotSupported);
+      }
+      associations.inc({ outcome: "accepted" });
+      activeAssociations.inc();
+      this.counted = true;
+      this.sendAssociationAccept();
+    }
+
+    override associationReleaseRequested(): void {
+      associations.inc({ outcome: "released" });
+      this.sendAssociationReleaseResponse();
+    }
+
+    override abort(): void {
+      associations.inc({ outcome: "aborted" });
+    }
+
+    override cEchoRequest(request: Parameters<InstanceType<typeof Scp>["cEchoRequest"]>[0], cb: (r: never) => void) {
+      const r = CEchoResponse.fromRequest(request);
+      r.setStatus(STATUS.success);
+      cb(r as never);
+    }
+
+    // the data set goes to a file as it arrives, behind the Part-10 meta the C-STORE implies
+    override createStoreWritableStream(ctx: PresentationContext, request: StoreRequest): Writable {
+      const f = o.storage.begin(
+        encodeFileMeta({
+          sopClassUID: request.getAffectedSopClassUid(),
+          sopInstanceUID: request.getAffectedSopInstanceUid(),
+          transferSyntaxUID: ctx.getAcceptedTransferSyntaxUid() ?? "1.2.840.10008.1.2",
+          sourceAETitle: this.association?.getCallingAeTitle().trim(),
+        }),
+      );
+      this.incoming.set(request, f);
+      return f;
+    }
+
+    // the library wants a Dataset for cStoreRequest; ours stays on disk, so hand it an empty one
+    override createDatasetFromStoreWritableStream(
+      _w: Writable,
+      ctx: PresentationContext,
+      cb: (d: InstanceType<typeof Dataset>) => void,
+    ): void {
+      cb(new Dataset({}, ctx.getAcceptedTransferSyntaxUid()));
+    }
+
+    override cStoreRequest(request: StoreRequest, cb: (r: never) => void): void {
+      const respond = (status: number) => {
+        const r = CStoreResponse.fromRequest(request);
+        r.setStatus(status);
+        cb(r as never);
+      };
+      const f = this.incoming.get(request);
+      if (!f) {
+        // the data set arrived without our stream (cannot happen with dcmjs-dimse 0.3): refuse, never guess
+        instances.inc({ protocol: "dimse", outcome: "invalid" });
+        respond(STATUS.processingFailure);
+        return;
+      }
+      this.incoming.delete(request);
+      void this.store(f, request).then(respond, (e: Error) => {
+        log.error({ err: e.message }, "C-STORE failed");
+        respond(STATUS.processingFailure);
+      });
+    }
+
+    private async store(f: IncomingFile, request: StoreRequest): Promise<number> {
+      const r = await o.storage.commit(f, {
+        sopInstanceUID: request.getAffectedSopInstanceUid(),
+        sopClassUID: request.getAffectedSopClassUid(),
+      });
+      if (!r.ok) {
+        instances.inc({ protocol: "dimse", outcome: r.outcome });
+        if (r.outcome === "out-of-resources") storageErrors.inc();
+        log.warn({ outcome: r.outcome, reason: r.reason, status: r.status.toString(16) }, "C-STORE refused");
+        return r.status;
+      }
+      try {
+        await o.assembler.add({
+          ...r.instance,
+          callingAETitle: this.association?.getCallingAeTitle().trim(),
+          calledAETitle: this.association?.getCalledAeTitle().trim(),
+        });
+      } catch (e) {
+        // the file is in place but the journal could not take it: not acknowledged, the sender retries
+        storageErrors.inc();
+        instances.inc({ protocol: "dimse", outcome: "out-of-resources" });
+        log.warn({ err: (e as NodeJS.ErrnoException).code ?? (e as Error).message }, "journal write failed");
+        return STATUS.outOfResources;
+      }
+      instances.inc({ protocol: "dimse", outcome: "stored" });
+      bytesReceived.inc({ protocol: "dimse" }, r.instance.bytes);
+      return STATUS.success;
+    }
+  }
+
+  const server = new Server(GatewayScp as unknown as typeof Scp);
+  server.on("networkError", (e: Error) => log.debug({ err: e.message }, "DICOM network error"));
+  // Server.listen has no callback: bind, then find the port from its net.Server
+  server.listen(o.port, { associationTimeout: 30_000, pduTimeout: 60_000 });
+  const net = (server as unknown as { server?: import("node:net").Server }).server;
+  if (net && !net.listening) {
+    await new Promise<void>((resolve, reject) => {
+      net.once("listening", resolve);
+      net.once("error", reject);
+    });
+  }
+  const addr = net?.address();
+  const port = addr && typeof addr === "object" ? addr.port : o.port;
+  return {
+    port,
+    close: async () => {
+      server.close();
+    },
+  };
+}

@@ -1,0 +1,136 @@
+// The gateway process: DIMSE SCP and STOW-RS in, study events on JetStream out, with health and
+// metrics. Leader-free: replicas share nothing but the study volume and JetStream.
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { SUBJECT } from "../api/v1alpha1/events.ts";
+import { connectNats, type NatsSettings } from "../ingest/connect.ts";
+import { streamConfigs } from "../ingest/streams.ts";
+import { logger } from "../log/logger.ts";
+import { type MetricsServer, startMetricsServer } from "../metrics/server.ts";
+import type { AEPolicy } from "./ae-policy.ts";
+import { Assembler, type Publish } from "./assembler.ts";
+import { type DimseServer, startDimse } from "./dimse.ts";
+import { Journal } from "./journal.ts";
+import { gatewayRegistry } from "./metrics.ts";
+import { StudyStorage } from "./storage.ts";
+import { type StowServer, startStow } from "./stow.ts";
+
+const log = logger("gateway");
+
+export interface GatewayConfig {
+  storageDir: string;
+  dicomPort: number;
+  /** STOW-RS port; 0 = off (tests pass "ephemeral" as -1). */
+  httpPort: number;
+  metricsPort: number;
+  policy: AEPolicy;
+  quietMs: number;
+  maxWaitMs: number;
+  nats: NatsSettings;
+  subject?: string;
+  /** CloudEvents source of the study events. */
+  source?: string;
+  maxPduLength?: number;
+}
+
+export interface Gateway {
+  readonly dicomPort: number;
+  readonly httpPort?: number;
+  readonly metricsPort?: number;
+  /** Stops taking instances, publishes what is pending, closes. */
+  stop(): Promise<void>;
+}
+
+/** Port numbers: -1 asks for an ephemeral port (tests), 0 turns the listener off. */
+const bindPort = (p: number) => Math.max(p, 0);
+
+export async function startGateway(c: GatewayConfig): Promise<Gateway> {
+  const storage = new StudyStorage(c.storageDir);
+  await storage.init();
+  const journal = new Journal(c.storageDir);
+  await journal.init();
+
+  let nc: NatsConnection | undefined;
+  let stopping = false;
+  const subject = c.subject ?? SUBJECT.studyReceived;
+  const publish: Publish = async (subj, payload, msgID) => {
+    if (!nc) throw new Error("not connected to NATS");
+    const ack = await jetstream(nc).publish(subj, payload, { msgID, timeout: 10_000 });
+    return { duplicate: ack.duplicate };
+  };
+  const assembler = new Assembler(journal, publish, {
+    quietMs: c.quietMs,
+    maxWaitMs: c.maxWaitMs,
+    source: c.source,
+    subject,
+  });
+
+  // the health endpoint comes first so that a slow NATS start is visible as "not ready"
+  const metrics: MetricsServer | undefined =
+    c.metricsPort !== 0 ? await startMetricsServer(bindPort(c.metricsPort), { registry: gatewayRegistry }) : undefined;
+  metrics?.probe("/healthz", () => ({ ok: !stopping, detail: "stopping" }));
+  metrics?.probe("/readyz", () => ({
+    ok: !stopping && nc !== undefined && !nc.isClosed(),
+    detail: nc ? "NATS connection closed" : "connecting to NATS",
+  }));
+
+  nc = await connectNats({ ...c.nats, name: c.nats.name ?? "radflow-gateway" });
+  await ensureStudyStream(nc, subject);
+
+  // journals first: what was acknowledged before a crash is published before anything new
+  const rec = await assembler.recover();
+  if (rec.studies) log.info(rec, "journals replayed");
+
+  const dicom: DimseServer = await startDimse({
+    port: bindPort(c.dicomPort),
+    policy: c.policy,
+    storage,
+    assembler,
+    maxPduLength: c.maxPduLength,
+  });
+  const stow: StowServer | undefined =
+    c.httpPort !== 0 ? await startStow({ port: bindPort(c.httpPort), storage, assembler }) : undefined;
+  log.info(
+    {
+      dicomPort: dicom.port,
+      httpPort: stow?.port,
+      metricsPort: metrics?.port,
+      quietMs: c.quietMs,
+      maxWaitMs: c.maxWaitMs,
+      sources: c.policy.sources.size,
+    },
+    "gateway listening",
+  );
+  if (c.policy.sources.size === 0) log.warn("no --source allow-list: any calling AE title may store");
+
+  return {
+    dicomPort: dicom.port,
+    httpPort: stow?.port,
+    metricsPort: metrics?.port,
+    stop: async () => {
+      stopping = true;
+      await Promise.all([dicom.close(), stow?.close()]);
+      await assembler.flushAll();
+      await assembler.stop();
+      await nc?.drain().catch(() => {});
+      await metrics?.close();
+    },
+  };
+}
+
+/**
+ * Makes sure a stream captures the study subject. The operator owns the streams' configuration
+ * (it may add MONAI's subjects), so the gateway only adds the studies stream when none exists.
+ */
+async function ensureStudyStream(nc: NatsConnection, subject: string): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  try {
+    await jsm.streams.find(subject);
+  } catch {
+    const cfg = streamConfigs()[0];
+    if (cfg?.name)
+      await jsm.streams
+        .add({ ...cfg, name: cfg.name })
+        .catch((e: Error) => log.warn({ err: e.message }, "studies stream not created"));
+  }
+}
