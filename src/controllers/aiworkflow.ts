@@ -1,11 +1,19 @@
-// The AIWorkflow reconciler checks what the CRD schema cannot — CEL compiles, the step graph
-// is acyclic, images are named, the description pattern is a valid regular expression — and
-// sets Ready True/False with a reason and a message naming the step. A workflow that is not
-// Ready starts nothing: ingest routes only to Ready workflows.
+// The AIWorkflow reconciler checks what the CRD schema cannot — CEL compiles and stays within
+// its cost budget, the step graph is acyclic, images are named, the description pattern is valid
+// RE2 — and sets Ready True/False with a reason and a message naming the step. A workflow that is
+// not Ready starts nothing: ingest routes only to Ready workflows.
 import { CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
-import { type AIWorkflow, type AIWorkflowStatus, type Condition, GROUP, VERSION } from "../api/v1alpha1/index.ts";
+import {
+  type AIWorkflow,
+  type AIWorkflowStatus,
+  type Condition,
+  GROUP,
+  VERSION,
+  workflowNameProblem,
+} from "../api/v1alpha1/index.ts";
 import type { AuditSink } from "../audit/facts.ts";
-import { checkBool } from "../expr/cel.ts";
+import { checkExpression, type ExprProblem } from "../expr/cel.ts";
+import { checkPattern } from "../expr/pattern.ts";
 import { workflowStorageVerdict } from "../jobs/trust.ts";
 import { isNotFound, mergePatch, track } from "../kube/client.ts";
 import type { Recorder } from "../kube/events.ts";
@@ -23,26 +31,22 @@ export function validateWorkflow(wf: AIWorkflow): Verdict {
   const name = `AIWorkflow ${wf.metadata.namespace}/${wf.metadata.name}`;
   const storage = workflowStorageVerdict(wf); // only Secrets/PVCs the platform allowed (src/jobs/trust.ts)
   if (storage) return storage;
+  // admission refuses such names (the CRD rule); this catches objects stored before that rule
+  const badName = workflowNameProblem(wf.metadata.name);
+  if (badName) return { ok: false, reason: "InvalidName", message: `${name}: ${badName}` };
   const t = wf.spec.trigger;
   if (t.expression) {
-    const err = checkBool(t.expression);
+    const p = checkExpression(t.expression);
+    if (p) return expressionVerdict(p, "InvalidExpression", `${name}: trigger.expression`);
+  }
+  if (t.match?.seriesDescriptionPattern !== undefined) {
+    const err = checkPattern(t.match.seriesDescriptionPattern);
     if (err)
       return {
         ok: false,
-        reason: "InvalidExpression",
-        message: `${name}: trigger.expression does not compile: ${err}`,
-      };
-  }
-  if (t.match?.seriesDescriptionPattern) {
-    try {
-      new RegExp(t.match.seriesDescriptionPattern, "i");
-    } catch (e) {
-      return {
-        ok: false,
         reason: "InvalidPattern",
-        message: `${name}: trigger.match.seriesDescriptionPattern is not a valid regular expression: ${(e as Error).message}`,
+        message: `${name}: trigger.match.seriesDescriptionPattern is ${err}`,
       };
-    }
   }
   const names = new Set(wf.spec.steps.map((s) => s.name));
   for (const s of wf.spec.steps) {
@@ -62,13 +66,8 @@ export function validateWorkflow(wf: AIWorkflow): Verdict {
         };
     }
     if (s.when) {
-      const err = checkBool(s.when);
-      if (err)
-        return {
-          ok: false,
-          reason: "InvalidCondition",
-          message: `${name}: step '${s.name}': \`when\` does not compile: ${err}`,
-        };
+      const p = checkExpression(s.when);
+      if (p) return expressionVerdict(p, "InvalidCondition", `${name}: step '${s.name}': \`when\``);
       // a condition may only read steps this one depends on (transitively): others have not run
       const upstream = ancestors(wf, s.name);
       for (const m of s.when.matchAll(/steps\.([a-z0-9-]+)/g)) {
@@ -87,6 +86,14 @@ export function validateWorkflow(wf: AIWorkflow): Verdict {
   if (cycle)
     return { ok: false, reason: "CyclicDependencies", message: `${name}: steps form a cycle: ${cycle.join(" -> ")}` };
   return { ok: true, reason: "Valid", message: `${wf.spec.steps.length} step(s); accepting studies` };
+}
+
+// A CEL problem as a verdict: one that does not compile keeps its field's reason; one whose
+// worst-case cost is over the budget is ExpressionTooExpensive (it could stall the operator).
+function expressionVerdict(p: ExprProblem, syntaxReason: string, what: string): Verdict {
+  return p.kind === "cost"
+    ? { ok: false, reason: "ExpressionTooExpensive", message: `${what} may cost too much: ${p.message}` }
+    : { ok: false, reason: syntaxReason, message: `${what} does not compile: ${p.message}` };
 }
 
 function ancestors(wf: AIWorkflow, step: string): Set<string> {

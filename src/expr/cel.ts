@@ -1,68 +1,131 @@
 // CEL for trigger expressions and step conditions (@bufbuild/cel, the dialect Kubernetes uses).
 // A CEL error is a *value* here, not an exception: every caller must see it as an error, never
 // as "false" — a condition that silently reads as false is the MONAI failure radflow exists to fix.
+// Every evaluation runs under a cost budget (src/expr/cost.ts, src/expr/meter.ts), and its error
+// text is built from the expression alone, never from the values it ran on (src/expr/errors.ts).
 import { type CelInput, celEnv, isCelError, parse, plan } from "@bufbuild/cel";
 import { strings } from "@bufbuild/cel/ext";
+import { z } from "zod";
+import { Study } from "../api/v1alpha1/study.ts";
+import type { ParsedExpr } from "./ast.ts";
+import { COST_LIMIT, estimate, type Shape, shapeOfSchema } from "./cost.ts";
+import { describeError } from "./errors.ts";
+import { instrument, metered, meteredEnv } from "./meter.ts";
 
-const env = celEnv({ funcs: [...strings] });
+const env = meteredEnv(celEnv({ funcs: [...strings] }));
 
 export type CompiledExpr = (bindings: Record<string, unknown>) => BoolResult;
 export type BoolResult = { ok: true; value: boolean } | { ok: false; error: string };
 
 export class CelCompileError extends Error {}
 
-/** Parses and plans an expression once; throws CelCompileError with the parser's message. */
-export function compileBool(expr: string): CompiledExpr {
+function parsed(expr: string): ParsedExpr {
+  try {
+    return parse(expr);
+  } catch (e) {
+    // the parser quotes the expression, which is the workflow author's text, not study data
+    throw new CelCompileError((e as Error).message);
+  }
+}
+
+/**
+ * Parses and plans an expression once; throws CelCompileError with the parser's message. The
+ * result evaluates under `limit` cost units and reports errors without the values involved.
+ */
+export function compileBool(expr: string, limit = COST_LIMIT): CompiledExpr {
+  const run = compileMetered(expr, limit);
+  return (bindings) => run(bindings).result;
+}
+
+/** compileBool that also reports the units each evaluation spent (tests, benchmarks). */
+export function compileMetered(
+  expr: string,
+  limit = COST_LIMIT,
+): (bindings: Record<string, unknown>) => { result: BoolResult; spent: number } {
+  const ast = parsed(expr);
   let program: ReturnType<typeof plan>;
   try {
-    program = plan(env, parse(expr));
+    program = plan(env, { ...ast, expr: instrument(ast.expr) } as ParsedExpr);
   } catch (e) {
     throw new CelCompileError((e as Error).message);
   }
-  return (bindings) => {
-    let out: unknown;
-    try {
-      out = program(toCel(bindings) as Record<string, CelInput>);
-    } catch (e) {
-      return { ok: false, error: withoutValues((e as Error).message, bindings) };
-    }
-    if (isCelError(out)) return { ok: false, error: withoutValues(out.message, bindings) };
+  const outcome = (out: unknown, exceeded: boolean): BoolResult => {
+    if (exceeded) return { ok: false, error: `evaluation stopped: it exceeded the cost budget of ${limit} units` };
+    if (out instanceof Error || isCelError(out)) return { ok: false, error: describeError(out, ast, expr) };
     if (typeof out !== "boolean") return { ok: false, error: `expression must be a bool, got ${typeof out}` };
     return { ok: true, value: out };
   };
-}
-
-export const VALUE_CENSOR = "[value]";
-
-/**
- * CEL's runtime errors can quote the value they failed on ("Cannot convert ACC-1234 to a
- * BigInt"). The values are study data (PHI, ARCHITECTURE.md §7) and these messages go to logs,
- * task status and Kubernetes Events, so every string of the bindings the message contains is
- * replaced (longest first).
- */
-export function withoutValues(message: string, bindings: unknown): string {
-  const values = new Set<string>();
-  const collect = (v: unknown, depth: number) => {
-    if (typeof v === "string") {
-      if (v.length >= 2 && message.includes(v)) values.add(v);
-    } else if (v !== null && typeof v === "object" && depth < 16) {
-      for (const x of Array.isArray(v) ? v : Object.values(v)) collect(x, depth + 1);
-    }
+  return (bindings) => {
+    const run = metered(limit, () => {
+      try {
+        return program(toCel(bindings) as Record<string, CelInput>);
+      } catch (e) {
+        return e as Error; // toCel of an unsupported input; the library itself never throws
+      }
+    });
+    return { result: outcome(run.value, run.exceeded), spent: run.spent };
   };
-  collect(bindings, 0);
-  let out = message;
-  for (const v of [...values].sort((a, b) => b.length - a.length)) out = out.split(v).join(VALUE_CENSOR);
-  return out;
 }
 
-/** Compile errors as a message, or undefined when the expression compiles. */
-export function checkBool(expr: string): string | undefined {
+// The largest values the inputs can hold, for the static estimate. The study's come from its
+// schema (series ≤ 512, descriptions ≤ 256 characters, …); parts the schema leaves open (a
+// series' DICOM attributes, a step's outputs: a termination message of ≤ 4 KiB) are taken as
+// 4 KiB of JSON. Larger inputs are still bounded at evaluation by the meter.
+const OPEN_ENDED = 4096;
+const STEP_COUNT = 32;
+const studyShape = shapeOfSchema(z.toJSONSchema(Study, { io: "input", unrepresentable: "any" }), OPEN_ENDED);
+const stepsShape: Shape = {
+  t: "map",
+  max: STEP_COUNT,
+  value: {
+    t: "map",
+    max: 2,
+    value: { t: "none" },
+    fields: { phase: { t: "string", max: 16 }, outputs: { t: "dyn", max: OPEN_ENDED } },
+  },
+};
+/** Variables of trigger expressions (study) and step conditions (study, steps). */
+export const VARIABLES: ReadonlyMap<string, Shape> = new Map([
+  ["study", studyShape],
+  ["steps", stepsShape],
+]);
+
+/** Worst-case cost units of an expression over inputs of the declared sizes. */
+export function estimateCost(expr: string): number {
+  return estimate(parsed(expr).expr, VARIABLES).cost;
+}
+
+export interface ExprProblem {
+  /** InvalidExpression (does not parse) or ExpressionTooExpensive (over the budget). */
+  kind: "syntax" | "cost";
+  message: string;
+}
+
+/** Why an expression may not be used (it does not compile, or it may cost too much), or undefined. */
+export function checkExpression(expr: string, limit = COST_LIMIT): ExprProblem | undefined {
+  let ast: ParsedExpr;
   try {
-    compileBool(expr);
-    return undefined;
+    compileBool(expr, limit);
+    ast = parse(expr);
   } catch (e) {
-    return (e as Error).message;
+    return { kind: "syntax", message: (e as Error).message };
   }
+  const cost = estimate(ast.expr, VARIABLES).cost;
+  if (cost > limit)
+    return {
+      kind: "cost",
+      message: `estimated cost ${formatUnits(cost)} exceeds the budget of ${formatUnits(limit)} units (worst case over studies of up to 512 series); avoid nesting .all()/.exists()/.map() over lists and building long strings`,
+    };
+  return undefined;
+}
+
+function formatUnits(n: number): string {
+  return Number.isFinite(n) && n < 1e15 ? Math.round(n).toLocaleString("en-US") : "more than 10^15";
+}
+
+/** Compile errors or an over-budget estimate as a message, or undefined when the expression may be used. */
+export function checkBool(expr: string): string | undefined {
+  return checkExpression(expr)?.message;
 }
 
 const cache = new Map<string, CompiledExpr>();

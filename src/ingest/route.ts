@@ -14,6 +14,7 @@ import { type EventIdentity, eventKey, type StudyEvent } from "../api/v1alpha1/e
 import type { InferenceTask } from "../api/v1alpha1/inferencetask.ts";
 import type { SeriesSummary, Study } from "../api/v1alpha1/study.ts";
 import { cachedBool } from "../expr/cel.ts";
+import { cachedPattern, type Pattern } from "../expr/pattern.ts";
 
 export type MatchOutcome = { match: true } | { match: false; why: string } | { match: false; error: string }; // the workflow's rule could not be evaluated
 
@@ -93,7 +94,7 @@ export function matchWorkflow(event: StudyEvent, wf: AIWorkflow): MatchOutcome {
   }
 
   if (match) {
-    let pattern: RegExp | undefined;
+    let pattern: Pattern | undefined;
     if (match.seriesDescriptionPattern !== undefined) {
       const p = compilePattern(match.seriesDescriptionPattern);
       if (p instanceof Error) return { match: false, error: `trigger.match.seriesDescriptionPattern: ${p.message}` };
@@ -144,7 +145,7 @@ function aeIn(ae: string | undefined, list: readonly string[]): boolean {
 
 type Match = NonNullable<AIWorkflow["spec"]["trigger"]["match"]>;
 
-function seriesMatches(s: SeriesSummary, m: Match, pattern: RegExp | undefined): boolean {
+function seriesMatches(s: SeriesSummary, m: Match, pattern: Pattern | undefined): boolean {
   if (m.modalities?.length && !m.modalities.some((x) => eqFold(x, s.modality))) return false;
   if (m.bodyParts?.length && !m.bodyParts.some((x) => eqFold(x, s.bodyPartExamined))) return false;
   if (m.sopClassUIDs?.length && !(s.sopClassUID && m.sopClassUIDs.includes(s.sopClassUID))) return false;
@@ -156,20 +157,8 @@ function eqFold(a: string, b: string | undefined): boolean {
   return b !== undefined && a.trim().toUpperCase() === b.trim().toUpperCase();
 }
 
-const patterns = new Map<string, RegExp | Error>();
-function compilePattern(p: string): RegExp | Error {
-  let r = patterns.get(p);
-  if (!r) {
-    try {
-      r = new RegExp(p, "i");
-    } catch (e) {
-      r = new Error(`not a valid regular expression: ${(e as Error).message}`);
-    }
-    if (patterns.size > 10_000) patterns.clear();
-    patterns.set(p, r);
-  }
-  return r;
-}
+// RE2 (linear time), cached: src/expr/pattern.ts
+const compilePattern = cachedPattern;
 
 // CEL sees the study as the event carries it, with optional fields present as "" / [] so that
 // `study.series.exists(s, s.bodyPartExamined == 'HEAD')` does not fail on a series without one.

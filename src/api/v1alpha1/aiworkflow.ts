@@ -1,6 +1,18 @@
 // AIWorkflow: which studies run which models (ARCHITECTURE.md §3).
 import { z } from "zod";
-import { AETitle, Condition, DicomUID, DnsLabel, keyedList, ObjectMeta, Priority, setList } from "./common.ts";
+import {
+  AETitle,
+  Condition,
+  DicomUID,
+  DnsLabel,
+  keyedList,
+  ObjectMeta,
+  Priority,
+  RESERVED_ENV_PREFIX,
+  setList,
+  WORKFLOW_NAME_MAX,
+  WORKFLOW_NAME_PATTERN,
+} from "./common.ts";
 
 // A Kubernetes quantity. YAML users write `cpu: 2` as readily as `cpu: "2"`, and the API server
 // stores what they wrote (int-or-string), so both parse; the parsed value is always a string.
@@ -11,6 +23,8 @@ const Quantity = z.union([
     .regex(/^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/, "must be a Kubernetes quantity such as 500m, 2 or 8Gi"),
 ]);
 
+const RESERVED_ENV = "names starting with RADFLOW_ are reserved for the variables radflow sets (the step contract)";
+
 export const EnvVar = z
   .object({
     name: z
@@ -18,7 +32,20 @@ export const EnvVar = z
       .min(1)
       .max(128)
       .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a valid environment variable name")
-      .describe("Name of the environment variable."),
+      .describe("Name of the environment variable; not RADFLOW_*, which radflow sets.")
+      .meta({
+        "x-kubernetes-validations": [
+          {
+            rule: `!self.startsWith('${RESERVED_ENV_PREFIX}')`,
+            messageExpression: `self + ': ${RESERVED_ENV}'`,
+            reason: "FieldValueForbidden",
+          },
+        ],
+      })
+      // the same rule for in-process parsing (toJSONSchema does not see refinements)
+      .superRefine((n, ctx) => {
+        if (n.startsWith(RESERVED_ENV_PREFIX)) ctx.addIssue({ code: "custom", message: `${n}: ${RESERVED_ENV}` });
+      }),
     value: z.string().max(4096).describe("Value of the environment variable."),
   })
   .describe("An environment variable for the step's container.");
@@ -91,6 +118,16 @@ export const Step = z
   })
   .describe("One model run: a container on a GPU, a node of the workflow's step DAG.");
 export type Step = z.infer<typeof Step>;
+
+/** Why a workflow name is refused (admission and workflow validation say the same). */
+export const WORKFLOW_NAME_RULE = `metadata.name must be a DNS label: at most ${WORKFLOW_NAME_MAX} lower-case letters, digits and '-', no dots (it becomes the radflow.io/workflow label of every task)`;
+
+/** Undefined when the workflow's name can name its tasks, else why not. */
+export function workflowNameProblem(name: string | undefined): string | undefined {
+  return name !== undefined && name.length <= WORKFLOW_NAME_MAX && WORKFLOW_NAME_PATTERN.test(name)
+    ? undefined
+    : WORKFLOW_NAME_RULE;
+}
 
 const DEPENDS_ON_UNKNOWN = "every dependsOn entry must name a step of this workflow";
 const DEPENDS_ON_SELF = "a step must not depend on itself";
@@ -167,7 +204,7 @@ export const Trigger = z
           .max(256)
           .optional()
           .describe(
-            "A regular expression (RE2 subset) that at least one SeriesDescription must match, case-insensitive.",
+            "A regular expression in RE2 syntax (no lookaround or backreferences) that at least one SeriesDescription must match, anywhere in it, case-insensitive.",
           ),
       })
       .optional()
@@ -299,7 +336,19 @@ export const AIWorkflow = z
     spec: AIWorkflowSpec,
     status: AIWorkflowStatus.optional(),
   })
-  .describe("AIWorkflow routes studies to AI models and runs them as GPU Jobs.");
+  .describe("AIWorkflow routes studies to AI models and runs them as GPU Jobs.")
+  .meta({
+    // metadata.name becomes the radflow.io/workflow label and every task's workflowRef.name: a
+    // name the API server takes but a label or a DNS label cannot hold would make a Ready workflow
+    // whose every study is rejected. Only root rules may read metadata.name.
+    "x-kubernetes-validations": [
+      {
+        rule: `self.metadata.name.size() <= ${WORKFLOW_NAME_MAX} && self.metadata.name.matches('${WORKFLOW_NAME_PATTERN.source}')`,
+        message: WORKFLOW_NAME_RULE,
+        reason: "FieldValueInvalid",
+      },
+    ],
+  });
 export type AIWorkflow = z.infer<typeof AIWorkflow>;
 
 /**

@@ -32,6 +32,18 @@ export const AETitle = z
   .regex(/^[ -[\]-~]+$/, "must be printable ASCII without backslash")
   .describe("A DICOM AE title: 1 to 16 printable ASCII characters, no backslash.");
 
+/**
+ * Longest AIWorkflow name: it is the value of the radflow.io/workflow label (at most 63
+ * characters) and InferenceTask.spec.workflowRef.name (a DNS label). Task names fit any length:
+ * taskName() in src/ingest/route.ts truncates the workflow part.
+ */
+export const WORKFLOW_NAME_MAX = 63;
+/** A DNS-1123 label: what an AIWorkflow name must be. */
+export const WORKFLOW_NAME_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/** Environment variables radflow sets on every step (RADFLOW_STUDY_DIR, …); a step's env may not. */
+export const RESERVED_ENV_PREFIX = "RADFLOW_";
+
 /** A DNS-1123 label, as Kubernetes names and list-map keys use. */
 export const DnsLabel = (max: number) =>
   z

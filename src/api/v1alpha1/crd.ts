@@ -310,6 +310,9 @@ export function openAPISchema(def: KindDefinition): JSONSchemaProps {
     if (!s.description) problems.push(`${part}: no description`);
     root.properties![part] = s;
   }
+  // rules on the kind itself: the only place a rule may read metadata.name (e.g. AIWorkflow's)
+  const rules = def.schema.meta()?.["x-kubernetes-validations"];
+  if (rules !== undefined) root["x-kubernetes-validations"] = rules as JSONSchemaProps["x-kubernetes-validations"];
   if (problems.length > 0) {
     throw new GenerationError(`${def.kind}: the schema cannot become a CRD:\n  ${problems.join("\n  ")}`);
   }

@@ -123,6 +123,28 @@ describe("CRD generation", () => {
     expect(steps.items!.required).toEqual(["name", "image"]);
   });
 
+  it("puts AIWorkflow's rule on metadata.name at the root, the only place a rule may read it", () => {
+    const root = openAPISchema(kind("AIWorkflow"));
+    expect(root["x-kubernetes-validations"]).toEqual([
+      expect.objectContaining({
+        rule: "self.metadata.name.size() <= 63 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
+        message: expect.stringMatching(/^metadata\.name must be a DNS label: at most 63 .*no dots/),
+      }),
+    ]);
+    expect(openAPISchema(kind("InferenceTask"))["x-kubernetes-validations"]).toBeUndefined();
+  });
+
+  it("refuses RADFLOW_* env names with a message naming the variable", () => {
+    const name = openAPISchema(kind("AIWorkflow")).properties!.spec!.properties!.steps!.items!.properties!.env!.items!
+      .properties!.name!;
+    expect(name["x-kubernetes-validations"]).toEqual([
+      expect.objectContaining({
+        rule: "!self.startsWith('RADFLOW_')",
+        messageExpression: expect.stringMatching(/^self \+ /),
+      }),
+    ]);
+  });
+
   it("writes a quantity as int-or-string with its pattern", () => {
     const cpu = openAPISchema(kind("AIWorkflow")).properties!.spec!.properties!.steps!.items!.properties!.resources!
       .properties!.cpu!;

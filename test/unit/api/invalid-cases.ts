@@ -156,6 +156,14 @@ export const invalidCases: InvalidCase[] = [
     why: /should match/,
   },
   {
+    name: "env setting a RADFLOW_ contract variable",
+    edit: (_, st) => {
+      step(st, 0).env = [{ name: "RADFLOW_STUDY_DIR", value: "/etc" }];
+    },
+    field: "spec.steps[0].env[0].name",
+    why: /RADFLOW_STUDY_DIR: names starting with RADFLOW_ are reserved for the variables radflow sets/,
+  },
+  {
     name: "duplicate env names",
     edit: (_, st) => {
       step(st, 0).env = [
