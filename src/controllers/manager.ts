@@ -24,6 +24,7 @@ import {
 } from "../api/v1alpha1/index.ts";
 import { type AuditSink, noAudit } from "../audit/facts.ts";
 import type { OperatorConfig } from "../config/operator-config.ts";
+import { cachedJob, cachedPod } from "../kube/cached-shapes.ts";
 import { EventRecorder } from "../kube/events.ts";
 import { type Cache, CombinedCache, errMessage, Informer, keyOf, type ListPage } from "../kube/informer.ts";
 import { LeaderElector } from "../kube/lease.ts";
@@ -103,7 +104,7 @@ export async function startManager(kc: KubeConfig, cfg: OperatorConfig, hooks: M
       ns
         ? batch.listNamespacedJob({ namespace: ns, labelSelector: selector, ...page(p) })
         : batch.listJobForAllNamespaces({ labelSelector: selector, ...page(p) }),
-    parse: (o) => o as V1Job,
+    parse: cachedJob, // what radflow reads: no pod template
   }));
   const pods = informers<V1Pod>(kc, cfg.namespaces, (ns) => ({
     resource: "pods",
@@ -113,7 +114,7 @@ export async function startManager(kc: KubeConfig, cfg: OperatorConfig, hooks: M
       ns
         ? core.listNamespacedPod({ namespace: ns, labelSelector: selector, ...page(p) })
         : core.listPodForAllNamespaces({ labelSelector: selector, ...page(p) }),
-    parse: (o) => o as V1Pod,
+    parse: cachedPod, // what radflow reads: no containers, volumes, env
   }));
 
   let leading = false;
