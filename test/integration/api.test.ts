@@ -108,6 +108,28 @@ describe("radflow CRDs on a real API server", () => {
     expect(r.ok ? "created" : r.message).toBe("created");
   });
 
+  // a name the API server takes but the radflow.io/workflow label or workflowRef.name (a DNS
+  // label) cannot hold made a Ready workflow whose every study was dead-lettered (issue 12, item 2)
+  it.each([
+    ["a dot", "ct.head-triage"],
+    ["64 characters", `w${"-x".repeat(31)}x`],
+  ])("refuses an AIWorkflow name with %s at admission, saying what to fix", async (_, name) => {
+    const r = await create("aiworkflows", { ...validWorkflow(), metadata: { name } });
+    expect(r.ok, "the API server accepted it").toBe(false);
+    if (r.ok) return;
+    expect(r.status).toBe(422);
+    expect(r.message).toContain(
+      "metadata.name must be a DNS label: at most 63 lower-case letters, digits and '-', no dots",
+    );
+  });
+
+  it("accepts an AIWorkflow name of 63 characters", async () => {
+    const name = `w${"-x".repeat(31)}`;
+    expect(name).toHaveLength(63);
+    const r = await create("aiworkflows", { ...validWorkflow(), metadata: { name } });
+    expect(r.ok ? "created" : r.message).toBe("created");
+  });
+
   it("kubectl explain prints the field descriptions", async () => {
     // the CRD's OpenAPI is published a moment after it is Established
     const out = await waitFor("kubectl explain aiworkflow.spec.steps", 30_000, async () => {

@@ -95,7 +95,7 @@ export const Step = z
       .max(4096)
       .optional()
       .describe(
-        "CEL condition over `steps` (each earlier step's `phase` and `outputs`) and `study`; the step runs only when it is true and is Skipped otherwise. Example: steps.detect.outputs.device == true",
+        "CEL condition over `steps` (each earlier step's `phase` and `outputs`) and `study`; the step runs only when it is true and is Skipped otherwise. Example: steps.detect.outputs.device == true. Like trigger.expression it has a cost budget.",
       ),
     timeoutSeconds: z
       .number()
@@ -213,7 +213,9 @@ export const Trigger = z
       .string()
       .max(4096)
       .optional()
-      .describe("A CEL expression over `study` that must be true, e.g. study.series.exists(s, s.modality == 'CT')."),
+      .describe(
+        "A CEL expression over `study` that must be true, e.g. study.series.exists(s, s.modality == 'CT'). It has a cost budget, as Kubernetes' CEL rules do: one whose worst case over studies of the largest allowed size (512 series) exceeds it makes the workflow not Ready (ExpressionTooExpensive); deeply nested .all()/.exists()/.map() or long built strings are what cost. An evaluation that exceeds the budget stops with an error. Error messages name the function and column, never the study's values.",
+      ),
   })
   .describe("Which studies start the workflow; every given criterion must hold.");
 
