@@ -9,6 +9,7 @@ command -v trang >/dev/null || need+=(trang)
 command -v xmllint >/dev/null || need+=(libxml2-utils)
 command -v dump2dcm >/dev/null || need+=(dcmtk)
 command -v openssl >/dev/null || need+=(openssl)
+command -v rsyslogd >/dev/null || need+=(rsyslog rsyslog-openssl); command -v mvn >/dev/null || need+=(maven default-jre-headless)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "deps: installing ${need[*]} from Debian" >&2
 sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
