@@ -44,6 +44,9 @@ interface StudyState {
   firstPendingAt?: number;
   lastAt: number;
   timer?: NodeJS.Timeout;
+  /** After a failed journal write: not before this time (ms). */
+  retryAt?: number;
+  failures?: number;
   publishing?: Promise<void>;
   evict?: NodeJS.Timeout;
 }
@@ -194,7 +197,7 @@ export class Assembler {
   private schedule(s: StudyState): void {
     if (this.stopping || s.publishing) return; // publishing reschedules when it is done
     if (s.timer) clearTimeout(s.timer);
-    const due = this.dueAt(s);
+    const due = Math.max(this.dueAt(s), s.retryAt ?? 0);
     s.timer = setTimeout(() => this.flush(s, due), Math.max(0, due - this.now()));
     s.timer.unref?.();
   }
@@ -214,8 +217,14 @@ export class Assembler {
       publishLatency.observe(Math.max(0, this.now() - due) / 1000);
       if (started !== undefined) assemblyWait.observe((this.now() - started) / 1000);
     })()
+      .then(() => {
+        s.failures = 0;
+        s.retryAt = undefined;
+      })
       .catch((e) => {
-        // the intent could not be journaled: nothing was published; try again later
+        // the intent could not be journaled: nothing was published; try again later, backing off
+        s.failures = (s.failures ?? 0) + 1;
+        s.retryAt = this.now() + Math.min(30_000, 500 * 2 ** Math.min(s.failures, 6));
         log.error({ studyRef: studyRef(s.uid), err: (e as Error).message }, "study event not recorded; retrying");
         s.firstPendingAt ??= started;
       })

@@ -63,11 +63,19 @@ export class Journal {
     const prev = this.tails.get(key) ?? Promise.resolve();
     const next = prev.then(async () => {
       let fh = this.handles.get(key);
+      let lead = "";
       if (!fh) {
-        fh = await open(this.file(key), "a", 0o640);
+        fh = await open(this.file(key), "a+", 0o640);
         this.handles.set(key, fh);
+        // a line torn by a crash must not swallow the next record: start on a fresh line
+        const { size } = await fh.stat();
+        if (size > 0) {
+          const last = Buffer.alloc(1);
+          await fh.read(last, 0, 1, size - 1);
+          if (last[0] !== 0x0a) lead = "\n";
+        }
       }
-      await fh.write(records.map((r) => `${JSON.stringify(r)}\n`).join(""));
+      await fh.write(lead + records.map((r) => `${JSON.stringify(r)}\n`).join(""));
       await fh.datasync();
     });
     // a failed append must not poison later ones; the caller sees this one's error
