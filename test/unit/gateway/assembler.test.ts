@@ -172,7 +172,7 @@ describe("study assembly", () => {
     );
     const republished = second.sent.find((s) => s.id === `${uidKey("study", "1.2.3")}-0`);
     expect(republished?.event.data.series[0]?.numberOfInstances).toBe(1); // exactly what the intent covered
-    expect((republished?.event as unknown as { time: string }).time).toBe("2026-01-01T00:00:00.000Z");
+    expect((republished?.event as unknown as { time?: string } | undefined)?.time).toBe("2026-01-01T00:00:00.000Z");
     await b.stop();
 
     // a third life publishes nothing more

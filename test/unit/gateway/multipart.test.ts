@@ -67,7 +67,15 @@ describe("multipart/related reader", () => {
       readMultipart(chunked(full, 100), "xyz", () => {
         const p = { aborted: false, ended: false };
         got.push(p);
-        return { write() {}, end: () => void (p.ended = true), abort: () => void (p.aborted = true) };
+        return {
+          write() {},
+          end: () => {
+            p.ended = true;
+          },
+          abort: () => {
+            p.aborted = true;
+          },
+        };
       }),
     ).rejects.toThrow(MultipartError);
     expect(got).toEqual([
