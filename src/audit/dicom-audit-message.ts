@@ -194,11 +194,11 @@ function objects(fact: AuditFact, codes: AuditCodeTable, omittedSopClasses: numb
 }
 
 /**
- * Largest AuditMessage radflow sends, in octets: rsyslog's default maxMessageSize is 8 KiB for
- * the whole syslog message, and a longer one arrives split into several broken records. 512
- * octets are left for the RFC 5424 header.
+ * Largest AuditMessage radflow sends, in octets: rsyslog's default maxMessageSize ("8k") takes
+ * 8096 octets of syslog message, and a longer one is cut there and its rest read as further,
+ * broken records. 512 octets are left for the RFC 5424 header (at most ~480 here).
  */
-export const MAX_AUDIT_MESSAGE_BYTES = 8192 - 512;
+export const MAX_AUDIT_MESSAGE_BYTES = 8096 - 512;
 
 /**
  * The AuditMessage document (one line, with XML declaration), at most `maxBytes` octets: a fact
