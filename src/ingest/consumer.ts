@@ -46,7 +46,7 @@ import { GROUP, VERSION } from "../api/v1alpha1/common.ts";
 import { type DeadLetter, eventKey, type StudyEvent, SUBJECT, toStudyEvent } from "../api/v1alpha1/events.ts";
 import type { InferenceTask } from "../api/v1alpha1/inferencetask.ts";
 import type { Study } from "../api/v1alpha1/study.ts";
-import { type AuditFact, type AuditSink, noAudit } from "../audit/facts.ts";
+import { type AuditFact, type AuditSink, noAudit, patientIdOf } from "../audit/facts.ts";
 import { logger, studyRef } from "../log/logger.ts";
 import {
   dlqRecords,
@@ -608,6 +608,8 @@ export class StudyIngest {
       time: new Date().toISOString(),
       outcome: "success",
       study: auditStudy(event.study),
+      // the transfer's Source participant when no calling AE title names the sender
+      sender: event.source,
     };
   }
 }
@@ -619,6 +621,8 @@ function auditStudy(s: Study): NonNullable<AuditFact["study"]> {
   return {
     studyInstanceUID: s.studyInstanceUID,
     ...(s.accessionNumber ? { accessionNumber: s.accessionNumber } : {}),
+    // the Patient participant (PS3.15 A.5.3.4) where the gateway sent the patient ID
+    ...(patientIdOf(s.series) ? { patientId: patientIdOf(s.series) } : {}),
     ...(s.callingAETitle ? { callingAETitle: s.callingAETitle } : {}),
     ...(s.calledAETitle ? { calledAETitle: s.calledAETitle } : {}),
     ...(counts.size
