@@ -74,6 +74,7 @@ export class Informer<T extends { metadata?: { namespace?: string; name?: string
   private generation = 0;
   private resourceVersion = "";
   private watchAbort: AbortController | undefined;
+  private watchOpenedAt = 0;
   private readonly kc: KubeConfig;
   private readonly o: InformerOptions<T>;
 
@@ -214,7 +215,7 @@ export class Informer<T extends { metadata?: { namespace?: string; name?: string
     }
     if (!handle.done) {
       this.watchAbort = abort;
-      this.lastActivity = Date.now();
+      this.lastActivity = this.watchOpenedAt = Date.now();
     }
   }
 
@@ -254,9 +255,11 @@ export class Informer<T extends { metadata?: { namespace?: string; name?: string
     if (abort && this.watchAbort === abort) this.watchAbort = undefined;
     if (!err || (err as { name?: string }).name === "TimeoutError") {
       // the server ended the watch (timeoutSeconds), or it was quiet for 30 s (client-node's
-      // inactivity timeout): carry on from the last resourceVersion seen
-      this.lastActivity = Date.now();
-      void this.watch(gen);
+      // inactivity timeout): carry on from the last resourceVersion seen — after a pause when
+      // the watch ended as soon as it began, so that a proxy closing every watch makes no busy loop
+      const brief = Date.now() - this.watchOpenedAt < 1000;
+      clearTimeout(this.restartTimer);
+      this.restartTimer = setTimeout(() => void this.watch(gen), brief ? 1000 : 0);
       return;
     }
     if (isGone(err)) {

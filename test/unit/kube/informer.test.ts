@@ -25,6 +25,8 @@ class FakeApi {
   private readonly watches = new Set<http.ServerResponse>();
   /** the next watch requests answer with this status instead of a stream */
   failWatches: number[] = [];
+  /** answer watches with an empty stream that ends at once (a misbehaving proxy) */
+  endAtOnce = false;
   private server = http.createServer((req, res) => this.handle(req, res));
 
   async listen(): Promise<string> {
@@ -89,6 +91,10 @@ class FakeApi {
         return;
       }
       res.writeHead(200, { "content-type": "application/json" });
+      if (this.endAtOnce) {
+        res.end();
+        return;
+      }
       res.flushHeaders();
       this.watches.add(res);
       res.on("close", () => this.watches.delete(res));
@@ -251,6 +257,17 @@ describe("Informer: radflow's own list and watch", () => {
     await start({ watchdogMs: 300 });
     await until("a restart by the watchdog", () => api.lists().length >= 2, 3000);
     expect(await restarts()).toBeGreaterThan(before);
+  });
+
+  it("a watch that ends as soon as it opens is re-opened after a pause, not in a busy loop", async () => {
+    api = new FakeApi();
+    api.put("a", 1);
+    api.endAtOnce = true;
+    await start();
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(api.watchRequests().length).toBeGreaterThanOrEqual(2);
+    expect(api.watchRequests().length).toBeLessThanOrEqual(4);
+    expect(api.lists().length).toBe(1);
   });
 
   it("a list that fails is retried; hasSynced stays false until one succeeds", async () => {
