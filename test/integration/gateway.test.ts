@@ -103,14 +103,15 @@ async function stopGateway(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
 }
 
 /** Every study event in the stream (by sequence), parsed. */
-async function studyEvents(): Promise<{ msgId: string; event: StudyReceivedEvent & { radflowrevision?: number } }[]> {
+type Received = { msgId: string; event: StudyReceivedEvent & { radflowrevision?: number } };
+async function studyEvents(): Promise<Received[]> {
   const jsm = await jetstreamManager(nc);
   const info = await jsm.streams.info("RADFLOW_STUDIES");
-  const out = [];
+  const out: Received[] = [];
   for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
     const m = await jsm.streams.getMessage("RADFLOW_STUDIES", { seq }).catch(() => undefined);
     if (!m) continue;
-    out.push({ msgId: m.header?.get("Nats-Msg-Id") ?? "", event: m.json() });
+    out.push({ msgId: m.header?.get("Nats-Msg-Id") ?? "", event: m.json<Received["event"]>() });
   }
   return out;
 }
