@@ -88,7 +88,7 @@ async function cluster(): Promise<{ access: ClusterAccess; own?: ClusterOptions 
   }
   const o: ClusterOptions = {
     dir: process.env.RADFLOW_BENCH_CLUSTER_DIR ?? "/tmp/radflow-bench-cluster",
-    portBase: Number(process.env.RADFLOW_BENCH_PORT_BASE ?? 36700),
+    portBase: Number(process.env.RADFLOW_BENCH_PORT_BASE ?? 21300),
   };
   log(`bringing up the benchmark's own cluster in ${o.dir} (ports ${o.portBase}…${o.portBase + 7})`);
   const env = await up(o);

@@ -15,6 +15,8 @@ export interface Options {
   writesRate: number;
   /** task counts for the memory scenario, measured one after the other in one namespace (ascending) */
   rssTasks: number[];
+  /** operator starts measured per size: 2 = a first start and a restart, 1 = the first only */
+  rssStarts: number;
   /** run the operator from this git revision's sources instead of the working tree's */
   sources?: string;
   /** the rss scenario also measures the operator of this git revision, on the same objects */
@@ -45,6 +47,8 @@ RADFLOW_BENCH_<FLAG> (e.g. RADFLOW_BENCH_RATES=10,50).
   --writes-studies N        studies for the API-writes scenario (300), at --writes-rate/s (20)
   --rss-tasks N,M           finished InferenceTasks (each with its Job and pod) present for the
                             memory / cold-start scenario, grown in steps (10000,20000)
+  --rss-starts 1|2          operator starts measured per size: first start and restart (2), or
+                            the first only (1, half the time)
   --batch-tasks N           queued batch tasks in front of the STAT studies (2000)
   --stat-studies N          STAT studies measured behind them (20)
   --noise-repeats N         repeats of the short noise measurement (3)
@@ -60,7 +64,7 @@ RADFLOW_BENCH_<FLAG> (e.g. RADFLOW_BENCH_RATES=10,50).
   --wait-quiet SECONDS      before starting, wait up to this long for the machine's 1-minute load
                             average to fall below half its cores (0 = do not wait; default)
 
-Cluster: RADFLOW_BENCH_CLUSTER_DIR (/tmp/radflow-bench-cluster), RADFLOW_BENCH_PORT_BASE (36700).
+Cluster: RADFLOW_BENCH_CLUSTER_DIR (/tmp/radflow-bench-cluster), RADFLOW_BENCH_PORT_BASE (21300).
 `;
 
 function list(s: string): number[] {
@@ -83,6 +87,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       "writes-studies": { type: "string" },
       "writes-rate": { type: "string" },
       "rss-tasks": { type: "string" },
+      "rss-starts": { type: "string" },
       "batch-tasks": { type: "string" },
       "stat-studies": { type: "string" },
       "noise-repeats": { type: "string" },
@@ -133,6 +138,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     writesStudies: num("writes-studies", 300, 60),
     writesRate: num("writes-rate", 20, 20),
     rssTasks,
+    rssStarts: Math.min(2, num("rss-starts", 2, 2)),
     batchTasks: num("batch-tasks", 2000, 200),
     statStudies: num("stat-studies", 20, 5),
     noiseRepeats: num("noise-repeats", 3, 3),
