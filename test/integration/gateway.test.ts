@@ -23,7 +23,16 @@ import { makeInstance, makeStudy } from "../unit/gateway/dicom-fixture.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const BIN = process.env.RADFLOW_TOOLS_BIN ?? path.join(homedir(), ".cache/radflow/bin");
-const PORTS = { nats: 21422, dicom: 21104, http: 21180, metrics: 21190 };
+// below the ephemeral range (32768+), away from the local clusters' port blocks
+const BASE = Number(process.env.RADFLOW_GATEWAY_TEST_PORT_BASE ?? 23100);
+const PORTS = {
+  nats: BASE + 22,
+  dicom: BASE + 4,
+  http: BASE + 80,
+  metrics: BASE + 90,
+  dicom2: BASE + 6,
+  metrics2: BASE + 92,
+};
 const RUN = `1.2.826.0.1.3680043.10.1099.${Date.now() % 1e9}`;
 
 const work = mkdtempSync(path.join(tmpdir(), "rf-gw-it-"));
@@ -51,7 +60,7 @@ async function waitFor<T>(
   }
 }
 
-async function startGateway(extra: string[] = [], quiet = "1"): Promise<void> {
+async function startGateway(extra: string[] = [], quiet = "1", metricsPort = PORTS.metrics): Promise<void> {
   gwLog = "";
   gw = spawn(
     process.execPath,
@@ -76,6 +85,8 @@ async function startGateway(extra: string[] = [], quiet = "1"): Promise<void> {
       "60",
       "--nats-url",
       `nats://127.0.0.1:${PORTS.nats}`,
+      "--metrics-port",
+      String(metricsPort),
       ...extra,
     ],
     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RADFLOW_PHI_HMAC_KEY: "gateway-test-key-0123456789" } },
@@ -87,7 +98,7 @@ async function startGateway(extra: string[] = [], quiet = "1"): Promise<void> {
     gwLog += d;
   });
   await waitFor(
-    async () => (await fetch(`http://127.0.0.1:${PORTS.metrics}/readyz`).catch(() => undefined))?.ok || undefined,
+    async () => (await fetch(`http://127.0.0.1:${metricsPort}/readyz`).catch(() => undefined))?.ok || undefined,
     20_000,
     "the gateway to be ready",
   );
@@ -391,5 +402,46 @@ describe.skipIf(tools.length > 0 || !existsSync(natsBin))("radflow gateway (dcmt
     expect((await fetch(`http://127.0.0.1:${PORTS.metrics}/healthz`)).status).toBe(200);
     expect(gwLog).not.toContain(RUN);
     expect(gwLog).not.toContain("DOE^JANE");
+  });
+  it("a full disk: A700 (out of resources), nothing left half-written, no event", async (ctx) => {
+    const tiny = path.join(work, "tiny");
+    mkdirSync(tiny, { recursive: true });
+    const m = spawnSync("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", tiny], { encoding: "utf8" });
+    if (m.status !== 0) return ctx.skip(`cannot mount a small tmpfs here (${m.stderr.trim()})`);
+    try {
+      await stopGateway();
+      const ports = ["--dicom-port", String(PORTS.dicom2), "--http-port", "0"];
+      await startGateway(["--storage-dir", tiny, ...ports], "1", PORTS.metrics2);
+      const study = `${RUN}.4`;
+      const files = writeFiles(path.join(work, "study4"), makeStudy(study, 1, 3, { pixelBytes: 120_000 }));
+      const r = spawnSync(
+        "storescu",
+        ["-v", "-aet", "CT_EAST", "-aec", "RADFLOW", "-nh", "127.0.0.1", String(PORTS.dicom2), ...files],
+        {
+          encoding: "utf8",
+        },
+      );
+      const ok = (r.stderr.match(/Received Store Response \(Success\)/g) ?? []).length;
+      expect(r.stderr).toMatch(/Store Response \(Refused: OutOfResources/i);
+      expect(ok).toBeLessThan(3);
+      const metrics = await (await fetch(`http://127.0.0.1:${PORTS.metrics2}/metrics`)).text();
+      expect(metrics).toMatch(/radflow_gateway_storage_errors_total [1-9]/);
+      // nothing half-written: no temporary file is left, and every file in the study tree is whole
+      expect(readdirSync(path.join(tiny, ".radflow-gateway/incoming"))).toEqual([]);
+      const tree = readdirSync(path.join(tiny, "studies"), { recursive: true })
+        .map(String)
+        .filter((f) => f.endsWith(".dcm"));
+      expect(tree).toHaveLength(ok);
+      for (const f of tree) execFileSync("dcmdump", ["-q", path.join(tiny, "studies", f)]);
+      // refused instances are in no event (what was acknowledged is announced once space allows)
+      await new Promise((res) => setTimeout(res, 2000));
+      for (const e of await eventsOf(study)) {
+        expect(e.event.data.series[0]?.numberOfInstances ?? 0).toBeLessThanOrEqual(ok);
+      }
+      if (ok === 0) expect(await eventsOf(study)).toEqual([]);
+    } finally {
+      await stopGateway("SIGKILL");
+      spawnSync("umount", [tiny]);
+    }
   });
 });
