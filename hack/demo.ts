@@ -284,6 +284,8 @@ async function main(): Promise<void> {
     kubectl(["delete", "namespace", NS, "--timeout=120s"]);
   }
   say(dim("2/6 installing radflow: CRDs and RBAC from the Helm chart, PriorityClasses, demo storage"));
+  // first: the chart grants the operator `get` on the allowed Secrets in it
+  kubectl(["apply", "-f", "-"], `apiVersion: v1\nkind: Namespace\nmetadata: {name: ${NS}}\n`);
   execFileSync(
     path.join(bin, "helm"),
     [
@@ -301,12 +303,16 @@ async function main(): Promise<void> {
       "replicaCount=0",
       "--set",
       "priorityClasses.create=true",
+      // the demo's storage, allowed for radflow (docs/security.md)
+      "--set",
+      `storageTrust.pvcs={${DEMO_PVCS.join(",")}}`,
+      "--set",
+      `storageTrust.secrets={${DEMO_SECRETS.join(",")}}`,
       "--wait=false",
     ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   kubectl(["wait", "--for=condition=Established", "crd/aiworkflows.radflow.io", "crd/inferencetasks.radflow.io"]);
-  kubectl(["apply", "-f", "-"], `apiVersion: v1\nkind: Namespace\nmetadata: {name: ${NS}}\n`);
   // PersistentVolumes of an earlier run are Released and would not bind again
   kubectl(["delete", "pv", "radflow-demo-imaging-studies", "radflow-demo-neuro-studies", "--ignore-not-found"]);
   kubectl(["apply", "-f", "-"], STORAGE);

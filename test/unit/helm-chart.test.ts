@@ -311,10 +311,19 @@ describe("helm chart: RBAC scopes", () => {
     expect(here).toHaveLength(2);
   });
 
-  it("cluster scope may still watch a subset of namespaces", () => {
+  it("default scope with watchNamespaces: Roles in them, no ClusterRole (issue 12, item 11)", () => {
     const objs = render({ watchNamespaces: ["radiology"] });
-    expect(flat(one(objs, "ClusterRole").rules)).toEqual(WATCH_RULES);
+    expect(objs.filter((o) => o.kind.startsWith("Cluster"))).toEqual([]);
+    const work = one(objs, "Role", `${RELEASE}-radflow`);
+    expect(work.metadata.namespace).toBe("radiology");
+    expect(flat(work.rules)).toEqual(WATCH_RULES);
     expect(env(objs, "RADFLOW_NAMESPACES")?.value).toBe("radiology");
+  });
+
+  it("rbac.scope=cluster with watchNamespaces is refused: rights where the operator does not work", () => {
+    expect(refused({ rbac: { scope: "cluster" }, watchNamespaces: ["radiology"] })).toContain(
+      "rbac.scope=cluster with watchNamespaces=radiology",
+    );
   });
 
   it("adds update on inferencetasks/finalizers only for OwnerReferencesPermissionEnforcement", () => {
@@ -348,7 +357,7 @@ describe("helm chart: NATS, audit repository and PHI key from Secrets", () => {
       "/etc/radflow/nats-tls/ca.crt": ["Secret", "nats-ca", "ca.crt"],
     });
     const { cfg } = parseOperatorArgs([], processEnv(objs));
-    expect(cfg.nats).toEqual({
+    expect(cfg.nats).toMatchObject({
       url: "tls://nats-0.nats:4222,tls://nats-1.nats:4222",
       consumer: "radflow-site-a",
       monai: true,
@@ -433,6 +442,7 @@ describe("helm chart: NATS, audit repository and PHI key from Secrets", () => {
       },
       audit: { syslog: { existingSecret: "arr" }, codes: { x: 1 } },
       phi: { hmacKey: { existingSecret: "k" } },
+      storageTrust: { secrets: ["a/s3"], pvcs: ["a/studies"] },
     });
     const source = readdirSync(path.join(ROOT, "src"), { recursive: true, withFileTypes: true })
       .filter((f) => f.isFile() && f.name.endsWith(".ts"))
@@ -441,6 +451,118 @@ describe("helm chart: NATS, audit repository and PHI key from Secrets", () => {
     const names = envOf(objs).map((e) => e.name);
     expect(names.length).toBeGreaterThan(20);
     for (const n of names) expect(source, `${n} is not read anywhere in src/`).toContain(n);
+  });
+});
+
+const VAP = ["--api-versions", "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy"];
+
+describe("helm chart: storage workflows may use (docs/security.md)", () => {
+  const values = {
+    watchNamespaces: ["radiology", "research"],
+    storageTrust: {
+      secrets: ["radiology/imaging-s3", "radiology/other-s3", "research/s3"],
+      pvcs: ["radiology/studies"],
+    },
+  };
+
+  it("hands the allow-list to the operator's own flag parser", () => {
+    const { storageTrust } = parseOperatorArgs([], processEnv(render(values)));
+    expect([...storageTrust.secrets]).toEqual(values.storageTrust.secrets);
+    expect([...storageTrust.pvcs]).toEqual(values.storageTrust.pvcs);
+  });
+
+  it("grants get on exactly the allowed Secrets, by name, in their namespaces; nothing when none", () => {
+    const roles = render(values).filter((o) => o.kind === "Role" && o.metadata.name.endsWith("-allowed-secrets"));
+    expect(Object.fromEntries(roles.map((r) => [r.metadata.namespace, flat(r.rules)]))).toEqual({
+      radiology: ["core/secrets[imaging-s3,other-s3]:get"],
+      research: ["core/secrets[s3]:get"],
+    });
+    expect(render().filter((o) => o.metadata.name.includes("allowed-secrets"))).toEqual([]);
+    expect(flat(one(render(), "ClusterRole").rules).filter((r) => r.includes("secrets"))).toEqual([]);
+  });
+
+  it("a ValidatingAdmissionPolicy with the same lists, bound to the watched namespaces, where the cluster serves it", () => {
+    expect(render(values).filter((o) => o.kind.startsWith("ValidatingAdmissionPolicy"))).toEqual([]);
+    const objs = render(values, VAP);
+    const vap = one(objs, "ValidatingAdmissionPolicy");
+    const vars = Object.fromEntries(vap.spec.variables.map((v: { name: string; expression: string }) => [v.name, v]));
+    expect(JSON.parse(vars.allowedSecrets.expression)).toEqual(values.storageTrust.secrets);
+    expect(JSON.parse(vars.allowedPvcs.expression)).toEqual(values.storageTrust.pvcs);
+    expect(vap.spec.failurePolicy).toBe("Fail");
+    expect(vap.spec.matchConstraints.resourceRules[0].resources).toEqual(["aiworkflows", "inferencetasks"]);
+    const binding = one(objs, "ValidatingAdmissionPolicyBinding");
+    expect(binding.spec.policyName).toBe(vap.metadata.name);
+    expect(binding.spec.validationActions).toEqual(["Deny"]);
+    expect(binding.spec.matchResources.namespaceSelector.matchExpressions[0].values).toEqual(values.watchNamespaces);
+    expect(render({ storageTrust: { admissionPolicy: { enabled: false } } }, VAP).map((o) => o.kind)).not.toContain(
+      "ValidatingAdmissionPolicy",
+    );
+  });
+});
+
+describe("helm chart: egress pinned (issue 12, item 11)", () => {
+  const rules = (objs: Obj[]) => one(objs, "NetworkPolicy", `${RELEASE}-radflow`).spec.egress as Obj[];
+  const byPort = (objs: Obj[], port: number) =>
+    rules(objs).find((r) => r.ports.some((p: { port: number }) => p.port === port)) as Obj;
+
+  it("cidrs and to from the values; nothing left unpinned", () => {
+    const objs = render({
+      nats: { url: "nats://nats.example.org:4222" },
+      networkPolicy: {
+        egress: {
+          apiServer: { cidrs: ["10.0.0.1/32"] },
+          nats: { to: [{ podSelector: { matchLabels: { app: "nats" } } }], cidrs: ["10.9.0.0/16"] },
+        },
+      },
+    });
+    expect(byPort(objs, 6443).to).toEqual([{ ipBlock: { cidr: "10.0.0.1/32" } }]);
+    expect(byPort(objs, 4222).to).toEqual([
+      { ipBlock: { cidr: "10.9.0.0/16" } },
+      { podSelector: { matchLabels: { app: "nats" } } },
+    ]);
+    expect(one(objs, "NetworkPolicy").metadata.annotations).toBeUndefined();
+  });
+
+  it("NATS pinned from nats.url: a cluster Service's namespace, an IP address", () => {
+    const objs = render({ nats: { url: "tls://nats.nats-system.svc.cluster.local:4222,nats://10.1.2.3:4222" } });
+    expect(byPort(objs, 4222).to).toEqual([
+      { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "nats-system" } } },
+      { ipBlock: { cidr: "10.1.2.3/32" } },
+    ]);
+  });
+
+  it("what nothing pins is named in an annotation; an external NATS host cannot be pinned from its name", () => {
+    const objs = render({ nats: { url: "nats://nats.example.org:4222" } });
+    expect(byPort(objs, 4222).to).toBeUndefined();
+    expect(one(objs, "NetworkPolicy").metadata.annotations).toEqual({ "radflow.io/egress-unpinned": "apiServer,nats" });
+  });
+
+  it("step pods: optional policy per watched namespace, no ingress, egress to DNS and the given rules only", () => {
+    expect(render({ watchNamespaces: ["radiology"] }).filter((o) => o.metadata.name.endsWith("-steps"))).toEqual([]);
+    const s3 = { to: [{ ipBlock: { cidr: "10.20.0.15/32" } }], ports: [{ port: 443, protocol: "TCP" }] };
+    const objs = render({
+      watchNamespaces: ["radiology", "research"],
+      stepNetworkPolicy: { enabled: true, egress: [s3] },
+    });
+    const steps = objs.filter((o) => o.kind === "NetworkPolicy" && o.metadata.name === `${RELEASE}-radflow-steps`);
+    expect(steps.map((o) => o.metadata.namespace)).toEqual(["radiology", "research"]);
+    for (const np of steps) {
+      expect(np.spec.podSelector).toEqual({
+        matchLabels: { "app.kubernetes.io/managed-by": "radflow" },
+        matchExpressions: [{ key: "radflow.io/step", operator: "Exists" }],
+      });
+      expect(np.spec.policyTypes).toEqual(["Ingress", "Egress"]);
+      expect(np.spec.ingress).toEqual([]);
+      expect(np.spec.egress).toEqual([
+        {
+          ports: [
+            { port: 53, protocol: "UDP" },
+            { port: 53, protocol: "TCP" },
+          ],
+        },
+        s3,
+      ]);
+    }
   });
 });
 
@@ -539,7 +661,15 @@ describe("helm chart: CRDs", () => {
 
 describe("helm chart: bad values are refused with a message naming them", () => {
   it.each([
-    [{ rbac: { scope: "namespace" } }, "at '/rbac/scope': value must be one of 'cluster', 'namespaced'"],
+    [{ rbac: { scope: "namespace" } }, "at '/rbac/scope': value must be one of 'auto', 'cluster', 'namespaced'"],
+    [
+      { storageTrust: { secrets: ["imaging-s3"] } },
+      "at '/storageTrust/secrets/0': 'imaging-s3' does not match pattern",
+    ],
+    [
+      { networkPolicy: { egress: { nats: { cidrs: ["nats.example.org"] } } } },
+      "at '/networkPolicy/egress/nats/cidrs/0'",
+    ],
     [{ rbac: { scope: "namespaced" } }, "at '/watchNamespaces': minItems: got 0, want 1"],
     [{ watchNamespaces: ["Radiology"] }, "at '/watchNamespaces/0': 'Radiology' does not match pattern"],
     [{ replicas: 3 }, "additional properties 'replicas' not allowed"],
@@ -584,6 +714,8 @@ describe("helm chart: bad values are refused with a message naming them", () => 
     [{ audit: { syslog: { existingSecret: "arr" } } }, "audit.syslog needs NATS"],
     [{ priorityClasses: { create: true, useExisting: true } }, "choose one"],
     [{ metrics: { port: 9000 }, health: { port: 9000 } }, "metrics.port and health.port are both 9000"],
+    [{ networkPolicy: { egress: { failOpen: false } } }, "no destination for apiServer"],
+    [{ stepNetworkPolicy: { enabled: true } }, "stepNetworkPolicy.enabled needs the namespaces"],
   ])("%j", (values, message) => {
     expect(refused(values)).toContain(message);
   });

@@ -78,6 +78,76 @@ app.kubernetes.io/part-of: radflow
 {{- end }}
 {{- end }}
 
+{{/* rbac.scope with auto resolved: namespaced when watchNamespaces is given. */}}
+{{- define "radflow.rbacScope" -}}
+{{- if eq .Values.rbac.scope "auto" }}{{ if .Values.watchNamespaces }}namespaced{{ else }}cluster{{ end }}
+{{- else }}{{ .Values.rbac.scope }}{{ end }}
+{{- end }}
+
+{{/* The allowed Secrets grouped by namespace: {"radiology": ["imaging-s3"], …} as JSON. */}}
+{{- define "radflow.allowedSecretsByNamespace" -}}
+{{- $by := dict }}
+{{- range .Values.storageTrust.secrets }}
+{{- $parts := splitList "/" . }}
+{{- $ns := first $parts }}
+{{- $_ := set $by $ns (append (get $by $ns | default list) (last $parts)) }}
+{{- end }}
+{{- toJson $by }}
+{{- end }}
+
+{{/*
+Egress destinations of the operator's NetworkPolicy, as a JSON list of NetworkPolicyPeers; empty
+when nothing pins them. Argument: (dict "target" <egress value> "derived" <peers found elsewhere>).
+*/}}
+{{- define "radflow.egressPeers" -}}
+{{- $peers := list }}
+{{- range .target.cidrs }}{{ $peers = append $peers (dict "ipBlock" (dict "cidr" .)) }}{{ end }}
+{{- range .target.to }}{{ $peers = append $peers . }}{{ end }}
+{{- if not $peers }}{{ $peers = .derived }}{{ end }}
+{{- toJson $peers }}
+{{- end }}
+
+{{/* The API server's addresses from the EndpointSlice default/kubernetes (empty under helm template). */}}
+{{- define "radflow.apiServerPeers" -}}
+{{- $peers := list }}
+{{- $slice := lookup "discovery.k8s.io/v1" "EndpointSlice" "default" "kubernetes" }}
+{{- if $slice }}
+{{- range $slice.endpoints }}
+{{- range .addresses }}
+{{- $peers = append $peers (dict "ipBlock" (dict "cidr" (printf "%s/%s" . (ternary "128" "32" (contains ":" .))))) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toJson $peers }}
+{{- end }}
+
+{{/* NATS servers from nats.url: <service>.<namespace>.svc → that namespace; an IPv4 address → /32. */}}
+{{- define "radflow.natsPeers" -}}
+{{- $peers := list }}
+{{- range (splitList "," .Values.nats.url) }}
+{{- $host := regexReplaceAll "^([a-z]+://)?([^@/]*@)?([^:/]+).*$" (trim .) "${3}" }}
+{{- if regexMatch "^[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+$" $host }}
+{{- $peers = append $peers (dict "ipBlock" (dict "cidr" (printf "%s/32" $host))) }}
+{{- else if regexMatch "^[a-z0-9-]+\\.[a-z0-9-]+\\.svc(\\..*)?$" $host }}
+{{- $ns := index (splitList "." $host) 1 }}
+{{- $peers = append $peers (dict "namespaceSelector" (dict "matchLabels" (dict "kubernetes.io/metadata.name" $ns))) }}
+{{- else }}
+{{- $peers = list }}{{ break }}
+{{- end }}
+{{- end }}
+{{- toJson ($peers | uniq) }}
+{{- end }}
+
+{{/* The operator's egress targets that no cidrs, to or lookup pins (JSON list of names). */}}
+{{- define "radflow.unpinnedEgress" -}}
+{{- $np := .Values.networkPolicy }}
+{{- $open := list }}
+{{- if not (include "radflow.egressPeers" (dict "target" $np.egress.apiServer "derived" (include "radflow.apiServerPeers" . | fromJsonArray)) | fromJsonArray) }}{{ $open = append $open "apiServer" }}{{ end }}
+{{- if and (include "radflow.natsEnabled" .) (not (include "radflow.egressPeers" (dict "target" $np.egress.nats "derived" (include "radflow.natsPeers" . | fromJsonArray)) | fromJsonArray)) }}{{ $open = append $open "nats" }}{{ end }}
+{{- if and (include "radflow.syslogEnabled" .) (not (include "radflow.egressPeers" (dict "target" $np.egress.syslog "derived" list) | fromJsonArray)) }}{{ $open = append $open "syslog" }}{{ end }}
+{{- toJson $open }}
+{{- end }}
+
 {{/*
 RBAC rules the operator needs in every namespace it watches. Each verb is used by a code path
 (README.md, "RBAC"); test/integration/helm.test.ts removes each one in turn and shows the
@@ -126,6 +196,12 @@ Cross-field checks that JSON schema cannot word clearly. values.schema.json chec
 ranges and names first.
 */}}
 {{- define "radflow.validate" -}}
+{{- if and (eq .Values.rbac.scope "cluster") .Values.watchNamespaces }}
+{{- fail (printf "rbac.scope=cluster with watchNamespaces=%s: the operator would hold pods/jobs rights in every namespace while working in these only; use rbac.scope=auto (Roles in each of them)" (join "," .Values.watchNamespaces)) }}
+{{- end }}
+{{- if and .Values.stepNetworkPolicy.enabled (not (or .Values.stepNetworkPolicy.namespaces .Values.watchNamespaces)) }}
+{{- fail "stepNetworkPolicy.enabled needs the namespaces the step pods run in: set stepNetworkPolicy.namespaces or watchNamespaces" }}
+{{- end }}
 {{- if and (eq .Values.rbac.scope "namespaced") (empty .Values.watchNamespaces) }}
 {{- fail "rbac.scope=namespaced needs watchNamespaces: the namespaces to grant Roles in and to watch (e.g. --set watchNamespaces={radiology})" }}
 {{- end }}
