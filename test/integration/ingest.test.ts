@@ -427,14 +427,14 @@ describe("whatever cannot be processed ends in the DLQ, acked (issue 12: 7, 9)",
   it("refuses an event nested 200,000 levels deep and one over the size limit at once, with their reasons", async () => {
     const since = await dlqLastSeq();
     const { subject } = await startIngest("limits", [workflow("limits-ct", { match: { modalities: ["CT"] } })], {
-      maxEventBytes: 64 * 1024,
+      maxEventBytes: 512 * 1024, // the 200k-level event (400 KB) is within it
     });
     const depth = 200_000;
     const deep = JSON.stringify(studyEvent(`deep-${RUN}`, "CT")).replace(
       '"data":{',
       `"deep":${"[".repeat(depth)}${"]".repeat(depth)},"data":{`,
     );
-    const big = JSON.stringify({ ...studyEvent(`big-${RUN}`, "CT"), padding: "x".repeat(100 * 1024) });
+    const big = JSON.stringify({ ...studyEvent(`big-${RUN}`, "CT"), padding: "x".repeat(600 * 1024) });
     await js.publish(subject, deep, { msgID: `deep-${RUN}` });
     await js.publish(subject, big, { msgID: `big-${RUN}` });
     const records = await waitFor("two DLQ records", 30_000, async () => {
@@ -446,7 +446,7 @@ describe("whatever cannot be processed ends in the DLQ, acked (issue 12: 7, 9)",
       ["too-deep", 1],
       ["too-large", 1],
     ]);
-    expect(records.find((r) => r.record.reason === "too-large")?.record.detail).toMatch(/at most 65536/);
+    expect(records.find((r) => r.record.reason === "too-large")?.record.detail).toMatch(/at most 524288/);
     expect((await tasks()).some((t) => t.spec.workflowRef.name === "limits-ct")).toBe(false);
   });
 
