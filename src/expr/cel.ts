@@ -73,7 +73,6 @@ export function compileMetered(
 // 4 KiB of JSON. Larger inputs are still bounded at evaluation by the meter.
 const OPEN_ENDED = 4096;
 const STEP_COUNT = 32;
-const studyShape = shapeOfSchema(z.toJSONSchema(Study, { io: "input", unrepresentable: "any" }), OPEN_ENDED);
 const stepsShape: Shape = {
   t: "map",
   max: STEP_COUNT,
@@ -84,15 +83,19 @@ const stepsShape: Shape = {
     fields: { phase: { t: "string", max: 16 }, outputs: { t: "dyn", max: OPEN_ENDED } },
   },
 };
-/** Variables of trigger expressions (study) and step conditions (study, steps). */
-export const VARIABLES: ReadonlyMap<string, Shape> = new Map([
-  ["study", studyShape],
-  ["steps", stepsShape],
-]);
+let vars: ReadonlyMap<string, Shape> | undefined;
+/** Variables of trigger expressions (study) and step conditions (study, steps); built on first use. */
+export function variables(): ReadonlyMap<string, Shape> {
+  vars ??= new Map([
+    ["study", shapeOfSchema(z.toJSONSchema(Study, { io: "input", unrepresentable: "any" }), OPEN_ENDED)],
+    ["steps", stepsShape],
+  ]);
+  return vars;
+}
 
 /** Worst-case cost units of an expression over inputs of the declared sizes. */
 export function estimateCost(expr: string): number {
-  return estimate(parsed(expr).expr, VARIABLES).cost;
+  return estimate(parsed(expr).expr, variables()).cost;
 }
 
 export interface ExprProblem {
@@ -110,7 +113,7 @@ export function checkExpression(expr: string, limit = COST_LIMIT): ExprProblem |
   } catch (e) {
     return { kind: "syntax", message: (e as Error).message };
   }
-  const cost = estimate(ast.expr, VARIABLES).cost;
+  const cost = estimate(ast.expr, variables()).cost;
   if (cost > limit)
     return {
       kind: "cost",
