@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import tls from "node:tls";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -75,9 +76,10 @@ action(type="omfile" file="${received}" template="raw")
     stdio: ["ignore", "inherit", "inherit"],
   });
   await waitFor("rsyslog to listen", 20_000, async () => {
+    // a whole TLS handshake, so rsyslog logs no aborted session
     const up = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, "127.0.0.1").once("connect", () => {
-        s.destroy();
+      const s = tls.connect({ port, host: "127.0.0.1", ca: pem.cert }, () => {
+        s.end();
         resolve(true);
       });
       s.once("error", () => resolve(false));
