@@ -118,6 +118,15 @@ describe("CEL cost: enforced at evaluation", () => {
     expect(compileBool(`[2, 1].exists(x, x == 2 || (${NESTED}))`)({})).toEqual({ ok: true, value: true });
   });
 
+  it("matches() inside CEL is RE2 as well: the backtracking pattern answers at once", () => {
+    const study = { studyInstanceUID: "1.2", series: [], studyDescription: `${"a".repeat(39)}!` };
+    const f = compileBool("study.studyDescription.matches('^(\\\\w+\\\\s?)+$')");
+    f({ study });
+    const t0 = performance.now();
+    expect(f({ study })).toEqual({ ok: true, value: false });
+    expect(performance.now() - t0).toBeLessThan(500);
+  });
+
   it("charges nothing beyond what runs: a small study costs little", () => {
     const study = {
       studyInstanceUID: "1.2",
