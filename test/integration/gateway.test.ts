@@ -20,6 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StudyReceivedEvent } from "../../src/api/v1alpha1/events.ts";
 import { uidKey } from "../../src/gateway/storage.ts";
 import { makeInstance, makeStudy } from "../unit/gateway/dicom-fixture.ts";
+import { rawCStore } from "../unit/gateway/raw-scu.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const BIN = process.env.RADFLOW_TOOLS_BIN ?? path.join(homedir(), ".cache/radflow/bin");
@@ -220,6 +221,38 @@ describe.skipIf(tools.length > 0 || !existsSync(natsBin))("radflow gateway (dcmt
     expect(stored.join(" ")).not.toContain(RUN);
     const dump = execFileSync("dcmdump", [path.join(dir, String(stored[0]))], { encoding: "utf8" });
     expect(dump).toContain(study);
+  });
+
+  it("C-STORE: a non-DICOM data set, a truncated one and one without a study get C000; only the whole one is announced", async () => {
+    const study = `${RUN}.5`;
+    const whole = makeInstance({ study, series: `${study}.1`, sop: `${study}.1.1`, pixelBytes: 40_000 });
+    const dataset = whole.subarray(144 + whole.readUInt32LE(140)); // after preamble and meta group
+    const send = (bytes: Buffer, sop: string) =>
+      rawCStore({
+        host: "127.0.0.1",
+        port: PORTS.dicom,
+        calling: "CT_EAST",
+        called: "RADFLOW",
+        sopClassUID: "1.2.840.10008.5.1.4.1.1.2",
+        sopInstanceUID: sop,
+        transferSyntaxUID: "1.2.840.10008.1.2.1",
+        dataset: bytes,
+      });
+    expect(await send(Buffer.from("this is not a DICOM data set, just text."), `${study}.1.9`)).toBe(0xc000);
+    expect(await send(dataset.subarray(0, dataset.length - 1000), `${study}.1.1`)).toBe(0xc000);
+    // the whole data set over the same path is stored: the checks, not the sender, decide
+    expect(await send(dataset, `${study}.1.1`)).toBe(0x0000);
+    // storescu sends a file without a StudyInstanceUID (it only needs the SOP class and instance)
+    const [noStudy] = writeFiles(path.join(work, "nostudy"), [
+      makeInstance({ study: "", series: `${study}.2`, sop: `${study}.2.1` }),
+    ]);
+    const r = storescu([noStudy as string], "CT_EAST", "RADFLOW", ["-v"]);
+    expect(r.stderr).toMatch(/Store Response \(Error: CannotUnderstand/i);
+    const evs = await waitFor(async () => {
+      const e = await eventsOf(study);
+      return e.length ? e : undefined;
+    });
+    expect(evs[0]?.event.data.series.map((x) => x.numberOfInstances)).toEqual([1]);
   });
 
   it("STOW-RS: stores the DICOM parts, and fails a non-DICOM part and a truncated one with reasons (202)", async () => {
