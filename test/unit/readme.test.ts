@@ -14,7 +14,8 @@ describe("README", () => {
     const block = readme.split("<!-- operator-help:begin -->")[1]?.split("<!-- operator-help:end -->")[0] ?? "";
     const shown = block.replace(/^\s*```\n/, "").replace(/```\s*$/, "");
     expect(shown).toBe(radflow(["operator", "--help"]));
-  });
+    // a child Node process loading the operator's modules: seconds of wall time on a loaded 2-core machine
+  }, 60_000);
 
   it("names npm scripts that exist", () => {
     const scripts = Object.keys(JSON.parse(readFileSync(path.join(root, "package.json"), "utf8")).scripts);
