@@ -155,6 +155,8 @@ async function main() {
   if (res.status !== 200) throw new Error(`STOW-RS answered ${res.status}`);
   const stowSeconds = (performance.now() - t0) / 1000;
   await nc.close();
+  const metrics = await (await fetch(`http://127.0.0.1:${P.metrics}/metrics`)).text();
+  const rss = Number(/^radflow_process_resident_memory_bytes (\S+)/m.exec(metrics)?.[1] ?? Number.NaN) / 2 ** 20;
 
   const row = (k: string, v: string) => process.stdout.write(`${k.padEnd(48)} ${v}\n`);
   process.stdout.write(
@@ -167,6 +169,7 @@ async function main() {
   );
   row("gateway / storescp", `${(scpSeconds / gwSeconds).toFixed(2)} (goal ≥ 0.5)`);
   row("STOW-RS (one request)", `${(N / stowSeconds).toFixed(0)} inst/s, ${(mb / stowSeconds).toFixed(1)} MB/s`);
+  row("gateway RSS after both studies", `${rss.toFixed(0)} MB (each study ${N} instances)`);
   // storescu exits after its last response and the release: a negative number is inside that gap
   row("storescu exit → study event, beyond the window", `${beyondWindow.toFixed(0)} ms (goal < 100 ms)`);
 }

@@ -16,14 +16,15 @@ import { homedir, tmpdir } from "node:os";
 import path from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { StudyReceivedEvent } from "../../src/api/v1alpha1/events.ts";
 import { uidKey } from "../../src/gateway/storage.ts";
 import { makeInstance, makeStudy } from "../unit/gateway/dicom-fixture.ts";
 import { rawCStore } from "../unit/gateway/raw-scu.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
-const BIN = process.env.RADFLOW_TOOLS_BIN ?? path.join(homedir(), ".cache/radflow/bin");
+// the integration setup's tools (nats-server); run on its own, the bootstrap's cache
+const BIN = (inject("toolsBin") as string | undefined) || path.join(homedir(), ".cache/radflow/bin");
 // below the ephemeral range (32768+), away from the local clusters' port blocks
 const BASE = Number(process.env.RADFLOW_GATEWAY_TEST_PORT_BASE ?? 23100);
 const PORTS = {
