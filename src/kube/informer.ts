@@ -199,15 +199,25 @@ export class Informer<T extends { metadata?: { namespace?: string; name?: string
     // done() may run before watch() returns (a watch that fails at once): it gets the controller
     // through this holder
     const handle: { abort?: AbortController; done?: boolean } = {};
-    const abort = await new Watch(this.kc).watch(
-      this.o.path,
-      query,
-      (_type, _obj, ev) => this.onEvent(gen, ev as WatchEvent),
-      (err) => {
-        handle.done = true;
-        this.onDone(gen, handle.abort, err);
-      },
-    );
+    let abort: AbortController;
+    try {
+      abort = await new Watch(this.kc).watch(
+        this.o.path,
+        query,
+        (_type, _obj, ev) => this.onEvent(gen, ev as WatchEvent),
+        (err) => {
+          handle.done = true;
+          this.onDone(gen, handle.abort, err);
+        },
+      );
+    } catch (err) {
+      // before any request: the credentials could not be had (an exec plugin failed, a token
+      // file is unreadable)
+      if (gen !== this.generation || this.stopped) return;
+      log.warn({ resource: this.o.resource, err: errMessage(err) }, "watch failed: restarting with backoff");
+      this.restart("error");
+      return;
+    }
     handle.abort = abort;
     if (gen !== this.generation || this.stopped) {
       abort.abort();

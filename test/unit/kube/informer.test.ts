@@ -3,8 +3,11 @@
 // resourceVersion with bookmarks, 410 Gone, a failing watch and a silent one. The real API server
 // cannot be made to compact on demand or go quiet; the operator's integration tests run these
 // informers against it.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import os from "node:os";
+import path from "node:path";
 import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { Informer, type ListPage } from "../../../src/kube/informer.ts";
@@ -268,6 +271,36 @@ describe("Informer: radflow's own list and watch", () => {
     expect(api.watchRequests().length).toBeGreaterThanOrEqual(2);
     expect(api.watchRequests().length).toBeLessThanOrEqual(4);
     expect(api.lists().length).toBe(1);
+  });
+
+  it("credentials that cannot be had for the watch (token file missing) restart it with backoff, no unhandled rejection", async () => {
+    api = new FakeApi();
+    api.put("a", 1);
+    const dir = mkdtempSync(path.join(os.tmpdir(), "informer-"));
+    const tokenFile = path.join(dir, "token");
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: "fake", server: await api.listen(), skipTLSVerify: true }],
+      users: [{ name: "u", authProvider: { name: "file", config: { tokenFile } } }],
+      contexts: [{ name: "fake", cluster: "fake", user: "u" }],
+      currentContext: "fake",
+    });
+    const before = await restarts();
+    inf = new Informer<Obj>(kc, {
+      resource: "unit-tasks",
+      path: PATH,
+      list: async () => ({ items: [...api.objects.values()], metadata: { resourceVersion: String(api.rv) } }),
+      parse: (raw) => raw as Obj,
+      maxBackoffMs: 50,
+    });
+    await inf.start();
+    const deadline = Date.now() + 3000;
+    while ((await restarts()) <= before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(await restarts()).toBeGreaterThan(before);
+    expect(api.watchRequests().length).toBe(0);
+    writeFileSync(tokenFile, "t");
+    await until("a watch once the token is there", () => api.openWatches() === 1);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it("a list that fails is retried; hasSynced stays false until one succeeds", async () => {
