@@ -9,7 +9,12 @@
 //     `kubectl auth can-i --list` shows nothing else: no grant is in excess (both RBAC scopes);
 //   - the image's entry point, from the build output with production dependencies only, as uid
 //     1000 on a read-only root, starts the operator as the chart configures it;
-//   - helm upgrade changes the Deployment; helm uninstall leaves nothing but the CRDs.
+//   - helm upgrade changes the Deployment; helm uninstall leaves nothing but the CRDs;
+//   - the trust model (docs/security.md): with watchNamespaces the ServiceAccount may act in
+//     those namespaces only (kubectl auth can-i), the admission policy refuses storage outside
+//     storageTrust, the operator reads the allowed Secret and cuts its value out of a step's
+//     outputs, and the NetworkPolicies (operator egress pinned, step pods) are accepted as rendered.
+//     Whether a NetworkPolicy blocks traffic needs a CNI that enforces them: KWOK has none.
 import { execFile, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
@@ -89,6 +94,11 @@ const pcName = (p: string) => `rf-${RUN}-${p}`;
 const tmp = mkdtempSync(path.join(tmpdir(), "radflow-helm-it-"));
 chmodSync(tmp, 0o755); // the image test's uid 1000 must reach the build under it (its secrets stay 0400/0600)
 const valuesFile = path.join(tmp, "values.yaml");
+// the same with a ClusterRole: watchNamespaces must go (cluster scope with them is refused)
+const clusterValuesFile = path.join(tmp, "values-cluster.yaml");
+// the Secret the platform allowed for radflow, and the value a model prints from it
+const S3_SECRET = "imaging-s3";
+const S3_KEY = randomBytes(20).toString("base64url");
 
 const apps = () => kubeConfig().makeApiClient(AppsV1Api);
 const rbac = () => kubeConfig().makeApiClient(RbacAuthorizationV1Api);
@@ -109,8 +119,10 @@ async function helm(args: string[], input?: string): Promise<string> {
 
 function installValues() {
   return {
-    rbac: { scope: "namespaced" },
-    watchNamespaces: [work.name],
+    // no rbac.scope: watchNamespaces alone must give Roles, not a ClusterRole (issue 12, item 11)
+    watchNamespaces: [work.name] as string[],
+    storageTrust: { secrets: [`${work.name}/${S3_SECRET}`], pvcs: [`${work.name}/studies`] },
+    stepNetworkPolicy: { enabled: true },
     workers: 4,
     nats: { url: natsUrl(), consumer: CONSUMER },
     phi: { hmacKey: { existingSecret: "radflow-phi-key" } },
@@ -128,8 +140,47 @@ let installed = false;
 let nats: Nats | undefined;
 const operators: OperatorProcess[] = [];
 
+// A real API server keeps the EndpointSlice default/kubernetes (its own addresses), from which the
+// chart pins the operator's egress to it; the local cluster runs without that reconciler, so the
+// test writes one as the API server would (and removes it afterwards).
+let madeApiSlice = false;
+
 beforeAll(async () => {
+  const slices = await kubectl(["get", "endpointslice", "-n", "default", "-o", "name"]);
+  if (!slices.split("\n").includes("endpointslice.discovery.k8s.io/kubernetes")) {
+    const server = new URL(kubeConfig().getCurrentCluster()?.server as string);
+    await kubectl(
+      ["apply", "-f", "-"],
+      yaml.dump({
+        apiVersion: "discovery.k8s.io/v1",
+        kind: "EndpointSlice",
+        metadata: { name: "kubernetes", namespace: "default" },
+        addressType: "IPv4",
+        // the local API server listens on loopback, which an EndpointSlice may not name: an
+        // address from TEST-NET-1 stands for it (the chart copies whatever it finds)
+        endpoints: [{ addresses: ["192.0.2.10"] }],
+        ports: [{ name: "https", port: Number(server.port || 443), protocol: "TCP" }],
+      }),
+    );
+    madeApiSlice = true;
+  }
   writeFileSync(valuesFile, yaml.dump(installValues()));
+  writeFileSync(
+    clusterValuesFile,
+    yaml.dump({
+      ...installValues(),
+      rbac: { scope: "cluster" },
+      watchNamespaces: [],
+      stepNetworkPolicy: { enabled: true, namespaces: [work.name] },
+    }),
+  );
+  await core().createNamespacedSecret({
+    namespace: work.name,
+    body: {
+      metadata: { name: S3_SECRET },
+      stringData: { AWS_ACCESS_KEY_ID: "radflow-test", AWS_SECRET_ACCESS_KEY: S3_KEY },
+    },
+  });
   // the operator's pods must pass the restricted Pod Security Standard
   await kubectl(["label", "namespace", rel.name, "pod-security.kubernetes.io/enforce=restricted", "--overwrite"]);
   await core().createNamespacedSecret({
@@ -140,6 +191,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all(operators.map((o) => o.kill().catch(() => undefined)));
+  if (madeApiSlice) await kubectl(["delete", "endpointslice", "kubernetes", "-n", "default"]).catch(() => undefined);
   // no operator is left to take the tasks' cleanup finalizers off: without this the watched
   // namespace would hang in Terminating
   const left = await kubectl(["get", "inferencetasks", "-n", work.name, "-o", "name"]).catch(() => "");
@@ -413,6 +465,7 @@ describe("helm chart on the local cluster", () => {
       {
         rbac: { scope: "cluster", ownerReferencesPermissionEnforcement: true },
         watchNamespaces: [],
+        stepNetworkPolicy: { namespaces: [work.name] },
         crds: { manage: true },
         nats: {
           url: "",
@@ -475,6 +528,108 @@ describe("helm chart on the local cluster", () => {
     for (const p of pods) expect(p.spec?.securityContext?.runAsNonRoot).toBe(true);
     const rsEvents = await kubectl(["get", "events", "-n", rel.name, "--field-selector", "reason=FailedCreate"]);
     expect(rsEvents).not.toMatch(/violates PodSecurity/);
+  });
+
+  it("watchNamespaces alone: the ServiceAccount may act in the watched namespace, 403 elsewhere (kubectl auth can-i)", async () => {
+    const canI = async (...args: string[]) => {
+      const r = spawnSync(
+        toolBin("kubectl"),
+        ["--kubeconfig", kubeconfigPath(), "auth", "can-i", ...args, `--as=system:serviceaccount:${rel.name}:${FULL}`],
+        { encoding: "utf8" },
+      );
+      return r.stdout.trim();
+    };
+    for (const res of ["pods", "jobs.batch", "inferencetasks.radflow.io", "aiworkflows.radflow.io"]) {
+      expect(await canI("list", res, "-n", work.name), `list ${res} in ${work.name}`).toBe("yes");
+      expect(await canI("watch", res, "-n", work.name), `watch ${res} in ${work.name}`).toBe("yes");
+      for (const ns of ["default", rel.name, "kube-system"]) {
+        expect(await canI("list", res, "-n", ns), `list ${res} in ${ns}`).toBe("no");
+      }
+      expect(await canI("list", res, "--all-namespaces"), `list ${res} cluster-wide`).toBe("no");
+    }
+    expect(await canI("create", "jobs.batch", "-n", work.name)).toBe("yes");
+    expect(await canI("create", "jobs.batch", "-n", "default")).toBe("no");
+    // Secrets: the allowed one by name, nothing else
+    expect(await canI("get", `secrets/${S3_SECRET}`, "-n", work.name)).toBe("yes");
+    expect(await canI("get", "secrets/radflow-phi-key", "-n", rel.name)).toBe("no");
+    expect(await canI("get", "secrets/other", "-n", work.name)).toBe("no");
+    expect(await canI("list", "secrets", "-n", work.name)).toBe("no");
+  });
+
+  it("the admission policy refuses storage outside storageTrust in the watched namespace, at create", async () => {
+    const wf = (ns: string, storage: object) =>
+      yaml.dump({
+        apiVersion: "radflow.io/v1alpha1",
+        kind: "AIWorkflow",
+        metadata: { name: `storage-${RUN}`, namespace: ns },
+        spec: {
+          trigger: { match: { modalities: ["CT"] } },
+          steps: [{ name: "detect", image: "registry.example.org/models/detect:1.0" }],
+          storage,
+        },
+      });
+    const task = (storage: object) =>
+      yaml.dump({
+        ...taskBody(`storage-${RUN}`, [step("detect")], { storage }),
+        metadata: { name: `storage-${RUN}`, namespace: work.name },
+      });
+    const refusal = async (doc: string) =>
+      kubectl(["apply", "--dry-run=server", "-f", "-"], doc).then(
+        () => "accepted",
+        (e: Error) => e.message,
+      );
+    // a freshly created policy takes a moment to be enforced
+    await waitFor("the policy to refuse an unlisted PVC", 30_000, async () => {
+      const r = await refusal(wf(work.name, { pvc: { claimName: "payroll" } }));
+      return { done: r !== "accepted", value: r, seen: r };
+    });
+    expect(await refusal(wf(work.name, { pvc: { claimName: "payroll" } }))).toMatch(
+      new RegExp(
+        `storage\\.pvc\\.claimName payroll is not a PersistentVolumeClaim the platform allowed for radflow \\(chart value storageTrust\\.pvcs: ${work.name}/payroll\\)`,
+      ),
+    );
+    expect(await refusal(task({ s3: { uri: "s3://imaging/x", secretName: "db-root" } }))).toMatch(
+      /storage\.s3\.secretName db-root is not a Secret the platform allowed for radflow/,
+    );
+    expect(await refusal(wf(work.name, { s3: { uri: "s3://imaging/x", secretName: "radflow-phi-key" } }))).toMatch(
+      /not a Secret the platform allowed/,
+    );
+    // the allowed ones, and no storage at all, pass
+    expect(await refusal(wf(work.name, { pvc: { claimName: "studies" } }))).toBe("accepted");
+    expect(await refusal(task({ s3: { uri: "s3://imaging/x", secretName: S3_SECRET } }))).toBe("accepted");
+    expect(await refusal(task({ s3: { uri: "s3://imaging/x" } }))).toBe("accepted");
+    // bound to the watched namespaces: another namespace is another release's business
+    expect(await refusal(wf(rel.name, { pvc: { claimName: "payroll" } }))).toBe("accepted");
+  });
+
+  it("NetworkPolicies as rendered: operator egress pinned (API server from its EndpointSlice, NATS from nats.url), step pods closed", async () => {
+    const np = await kubectl(["get", "networkpolicy", FULL, "-n", rel.name, "-o", "json"]).then(JSON.parse);
+    expect(np.metadata.annotations?.["radflow.io/egress-unpinned"]).toBeUndefined();
+    const slice = await kubectl(["get", "endpointslice", "kubernetes", "-n", "default", "-o", "json"]).then(JSON.parse);
+    const apiAddrs = (slice.endpoints as { addresses: string[] }[]).flatMap((e) => e.addresses);
+    expect(apiAddrs.length).toBeGreaterThan(0);
+    type Rule = { ports: { port: number }[]; to?: { ipBlock?: { cidr: string } }[] };
+    const rule = (port: number) => (np.spec.egress as Rule[]).find((r) => r.ports.some((p) => p.port === port));
+    expect(rule(6443)?.to).toEqual(apiAddrs.map((a) => ({ ipBlock: { cidr: `${a}/32` } })));
+    const natsHosts = [
+      ...new Set(
+        natsUrl()
+          .split(",")
+          .map((u) => new URL(u.trim()).hostname),
+      ),
+    ];
+    expect(rule(4222)?.to).toEqual(natsHosts.map((h) => ({ ipBlock: { cidr: `${h}/32` } })));
+    // the step pods' policy in the watched namespace: the labels every step Job's pods carry
+    const steps = await kubectl(["get", "networkpolicy", `${FULL}-steps`, "-n", work.name, "-o", "json"]).then(
+      JSON.parse,
+    );
+    expect(steps.spec.podSelector).toEqual({
+      matchLabels: { "app.kubernetes.io/managed-by": "radflow" },
+      matchExpressions: [{ key: "radflow.io/step", operator: "Exists" }],
+    });
+    expect(steps.spec.policyTypes).toEqual(["Ingress", "Egress"]);
+    expect(steps.spec.ingress ?? []).toEqual([]);
+    expect(steps.spec.egress.flatMap((r: Rule) => r.ports.map((p) => p.port))).toEqual([53, 53]);
   });
 
   describe("the operator as the chart's ServiceAccount (namespaced RBAC)", () => {
@@ -565,6 +720,26 @@ describe("helm chart on the local cluster", () => {
         return { done: left.length === 0, seen: left.length };
       });
 
+      // a model that prints its allowed Secret into the termination log (KWOK_RESULT is what the
+      // KWOK "container" writes there): the operator, with the chart's get on that Secret, cuts
+      // the value out before it reaches status (and so NATS)
+      const leaky = await createDirectTask(
+        `leaky-${RUN}`,
+        [step("leaky", { KWOK_RESULT: JSON.stringify({ env: `AWS_SECRET_ACCESS_KEY=${S3_KEY}`, score: 0.5 }) })],
+        { storage: { s3: { uri: "s3://imaging/studies", secretName: S3_SECRET } } },
+      );
+      const leaked = await waitTask(leaky, "Succeeded", (t) => t.status?.phase === "Succeeded");
+      expect(leaked.status?.steps?.[0]?.outputs).toEqual({ env: "AWS_SECRET_ACCESS_KEY=[redacted]", score: 0.5 });
+      expect(JSON.stringify(leaked.status)).not.toContain(S3_KEY);
+      const leakyJob = await batch().listNamespacedJob({
+        namespace: work.name,
+        labelSelector: `radflow.io/task=${leaky}`,
+      });
+      expect(leakyJob.items[0]?.spec?.template.spec?.containers[0]?.envFrom).toEqual([
+        { secretRef: { name: S3_SECRET, optional: false } },
+      ]);
+      expect(op.logs()).not.toContain("cannot read an allowed Secret");
+
       // ready, and never refused anything
       const ready = await fetch(`http://127.0.0.1:${healthPort}/readyz`);
       expect(ready.status).toBe(200);
@@ -603,6 +778,7 @@ describe("helm chart on the local cluster", () => {
           "inferencetasks.radflow.io:[list watch create patch delete]",
           "jobs.batch:[list watch create delete]",
           "pods:[list watch]",
+          `secrets[${S3_SECRET}]:[get]`,
         ].sort(),
       );
       expect(await list(rel.name)).toEqual(
@@ -620,6 +796,7 @@ describe("helm chart on the local cluster", () => {
         ["GET", `/apis/radflow.io/v1alpha1/namespaces/${work.name}/aiworkflows/triage`],
         ["GET", `/api/v1/namespaces/${rel.name}/secrets/radflow-phi-key`],
         ["GET", `/api/v1/namespaces/${work.name}/secrets`],
+        ["GET", `/api/v1/namespaces/${work.name}/secrets/radflow-phi-key`],
         ["GET", `/apis/batch/v1/namespaces/default/jobs`],
         ["GET", `/apis/radflow.io/v1alpha1/inferencetasks`],
         ["GET", `/apis/coordination.k8s.io/v1/namespaces/${rel.name}/leases/someone-elses-lease`],
@@ -646,12 +823,14 @@ describe("helm chart on the local cluster", () => {
 
   describe("cluster RBAC scope", () => {
     it("helm upgrade to rbac.scope=cluster: a ClusterRole replaces the watched namespace's Role", async () => {
-      await helm(["upgrade", RELEASE, CHART, "-n", rel.name, "-f", valuesFile, "--set", "rbac.scope=cluster"]);
+      await helm(["upgrade", RELEASE, CHART, "-n", rel.name, "-f", clusterValuesFile]);
       const cr = await rbac().readClusterRole({ name: `${rel.name}-${FULL}` });
       expect(cr.rules?.length).toBeGreaterThan(0);
       await waitFor("the watched namespace's Role removed", 30_000, async () => {
         const roles = await rbac().listNamespacedRole({ namespace: work.name });
-        return { done: roles.items.length === 0, seen: roles.items.map((r) => r.metadata?.name) };
+        // the allowed Secret's Role stays: it is not about scope
+        const names = roles.items.map((r) => r.metadata?.name);
+        return { done: names.length === 1 && names[0] === `${FULL}-allowed-secrets`, seen: names };
       });
       // informers over every namespace: the cluster-wide list and watch are granted
       for (const p of ["/apis/radflow.io/v1alpha1/aiworkflows", "/apis/batch/v1/jobs", "/api/v1/pods"]) {
@@ -766,7 +945,7 @@ describe("helm chart on the local cluster", () => {
         console.error(`--- image entry point logs (all of them: ${file}) ---\n${tail(logs)}`);
       });
       try {
-        expect(env.RADFLOW_NAMESPACES).toBe(work.name);
+        expect(env.RADFLOW_NAMESPACES).toBeUndefined(); // cluster scope: every namespace
         expect(env.RADFLOW_LEASE_NAMESPACE).toBe(rel.name);
         await waitFor("the image's operator to be ready", 60_000, async () => {
           const r = await fetch(`http://127.0.0.1:${healthPort}/readyz`).catch(() => undefined);
@@ -803,29 +982,21 @@ describe("helm chart on the local cluster", () => {
   it("helm upgrade with a changed value changes the Deployment", async () => {
     const before = await installedDeployment();
     expect(before.spec?.template.spec?.containers[0]?.env?.find((e) => e.name === "RADFLOW_WORKERS")?.value).toBe("4");
-    await helm([
-      "upgrade",
-      RELEASE,
-      CHART,
-      "-n",
-      rel.name,
-      "-f",
-      valuesFile,
-      "--set",
-      "rbac.scope=cluster",
-      "--set",
-      "workers=6",
-    ]);
+    await helm(["upgrade", RELEASE, CHART, "-n", rel.name, "-f", clusterValuesFile, "--set", "workers=6"]);
     const after = await installedDeployment();
     expect(after.spec?.template.spec?.containers[0]?.env?.find((e) => e.name === "RADFLOW_WORKERS")?.value).toBe("6");
     expect(after.metadata?.generation).toBeGreaterThan(before.metadata?.generation ?? 0);
-    // a rollout: a second ReplicaSet with the new template
+    // a rollout: a ReplicaSet with the new template (the cluster-scope upgrade made one already:
+    // it dropped RADFLOW_NAMESPACES)
     await waitFor("a ReplicaSet for the new template", 30_000, async () => {
       const rs = await apps().listNamespacedReplicaSet({
         namespace: rel.name,
         labelSelector: `app.kubernetes.io/instance=${RELEASE}`,
       });
-      return { done: rs.items.length === 2, seen: rs.items.length };
+      const workers = rs.items.map(
+        (r) => r.spec?.template?.spec?.containers[0]?.env?.find((e) => e.name === "RADFLOW_WORKERS")?.value,
+      );
+      return { done: workers.includes("6") && workers.length >= 2, seen: workers };
     });
     const history = await helm(["history", RELEASE, "-n", rel.name, "-o", "json"]);
     expect((JSON.parse(history) as unknown[]).length).toBe(3);
