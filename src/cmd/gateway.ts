@@ -108,15 +108,17 @@ export async function main(args: string[]): Promise<number> {
     process.stderr.write(`radflow gateway: ${(e as Error).message}\n`);
     return 2;
   }
-  const gw = await startGateway(cfg);
-  await new Promise<void>((resolve) => {
+  // handlers first: a SIGTERM while starting still ends in an orderly stop
+  const signalled = new Promise<void>((resolve) => {
     const stop = (sig: string) => {
-      log.info({ signal: sig }, "stopping: publishing pending studies");
+      log.info({ signal: sig }, "stopping: finishing open associations, publishing pending studies");
       resolve();
     };
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
   });
+  const gw = await startGateway(cfg);
+  await signalled;
   await gw.stop();
   return 0;
 }

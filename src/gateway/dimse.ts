@@ -50,7 +50,8 @@ export interface DimseOptions {
 
 export interface DimseServer {
   readonly port: number;
-  close(): Promise<void>;
+  /** Stops listening, waits up to graceMs for open associations, then closes them. */
+  close(graceMs?: number): Promise<void>;
 }
 
 export async function startDimse(o: DimseOptions): Promise<DimseServer> {
@@ -201,7 +202,15 @@ export async function startDimse(o: DimseOptions): Promise<DimseServer> {
   const port = addr && typeof addr === "object" ? addr.port : o.port;
   return {
     port,
-    close: async () => {
+    // stop taking associations, let open ones finish (a sender mid-study gets its responses),
+    // then cut what is left: an instance not yet acknowledged is the sender's to resend
+    close: async (graceMs = 10_000) => {
+      net?.close();
+      const open = () =>
+        ((server as unknown as { clients?: { connected?: boolean }[] }).clients ?? []).filter((c) => c.connected)
+          .length;
+      const end = Date.now() + graceMs;
+      while (open() > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
       server.close();
     },
   };

@@ -69,9 +69,11 @@ export async function startGateway(c: GatewayConfig): Promise<Gateway> {
   const metrics: MetricsServer | undefined =
     c.metricsPort !== 0 ? await startMetricsServer(bindPort(c.metricsPort), { registry: gatewayRegistry }) : undefined;
   metrics?.probe("/healthz", () => ({ ok: !stopping, detail: "stopping" }));
+  let listening = false;
+  // ready only once the journals are replayed and both listeners take connections
   metrics?.probe("/readyz", () => ({
-    ok: !stopping && nc !== undefined && !nc.isClosed(),
-    detail: nc ? "NATS connection closed" : "connecting to NATS",
+    ok: !stopping && listening && nc !== undefined && !nc.isClosed(),
+    detail: stopping ? "stopping" : !nc ? "connecting to NATS" : !listening ? "starting" : "NATS connection closed",
   }));
 
   nc = await connectNats({ ...c.nats, name: c.nats.name ?? "radflow-gateway" });
@@ -90,6 +92,7 @@ export async function startGateway(c: GatewayConfig): Promise<Gateway> {
   });
   const stow: StowServer | undefined =
     c.httpPort !== 0 ? await startStow({ port: bindPort(c.httpPort), storage, assembler }) : undefined;
+  listening = true;
   log.info(
     {
       dicomPort: dicom.port,
