@@ -17,6 +17,8 @@ export interface Options {
   rssTasks: number[];
   /** operator starts measured per size: 2 = a first start and a restart, 1 = the first only */
   rssStarts: number;
+  /** carry on in this namespace (filled by an earlier run, kept afterwards) */
+  rssNamespace?: string;
   /** run the operator from this git revision's sources instead of the working tree's */
   sources?: string;
   /** the rss scenario also measures the operator of this git revision, on the same objects */
@@ -47,6 +49,8 @@ RADFLOW_BENCH_<FLAG> (e.g. RADFLOW_BENCH_RATES=10,50).
   --writes-studies N        studies for the API-writes scenario (300), at --writes-rate/s (20)
   --rss-tasks N,M           finished InferenceTasks (each with its Job and pod) present for the
                             memory / cold-start scenario, grown in steps (10000,20000)
+  --rss-namespace NS        rss: carry on in namespace NS, which an earlier run filled (its
+                            finished studies count; only the rest is created; NS is kept)
   --rss-starts 1|2          operator starts measured per size: first start and restart (2), or
                             the first only (1, half the time)
   --batch-tasks N           queued batch tasks in front of the STAT studies (2000)
@@ -88,6 +92,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       "writes-rate": { type: "string" },
       "rss-tasks": { type: "string" },
       "rss-starts": { type: "string" },
+      "rss-namespace": { type: "string" },
       "batch-tasks": { type: "string" },
       "stat-studies": { type: "string" },
       "noise-repeats": { type: "string" },
@@ -139,6 +144,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     writesRate: num("writes-rate", 20, 20),
     rssTasks,
     rssStarts: Math.min(2, num("rss-starts", 2, 2)),
+    rssNamespace: get("rss-namespace"),
     batchTasks: num("batch-tasks", 2000, 200),
     statStudies: num("stat-studies", 20, 5),
     noiseRepeats: num("noise-repeats", 3, 3),

@@ -130,7 +130,10 @@ async function coldStart(
 
 export async function rssScenario(ctx: Context): Promise<ScenarioResult> {
   const sizes = ctx.opts.rssTasks;
-  const ns = await ctx.namespace("rss");
+  // --rss-namespace: carry on in a namespace an earlier run filled (kept afterwards, so that a
+  // later run can grow it further)
+  const reuse = ctx.opts.rssNamespace;
+  const ns = reuse ?? (await ctx.namespace("rss"));
   const rows: Row[] = [];
   const limitMiB = chartMemoryLimitMiB();
   const details: Record<string, unknown> = {
@@ -147,30 +150,33 @@ export async function rssScenario(ctx: Context): Promise<ScenarioResult> {
 
   // the operator with nothing to hold: the baseline
   // memory is measured without --cpu-prof: the profiler keeps its samples in memory
-  const op0 = await ctx.operator("rss-empty", [ns], { profile: false });
   let wfName = "bench-rss";
-  try {
-    const wf = await workflow(ctx, ns, wfName, singleStep("KNEE"), { bodyPart: "KNEE" });
-    wfName = wf.name;
-    await sleep(5000);
-    const m = await op0.metrics();
-    details.baseline = {
-      rssMB: round(mb(op0.memory().rss)),
-      heapUsedMB: round(mb(sum(m, "radflow_nodejs_heap_size_used_bytes"))),
-      readyMs: op0.readyMs,
-    };
-  } finally {
-    await stop(op0);
+  if (!reuse) {
+    const op0 = await ctx.operator("rss-empty", [ns], { profile: false });
+    try {
+      const wf = await workflow(ctx, ns, wfName, singleStep("KNEE"), { bodyPart: "KNEE" });
+      wfName = wf.name;
+      await sleep(5000);
+      const m = await op0.metrics();
+      details.baseline = {
+        rssMB: round(mb(op0.memory().rss)),
+        heapUsedMB: round(mb(sum(m, "radflow_nodejs_heap_size_used_bytes"))),
+        readyMs: op0.readyMs,
+      };
+    } finally {
+      await stop(op0);
+    }
   }
-  const base = details.baseline as { rssMB: number };
+  const base = details.baseline as { rssMB: number } | undefined;
   const aiwf = await readWorkflow(ctx, ns, wfName);
 
   const bySize: Record<string, unknown>[] = [];
   details.bySize = bySize;
-  let made = 0;
+  let made = reuse ? (await objectsPresent(ctx, ns)).tasks.count : 0;
   const limitText = limitMiB ? `chart limit ${limitMiB} MiB` : "chart limit unknown";
   for (const n of sizes) {
     // the studies, created with the operator down
+    if (n < made) continue;
     log(`rss: creating ${n - made} finished studies (task + Job + pod) through the API (${n} in all)`);
     const t0 = performance.now();
     const now = Date.now();
@@ -212,7 +218,7 @@ export async function rssScenario(ctx: Context): Promise<ScenarioResult> {
       creation,
       present,
       ...m,
-      perStudyKB: round(((m.restart.rssAfter10sMB - base.rssMB) * 1024) / n, 2),
+      perStudyKB: base ? round(((m.restart.rssAfter10sMB - base.rssMB) * 1024) / n, 2) : undefined,
       withinChartLimit: limitMiB ? m.worstMB < limitMiB : undefined,
       ...(compare ? { compare } : {}),
     });
@@ -221,7 +227,7 @@ export async function rssScenario(ctx: Context): Promise<ScenarioResult> {
       `${fmt(x.restart.rssAfter10sMB, "MB")} (peak ${fmt(x.worstMB, "MB")}; heap ${fmt(x.restart.heapUsedMB, "MB")})`;
     rows.push({
       metric: `operator RSS with ${n} finished studies (settled; peak)`,
-      value: `${rss(m)}; empty ${fmt(base.rssMB, "MB")}; ${objects}`,
+      value: `${rss(m)}; empty ${fmt(base?.rssMB, "MB")}; ${objects}`,
       target: n <= 10_000 ? `< ${TARGET_MB} MB; ${limitText}` : limitText,
       met: n <= 10_000 ? m.worstMB < TARGET_MB : limitMiB ? m.worstMB < limitMiB : undefined,
     });
