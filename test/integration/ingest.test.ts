@@ -8,13 +8,14 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import {
+  AckPolicy,
   DeliverPolicy,
   type JetStreamClient,
   type JetStreamManager,
   jetstream,
   jetstreamManager,
 } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type NatsConnection, nanos } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AIWorkflow } from "../../src/api/v1alpha1/aiworkflow.ts";
 import { DeadLetter, eventKey, STUDY_RECEIVED } from "../../src/api/v1alpha1/events.ts";
@@ -514,6 +515,43 @@ describe("whatever cannot be processed ends in the DLQ, acked (issue 12: 7, 9)",
     expect(rec?.record).toMatchObject({ reason: "processing-failed", deliveries: 2 });
     expect(rec?.record.detail).not.toContain(ev.data.studyInstanceUID);
     expect((await tasks()).filter((t) => t.spec.workflowRef.name === "fails-ct")).toHaveLength(1);
+  });
+
+  it("dead-letters at once a message whose every delivery crashed or stalled an operator (one beyond the last)", async () => {
+    const since = await dlqLastSeq();
+    const subject = `radflow.study.test-${RUN}-stalled`;
+    const consumer = `test-${RUN}-stalled`;
+    // the consumer as StudyIngest makes it for maxDeliver 2 (max_deliver 3: one more for a crash)
+    await jsm.consumers.add(STREAM.studies, {
+      durable_name: consumer,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: nanos(1_000),
+      max_deliver: 3,
+      max_ack_pending: 256,
+      filter_subjects: [subject],
+    });
+    const ev = studyEvent(`stalled-${RUN}`, "CT");
+    await js.publish(subject, JSON.stringify(ev), { msgID: eventKey(ev) });
+    // two replicas took it and died (or froze) before answering: no ack, no nak
+    const raw = await js.consumers.get(STREAM.studies, consumer);
+    for (let i = 1; i <= 2; i++) {
+      const m = await raw.next({ expires: 5_000 });
+      expect(m?.info.deliveryCount).toBe(i);
+    }
+    const { audit } = await startIngest("stalled", [workflow("stalled-ct", { match: { modalities: ["CT"] } })], {
+      maxDeliver: 2,
+      ackWaitMs: 1_000,
+    });
+    const [rec] = await waitFor("a retries-exhausted DLQ record", 30_000, async () => {
+      const r = await dlq(since, subject);
+      return { done: r.length > 0, value: r };
+    });
+    await consumed(consumer, 1);
+    expect(rec?.record).toMatchObject({ reason: "retries-exhausted", deliveries: 3 });
+    expect(rec?.record.detail).toMatch(/delivered 3 times without finishing/);
+    expect(audit.map((f) => f.kind)).toEqual(["StudyRejected"]);
+    expect((await tasks()).some((t) => t.spec.workflowRef.name === "stalled-ct")).toBe(false);
   });
 
   it("gives up a delivery that hangs after processTimeoutMs, and dead-letters it on the last one", async () => {
