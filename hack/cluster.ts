@@ -4,12 +4,18 @@
 // GPU nodes with distinct products, one CPU-only) and nats-server with JetStream.
 // Every binary is built from the Go module proxy by hack/tools/build.sh.
 //
-//   hack/cluster up | down | status | env
+//   hack/cluster up [--nats-cluster] | down | status | env
 //
 // Environment: RADFLOW_CLUSTER_DIR (state, default /tmp/radflow-cluster), RADFLOW_PORT_BASE
-// (default 36400; eight consecutive ports are used), RADFLOW_CACHE (the tools cache).
+// (default 21400; PORT_SPAN consecutive ports are used), RADFLOW_NATS_NODES (1, or 3 for a
+// JetStream cluster; `up --nats-cluster` is the same as 3), RADFLOW_CACHE (the tools cache).
+//
+// Ports sit below the kernel's ephemeral range (32768–60999 on Linux): a port in that range can
+// be held at any moment by any outgoing connection, and a component that cannot bind must not
+// leave a cluster that looks up. `up` checks every component's own health endpoint and fails
+// naming the component and the end of its log; `status` exits non-zero when one is dead.
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import https from "node:https";
 import net from "node:net";
 import { homedir } from "node:os";
@@ -22,6 +28,10 @@ export interface ClusterOptions {
   dir: string;
   portBase: number;
   quiet?: boolean;
+  /** nats-server nodes: 1 (default) or 3 (a JetStream cluster, for R3 streams) */
+  natsNodes?: number;
+  /** only NATS runs in this directory (upNats), no Kubernetes */
+  natsOnly?: boolean;
 }
 
 export interface ClusterEnv {
@@ -37,16 +47,27 @@ export const components = [
   "kwok",
   "nats-server",
 ] as const;
-export type Component = (typeof components)[number];
+/** The extra nats-server nodes of a three-node JetStream cluster. */
+export const extraNatsNodes = ["nats-server-2", "nats-server-3"] as const;
+export type Component = (typeof components)[number] | (typeof extraNatsNodes)[number];
+
+/** Ports used from the base: the first eight are the single-node layout, then the NATS cluster's. */
+export const PORT_SPAN = 16;
+/** First port of the kernel's ephemeral range on Linux (net.ipv4.ip_local_port_range). */
+const EPHEMERAL_FIRST = 32768;
+
+export const DEFAULT_PORT_BASE = 21400;
+export const DEFAULT_TEST_PORT_BASE = 21500;
 
 export function defaultOptions(env: NodeJS.ProcessEnv = process.env): ClusterOptions {
   return {
     dir: env.RADFLOW_CLUSTER_DIR ?? "/tmp/radflow-cluster",
-    portBase: Number(env.RADFLOW_PORT_BASE ?? 36400),
+    portBase: Number(env.RADFLOW_PORT_BASE ?? DEFAULT_PORT_BASE),
+    natsNodes: env.RADFLOW_NATS_NODES ? Number(env.RADFLOW_NATS_NODES) : undefined,
   };
 }
 
-function ports(base: number) {
+export function ports(base: number) {
   return {
     etcd: base,
     etcdPeer: base + 1,
@@ -56,25 +77,80 @@ function ports(base: number) {
     nats: base + 5,
     natsMonitor: base + 6,
     kwok: base + 7,
+    // a NATS cluster: node 1 uses nats/natsMonitor above plus a route port; nodes 2 and 3 three each
+    natsRoute: base + 8,
+    nats2: base + 9,
+    natsMonitor2: base + 10,
+    natsRoute2: base + 11,
+    nats3: base + 12,
+    natsMonitor3: base + 13,
+    natsRoute3: base + 14,
   };
 }
 
+/** One nats-server node's ports (node 1, 2 or 3). */
+export function natsNodePorts(base: number, node: number): { client: number; monitor: number; route: number } {
+  const p = ports(base);
+  if (node === 2) return { client: p.nats2, monitor: p.natsMonitor2, route: p.natsRoute2 };
+  if (node === 3) return { client: p.nats3, monitor: p.natsMonitor3, route: p.natsRoute3 };
+  return { client: p.nats, monitor: p.natsMonitor, route: p.natsRoute };
+}
+
+const natsComponent = (node: number): Component => (node === 1 ? "nats-server" : (`nats-server-${node}` as Component));
+
+/** The ports a cluster of these options listens on, by what listens (for the free-port check). */
+function usedPorts(o: ClusterOptions): Record<string, number> {
+  const { natsRoute, nats2, natsMonitor2, natsRoute2, nats3, natsMonitor3, natsRoute3, ...single } = ports(o.portBase);
+  return natsNodes(o) === 1
+    ? single
+    : { ...single, natsRoute, nats2, natsMonitor2, natsRoute2, nats3, natsMonitor3, natsRoute3 };
+}
+
+function natsNodes(o: ClusterOptions): number {
+  const n = o.natsNodes ?? 1;
+  if (n !== 1 && n !== 3) throw new Error(`cluster: RADFLOW_NATS_NODES must be 1 or 3, not ${n}`);
+  return n;
+}
+
+/** The components of a cluster of these options, in start order. */
+export function componentsOf(o: ClusterOptions): Component[] {
+  const all: Component[] = natsNodes(o) === 1 ? [...components] : [...components, ...extraNatsNodes];
+  return o.natsOnly ? all.filter((c) => c.startsWith("nats-server")) : all;
+}
+
 export function clusterEnv(o: ClusterOptions): ClusterEnv {
+  const urls = Array.from(
+    { length: natsNodes(o) },
+    (_, i) => `nats://127.0.0.1:${natsNodePorts(o.portBase, i + 1).client}`,
+  );
   return {
     KUBECONFIG: path.join(o.dir, "kubeconfig"),
-    RADFLOW_NATS_URL: `nats://127.0.0.1:${ports(o.portBase).nats}`,
+    RADFLOW_NATS_URL: urls.join(","),
   };
+}
+
+/**
+ * The options a running cluster was made with (its NATS node count is recorded at `up`), so that
+ * `status`, `down` and `env` see a three-node NATS without the variable being set again.
+ */
+export function recordedOptions(o: ClusterOptions): ClusterOptions {
+  try {
+    const rec = JSON.parse(readFileSync(path.join(o.dir, "options.json"), "utf8")) as ClusterOptions;
+    return { ...o, natsNodes: rec.natsNodes ?? o.natsNodes, natsOnly: rec.natsOnly === true };
+  } catch {
+    return o;
+  }
 }
 
 function log(o: ClusterOptions, msg: string) {
   if (!o.quiet) process.stderr.write(`cluster: ${msg}\n`);
 }
 
-function pidFile(o: ClusterOptions, c: Component) {
+function pidFile(o: ClusterOptions, c: string) {
   return path.join(o.dir, "pids", `${c}.pid`);
 }
 
-function readPid(o: ClusterOptions, c: Component): number | undefined {
+function readPid(o: ClusterOptions, c: string): number | undefined {
   try {
     return Number(readFileSync(pidFile(o, c), "utf8").trim()) || undefined;
   } catch {
@@ -205,26 +281,55 @@ current-context: radflow-local
   );
 }
 
+/** The executable of a component (the extra NATS nodes run nats-server). */
+const binaryOf = (c: Component) => (c.startsWith("nats-server") ? "nats-server" : c);
+
+function logFileOf(o: ClusterOptions, c: Component) {
+  return path.join(o.dir, "logs", `${c}.log`);
+}
+
 function start(o: ClusterOptions, bin: string, c: Component, args: string[]) {
-  const logFile = path.join(o.dir, "logs", `${c}.log`);
+  const logFile = logFileOf(o, c);
   const fd = openSync(logFile, "a");
   // detached: the components outlive `hack/cluster up` and form their own process group
-  const child = spawn(path.join(bin, c), args, { detached: true, stdio: ["ignore", fd, fd] });
+  const child = spawn(path.join(bin, binaryOf(c)), args, { detached: true, stdio: ["ignore", fd, fd] });
   child.unref();
   writeFileSync(pidFile(o, c), String(child.pid));
   writeFileSync(path.join(o.dir, "pids", `${c}.args.json`), JSON.stringify({ bin, args }));
   log(o, `started ${c} (pid ${child.pid}, log ${logFile})`);
 }
 
-function httpsGet(o: ClusterOptions, urlPath: string): Promise<{ status: number; body: string }> {
+/** The last lines of a component's log, for error messages that must say why it is not healthy. */
+export function logTail(o: ClusterOptions, c: Component, lines = 8): string {
+  try {
+    const text = readFileSync(logFileOf(o, c), "utf8").trimEnd();
+    return text
+      .split("\n")
+      .slice(-lines)
+      .map((l) => `    ${l.length > 300 ? `${l.slice(0, 300)}…` : l}`)
+      .join("\n");
+  } catch {
+    return "    (no log)";
+  }
+}
+
+function httpsGet(
+  o: ClusterOptions,
+  urlPath: string,
+  port = ports(o.portBase).apiserver,
+): Promise<{ status: number; body: string }> {
   const pki = path.join(o.dir, "pki");
+  const apiserver = port === ports(o.portBase).apiserver;
   return new Promise((resolve, reject) => {
     const req = https.request(
       {
         host: "127.0.0.1",
-        port: ports(o.portBase).apiserver,
+        port,
         path: urlPath,
-        ca: readFileSync(path.join(pki, "ca.crt")),
+        // the controller-manager and the scheduler serve a self-signed certificate of their own
+        // (made in their --cert-dir): check who answers only on the API server
+        ca: apiserver ? readFileSync(path.join(pki, "ca.crt")) : undefined,
+        rejectUnauthorized: apiserver,
         cert: readFileSync(path.join(pki, "admin.crt")),
         key: readFileSync(path.join(pki, "admin.key")),
         timeout: 2000,
@@ -241,6 +346,67 @@ function httpsGet(o: ClusterOptions, urlPath: string): Promise<{ status: number;
     req.on("timeout", () => req.destroy(new Error("timeout")));
     req.end();
   });
+}
+
+/**
+ * Asks a component's own health endpoint: etcd /health, the API server /readyz, the
+ * controller-manager and scheduler /healthz on their secure ports (allowed without authorization
+ * by their default --authorization-always-allow-paths), KWOK /healthz, nats-server /healthz (with
+ * JetStream). Resolves with "" when healthy, or what was wrong.
+ */
+export async function health(o: ClusterOptions, c: Component): Promise<string> {
+  const p = ports(o.portBase);
+  const plain = async (url: string) => {
+    const r = await fetch(url, { signal: AbortSignal.timeout(2000) });
+    return r.ok ? "" : `${url} answered ${r.status}: ${(await r.text()).slice(0, 200)}`;
+  };
+  const secure = async (port: number, urlPath: string) => {
+    const r = await httpsGet(o, urlPath, port);
+    return r.status === 200 ? "" : `https://127.0.0.1:${port}${urlPath} answered ${r.status}: ${r.body.slice(0, 200)}`;
+  };
+  try {
+    switch (c) {
+      case "etcd":
+        return await plain(`http://127.0.0.1:${p.etcd}/health`);
+      case "kube-apiserver":
+        return await secure(p.apiserver, "/readyz");
+      case "kube-controller-manager":
+        return await secure(p.controllerManager, "/healthz");
+      case "kube-scheduler":
+        return await secure(p.scheduler, "/healthz");
+      case "kwok":
+        return await plain(`http://127.0.0.1:${p.kwok}/healthz`);
+      default: {
+        const node = c === "nats-server" ? 1 : Number(c.slice("nats-server-".length));
+        return await plain(`http://127.0.0.1:${natsNodePorts(o.portBase, node).monitor}/healthz?js-enabled-only=true`);
+      }
+    }
+  } catch (e) {
+    const err = e as Error & { cause?: { code?: string } };
+    return `not answering (${err.cause?.code ?? err.message})`;
+  }
+}
+
+/**
+ * Waits until a component is healthy. Fails at once when its process has exited, and on timeout,
+ * naming the component, what its health endpoint said and the last lines of its log.
+ */
+async function waitHealthy(o: ClusterOptions, c: Component, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "";
+  for (;;) {
+    if (!alive(readPid(o, c))) {
+      throw new Error(`cluster: ${c} exited at start; the end of ${logFileOf(o, c)}:\n${logTail(o, c)}`);
+    }
+    last = await health(o, c);
+    if (!last) return;
+    if (Date.now() > deadline) {
+      throw new Error(
+        `cluster: ${c} is not healthy after ${timeoutMs / 1000} s (${last}); the end of ${logFileOf(o, c)}:\n${logTail(o, c)}`,
+      );
+    }
+    await sleep(250);
+  }
 }
 
 async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>, o: ClusterOptions) {
@@ -314,36 +480,166 @@ status:
   ].join("---\n");
 };
 
+export interface ComponentProblem {
+  component: Component;
+  running: boolean;
+  /** what is wrong, with the end of the component's log */
+  problem: string;
+}
+
+/** Every component of the cluster that is not running or not healthy, and why (none: all well). */
+export async function problems(o: ClusterOptions): Promise<ComponentProblem[]> {
+  const rec = recordedOptions(o);
+  const out: ComponentProblem[] = [];
+  for (const c of componentsOf(rec)) {
+    const pid = readPid(rec, c);
+    if (!alive(pid)) {
+      out.push({
+        component: c,
+        running: false,
+        problem: `${c} is not running; the end of its log:\n${logTail(rec, c)}`,
+      });
+      continue;
+    }
+    const why = await health(rec, c);
+    if (why) out.push({ component: c, running: true, problem: `${c} (pid ${pid}) is not healthy: ${why}` });
+  }
+  return out;
+}
+
 export async function isUp(o: ClusterOptions): Promise<boolean> {
-  if (!components.every((c) => alive(readPid(o, c)))) return false;
-  try {
-    return (await httpsGet(o, "/readyz")).status === 200;
-  } catch {
-    return false;
+  if (!existsSync(path.join(o.dir, "pids"))) return false;
+  return (await problems(o)).length === 0;
+}
+
+function anyAlive(o: ClusterOptions): boolean {
+  return existsSync(path.join(o.dir, "pids")) && componentsOf(recordedOptions(o)).some((c) => alive(readPid(o, c)));
+}
+
+/**
+ * Starts again the components of a running cluster that have died (`up` on a cluster that lost
+ * its scheduler), with the arguments they were started with, and checks each one's health.
+ */
+async function repair(o: ClusterOptions, dead: ComponentProblem[]): Promise<void> {
+  for (const d of dead) {
+    log(o, `${d.problem}\ncluster: starting ${d.component} again`);
+    const { bin, args } = JSON.parse(readFileSync(path.join(o.dir, "pids", `${d.component}.args.json`), "utf8")) as {
+      bin: string;
+      args: string[];
+    };
+    start(o, bin, d.component, args);
+    await waitHealthy(o, d.component, 90_000);
   }
 }
 
 export async function up(o: ClusterOptions): Promise<ClusterEnv> {
-  if (await isUp(o)) {
-    log(o, `already up (${o.dir})`);
-    return clusterEnv(o);
+  if (anyAlive(o)) {
+    const rec = recordedOptions(o);
+    if (rec.natsOnly || (o.natsNodes !== undefined && natsNodes(rec) !== natsNodes(o))) {
+      throw new Error(
+        `cluster: ${o.dir} runs ${rec.natsOnly ? "only NATS" : `${natsNodes(rec)} NATS node(s), not ${natsNodes(o)}`}; run hack/cluster down first`,
+      );
+    }
+    const found = await problems(rec);
+    if (found.length === 0) {
+      log(rec, `already up (${o.dir})`);
+      return clusterEnv(rec);
+    }
+    // A component that died is started again; one that runs but is unhealthy gets a while to recover.
+    await repair(
+      rec,
+      found.filter((f) => !f.running),
+    );
+    for (const f of found.filter((x) => x.running)) await waitHealthy(rec, f.component, 60_000);
+    log(rec, `up again (${o.dir})`);
+    return clusterEnv(rec);
   }
   if (existsSync(o.dir)) {
     log(o, `found a stale earlier run in ${o.dir}; cleaning it up`);
     await down(o);
   }
-  const p = ports(o.portBase);
-  for (const [name, port] of Object.entries(p)) {
+  const used = usedPorts(o);
+  for (const [name, port] of Object.entries(used)) {
+    if (port >= EPHEMERAL_FIRST) {
+      log(o, `warning: port ${port} (${name}) is in the kernel's ephemeral range; any outgoing connection may hold it`);
+    }
     if (!(await portFree(port))) {
       throw new Error(
-        `cluster: port ${port} (${name}) is in use by another program; set RADFLOW_PORT_BASE to another base (8 ports are used)`,
+        `cluster: port ${port} (${name}) is in use by another program; set RADFLOW_PORT_BASE to another base (${PORT_SPAN} ports are used)`,
       );
     }
   }
   const bin = buildTools(o.quiet);
+  try {
+    await startAll(o, bin);
+  } catch (e) {
+    // leave nothing running behind a failed start; keep the logs for the message's reader
+    await stopAll(o);
+    throw new Error(
+      `${(e as Error).message}\ncluster: stopped what had started; logs stay in ${path.join(o.dir, "logs")}`,
+    );
+  }
+  return clusterEnv(o);
+}
+
+function startNats(o: ClusterOptions, bin: string) {
+  const n = natsNodes(o);
+  for (let node = 1; node <= n; node++) {
+    const me = natsNodePorts(o.portBase, node);
+    const store = path.join(o.dir, node === 1 ? "nats" : `nats-${node}`);
+    mkdirSync(store, { recursive: true });
+    const cluster =
+      n === 1
+        ? ["--server_name=radflow-local"]
+        : [
+            `--server_name=radflow-nats-${node}`,
+            "--cluster_name=radflow",
+            `--cluster=nats://127.0.0.1:${me.route}`,
+            `--routes=${Array.from({ length: n }, (_, i) => i + 1)
+              .filter((k) => k !== node)
+              .map((k) => `nats://127.0.0.1:${natsNodePorts(o.portBase, k).route}`)
+              .join(",")}`,
+          ];
+    start(o, bin, natsComponent(node), [
+      "--jetstream",
+      `--store_dir=${store}`,
+      "--addr=127.0.0.1",
+      `--port=${me.client}`,
+      `--http_port=${me.monitor}`,
+      ...cluster,
+    ]);
+  }
+}
+
+/**
+ * Only NATS, in a directory of its own: a JetStream cluster of `natsNodes` nodes next to a
+ * Kubernetes cluster that runs elsewhere (the NATS storm test). `down(o)` stops it.
+ */
+export async function upNats(o: ClusterOptions): Promise<string> {
+  if (existsSync(o.dir)) await down(o);
+  const { etcd, etcdPeer, apiserver, controllerManager, scheduler, kwok, ...natsPorts } = usedPorts(o);
+  for (const [name, port] of Object.entries(natsPorts)) {
+    if (!(await portFree(port))) throw new Error(`cluster: port ${port} (${name}) is in use by another program`);
+  }
+  const bin = buildTools(o.quiet, ["nats-server"]);
+  for (const d of ["pids", "logs"]) mkdirSync(path.join(o.dir, d), { recursive: true });
+  writeFileSync(path.join(o.dir, "options.json"), JSON.stringify({ natsNodes: natsNodes(o), natsOnly: true }));
+  try {
+    startNats(o, bin);
+    for (let node = 1; node <= natsNodes(o); node++) await waitHealthy(o, natsComponent(node), 60_000);
+  } catch (e) {
+    await stopAll(o);
+    throw e;
+  }
+  return clusterEnv(o).RADFLOW_NATS_URL;
+}
+
+async function startAll(o: ClusterOptions, bin: string) {
+  const p = ports(o.portBase);
   const t0 = Date.now();
   for (const d of ["pids", "logs", "pki", "nats", "scheduler", "kcm"])
     mkdirSync(path.join(o.dir, d), { recursive: true });
+  writeFileSync(path.join(o.dir, "options.json"), JSON.stringify({ natsNodes: natsNodes(o) }));
   // etcd's data lives on tmpfs where there is one: tests want speed, not durability.
   const etcdData = existsSync("/dev/shm")
     ? path.join("/dev/shm", `radflow-etcd-${o.portBase}`)
@@ -367,15 +663,8 @@ export async function up(o: ClusterOptions): Promise<ClusterEnv> {
     "--quota-backend-bytes=4294967296",
     "--log-level=warn",
   ]);
-  start(o, bin, "nats-server", [
-    "--jetstream",
-    `--store_dir=${path.join(o.dir, "nats")}`,
-    "--addr=127.0.0.1",
-    `--port=${p.nats}`,
-    `--http_port=${p.natsMonitor}`,
-    "--server_name=radflow-local",
-  ]);
-  await waitFor("etcd to answer /health", 30_000, async () => (await fetch(`http://127.0.0.1:${p.etcd}/health`)).ok, o);
+  startNats(o, bin);
+  await waitHealthy(o, "etcd", 30_000);
   start(o, bin, "kube-apiserver", [
     `--etcd-servers=http://127.0.0.1:${p.etcd}`,
     "--bind-address=127.0.0.1",
@@ -397,7 +686,7 @@ export async function up(o: ClusterOptions): Promise<ClusterEnv> {
     "--profiling=false",
     "--v=0",
   ]);
-  await waitFor("kube-apiserver /readyz", 90_000, async () => (await httpsGet(o, "/readyz")).status === 200, o);
+  await waitHealthy(o, "kube-apiserver", 90_000);
   start(o, bin, "kube-controller-manager", [
     `--kubeconfig=${kubeconfig}`,
     `--authentication-kubeconfig=${kubeconfig}`,
@@ -449,6 +738,9 @@ options:
 ${readFileSync(path.join(hackDir, "kwok-stages.yaml"), "utf8")}`,
   );
   start(o, bin, "kwok", [`--kubeconfig=${kubeconfig}`, `--config=${path.join(o.dir, "kwok.yaml")}`]);
+  // each component's own health, so that one that could not start (a port taken, a bad flag) is
+  // named with its log rather than found later as pods that stay Pending
+  for (const c of ["kube-controller-manager", "kube-scheduler", "kwok"] as const) await waitHealthy(o, c, 60_000);
   await waitFor(
     "the default ServiceAccount (controller-manager is up)",
     60_000,
@@ -470,19 +762,27 @@ ${readFileSync(path.join(hackDir, "kwok-stages.yaml"), "utf8")}`,
     },
     o,
   );
-  await waitFor(
-    "nats-server JetStream",
-    30_000,
-    async () => (await fetch(`http://127.0.0.1:${p.natsMonitor}/healthz?js-enabled-only=true`)).ok,
-    o,
-  );
+  for (let node = 1; node <= natsNodes(o); node++) await waitHealthy(o, natsComponent(node), 60_000);
+  // a last look at all of them: one may have died after it was found healthy
+  const late = await problems(o);
+  if (late.length > 0) throw new Error(`cluster: ${late.map((x) => x.problem).join("\n")}`);
   log(o, `up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  return clusterEnv(o);
 }
 
-export async function down(o: ClusterOptions): Promise<void> {
-  // reverse order: clients before the API server, the API server before etcd
-  for (const c of [...components].reverse()) {
+/** Stops every component that has a pid file (whatever options it was started with). */
+async function stopAll(o: ClusterOptions): Promise<void> {
+  const pidDir = path.join(o.dir, "pids");
+  const started = existsSync(pidDir)
+    ? readdirSync(pidDir)
+        .filter((f) => f.endsWith(".pid"))
+        .map((f) => f.slice(0, -".pid".length))
+    : [];
+  // reverse start order: clients before the API server, the API server before etcd; anything
+  // else with a pid file here (the demo's operator) first of all
+  const order = [...components, ...extraNatsNodes] as string[];
+  const rank = (c: string) => (order.includes(c) ? order.indexOf(c) : order.length);
+  started.sort((a, b) => rank(b) - rank(a));
+  for (const c of started) {
     const pid = readPid(o, c);
     if (!alive(pid)) continue;
     try {
@@ -495,9 +795,22 @@ export async function down(o: ClusterOptions): Promise<void> {
     if (alive(pid)) process.kill(pid as number, "SIGKILL");
     log(o, `stopped ${c}`);
   }
+}
+
+export async function down(o: ClusterOptions): Promise<void> {
+  await stopAll(o);
   const dataDirFile = path.join(o.dir, "etcd-data-dir");
   if (existsSync(dataDirFile)) rmSync(readFileSync(dataDirFile, "utf8").trim(), { recursive: true, force: true });
   rmSync(o.dir, { recursive: true, force: true });
+}
+
+/** Kills one component at once (SIGKILL: a crash, or a node lost), without starting it again. */
+export async function kill(o: ClusterOptions, c: Component): Promise<void> {
+  const pid = readPid(o, c);
+  if (!alive(pid)) throw new Error(`cluster: ${c} is not running`);
+  process.kill(pid as number, "SIGKILL");
+  const deadline = Date.now() + 10_000;
+  while (alive(pid) && Date.now() < deadline) await sleep(50);
 }
 
 /**
@@ -518,17 +831,7 @@ export async function restart(o: ClusterOptions, c: Component, downMs = 0): Prom
     args: string[];
   };
   start(o, bin, c, args);
-  const p = ports(o.portBase);
-  if (c === "nats-server") {
-    await waitFor(
-      "nats-server to answer again",
-      30_000,
-      async () => (await fetch(`http://127.0.0.1:${p.natsMonitor}/healthz`)).ok,
-      o,
-    );
-  } else if (c === "kube-apiserver") {
-    await waitFor("kube-apiserver /readyz again", 90_000, async () => (await httpsGet(o, "/readyz")).status === 200, o);
-  }
+  await waitHealthy(o, c, 90_000);
 }
 
 /** Freezes a component (SIGSTOP) for `ms`, then lets it run on: an unreachable peer, not a dead one. */
@@ -543,56 +846,77 @@ export async function pause(o: ClusterOptions, c: Component, ms: number): Promis
   }
 }
 
-export async function status(o: ClusterOptions): Promise<string> {
-  const lines = components.map((c) => {
-    const pid = readPid(o, c);
-    return `${c.padEnd(24)} ${alive(pid) ? `running (pid ${pid})` : "stopped"}`;
+export interface ClusterStatus {
+  /** a line per component and node, then the environment */
+  text: string;
+  /** every component running and healthy */
+  ok: boolean;
+}
+
+/** Each component (running and healthy, or what is wrong with the end of its log) and the nodes. */
+export async function status(o: ClusterOptions): Promise<ClusterStatus> {
+  const rec = recordedOptions(o);
+  const found = await problems(rec);
+  const lines = componentsOf(rec).map((c) => {
+    const f = found.find((x) => x.component === c);
+    if (!f) return `${c.padEnd(24)} running (pid ${readPid(rec, c)}), healthy`;
+    const detail = f.problem.split("\n");
+    return [`${c.padEnd(24)} ${f.running ? "UNHEALTHY" : "NOT RUNNING"}: ${detail[0]}`, ...detail.slice(1)].join("\n");
   });
-  let ready = "unreachable";
-  try {
-    const r = await httpsGet(o, "/readyz");
-    ready = r.status === 200 ? "ready" : `not ready (${r.status})`;
-  } catch {}
-  lines.push(`${"api server".padEnd(24)} ${ready}`);
-  if (ready === "ready") {
-    const nodes = JSON.parse((await httpsGet(o, "/api/v1/nodes")).body) as {
-      items: {
-        metadata: { name: string; labels?: Record<string, string> };
-        status?: { allocatable?: Record<string, string> };
-      }[];
-    };
-    for (const n of nodes.items) {
-      const gpu = n.status?.allocatable?.["nvidia.com/gpu"];
-      const product = n.metadata.labels?.["nvidia.com/gpu.product"];
-      lines.push(`node ${n.metadata.name.padEnd(19)} ${gpu ? `${gpu} GPU (${product})` : "CPU only"}`);
+  if (!existsSync(path.join(rec.dir, "pids")) || readdirSync(path.join(rec.dir, "pids")).length === 0) {
+    return { text: `no cluster in ${rec.dir} (hack/cluster up starts one)`, ok: false };
+  }
+  if (!found.some((f) => f.component === "kube-apiserver") && existsSync(path.join(rec.dir, "pki"))) {
+    try {
+      const nodes = JSON.parse((await httpsGet(rec, "/api/v1/nodes")).body) as {
+        items: {
+          metadata: { name: string; labels?: Record<string, string> };
+          status?: { allocatable?: Record<string, string> };
+        }[];
+      };
+      for (const n of nodes.items) {
+        const gpu = n.status?.allocatable?.["nvidia.com/gpu"];
+        const product = n.metadata.labels?.["nvidia.com/gpu.product"];
+        lines.push(`node ${n.metadata.name.padEnd(19)} ${gpu ? `${gpu} GPU (${product})` : "CPU only"}`);
+      }
+    } catch (e) {
+      lines.push(`nodes: could not list them (${(e as Error).message})`);
     }
   }
-  const env = clusterEnv(o);
+  const env = clusterEnv(rec);
   lines.push(`KUBECONFIG=${env.KUBECONFIG}`, `RADFLOW_NATS_URL=${env.RADFLOW_NATS_URL}`);
-  return lines.join("\n");
+  if (found.length > 0)
+    lines.push(`cluster: ${found.length} component(s) not well; \`hack/cluster up\` starts dead ones again`);
+  return { text: lines.join("\n"), ok: found.length === 0 };
 }
 
 async function main(argv: string[]) {
   const o = defaultOptions();
   switch (argv[0]) {
-    case "up":
+    case "up": {
+      if (argv.includes("--nats-cluster")) o.natsNodes = 3;
       await up(o);
-      console.log(await status(o));
+      const s = await status(o);
+      console.log(s.text);
+      process.exitCode = s.ok ? 0 : 1;
       break;
+    }
     case "down":
       await down(o);
       break;
-    case "status":
-      console.log(await status(o));
-      process.exitCode = (await isUp(o)) ? 0 : 1;
+    case "status": {
+      const s = await status(o);
+      console.log(s.text);
+      process.exitCode = s.ok ? 0 : 1;
       break;
+    }
     case "env": {
-      const env = clusterEnv(o);
+      const env = clusterEnv(recordedOptions(o));
       console.log(`export KUBECONFIG=${env.KUBECONFIG}\nexport RADFLOW_NATS_URL=${env.RADFLOW_NATS_URL}`);
       break;
     }
     default:
-      console.error("usage: hack/cluster up | down | status | env");
+      console.error("usage: hack/cluster up [--nats-cluster] | down | status | env");
       process.exitCode = 2;
   }
 }

@@ -7,8 +7,24 @@
 //   npm run demo [-- --keep] [-- --studies N]
 //     --keep      leave the cluster and operator running after the summary (explore with kubectl)
 //     --fast      skip the pauses between waves of studies
+//
+// On a fresh machine it first installs what it needs (hack/deps.sh: dcmtk for the DICOM files).
+// Whatever fails, it stops what it started — the operator and, unless it was already running, the
+// cluster — and keeps their logs in a directory it names. RADFLOW_CLUSTER_DIR / RADFLOW_PORT_BASE
+// choose the cluster (hack/cluster.ts); RADFLOW_DEMO_DUMP2DCM the dcmtk program (tests point it at
+// one that does not exist to check the cleanup).
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -24,6 +40,7 @@ const NS = "radiology";
 const DEMO_PVCS = [`${NS}/imaging-studies`, `${NS}/neuro-studies`];
 const DEMO_SECRETS = [`${NS}/imaging-s3-credentials`, `${NS}/research-s3-credentials`];
 const METRICS_PORT = Number(process.env.RADFLOW_DEMO_METRICS_PORT ?? 9464);
+const DUMP2DCM = process.env.RADFLOW_DEMO_DUMP2DCM ?? "dump2dcm";
 
 const { values: flags } = parseArgs({
   options: { keep: { type: "boolean" }, fast: { type: "boolean" } },
@@ -145,7 +162,7 @@ function writeStudy(dir: string, n: number, s: StudyPlan): void {
       ].join("\n");
       const txt = path.join(dir, `s${si}-${k}.dump`);
       writeFileSync(txt, dump);
-      execFileSync("dump2dcm", ["--write-xfer-little", txt, path.join(dir, `s${si}-${k}.dcm`)]);
+      execFileSync(DUMP2DCM, ["--write-xfer-little", txt, path.join(dir, `s${si}-${k}.dcm`)]);
       rmSync(txt);
     }
   });
@@ -233,6 +250,27 @@ function percentile(xs: number[], p: number): number | undefined {
 }
 const secs = (x: number | undefined) => (x === undefined ? "-" : `${x.toFixed(1)}s`);
 
+/** The Debian packages the demo uses (dcmtk's dump2dcm), installed when missing: hack/deps.sh. */
+function ensureDeps(): void {
+  try {
+    execFileSync(path.join(root, "hack", "deps.sh"), { stdio: ["ignore", "inherit", "inherit"] });
+  } catch (e) {
+    throw new Error(`installing the demo's Debian packages failed (hack/deps.sh: ${(e as Error).message})`);
+  }
+}
+
+/** Set by main once it may have started something: stops it all and exits with the code. */
+let cleanupRef: ((exitCode: number) => Promise<void>) | undefined;
+
+async function stopOperator(operator: ChildProcess | undefined): Promise<void> {
+  if (!operator || operator.exitCode !== null || operator.signalCode !== null) return;
+  const exited = new Promise((r) => operator.once("exit", r));
+  operator.kill("SIGTERM");
+  const timer = setTimeout(() => operator.kill("SIGKILL"), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
 async function main(): Promise<void> {
   const o = defaultOptions();
   const hadCluster = await isUp(o);
@@ -243,6 +281,7 @@ async function main(): Promise<void> {
   const cleanup = async (exitCode: number) => {
     if (cleaning) return;
     cleaning = true;
+    const failed = exitCode !== 0;
     if (hadCluster && kubectlRef) {
       // a cluster we did not start stays: remove the demo's namespace while the operator still
       // runs, so its finalizers are released
@@ -251,20 +290,29 @@ async function main(): Promise<void> {
         kubectlRef(["delete", "namespace", NS, "--timeout=60s"]);
       } catch {}
     }
-    operator?.kill("SIGTERM");
+    await stopOperator(operator);
     if (work) rmSync(work, { recursive: true, force: true });
-    if (!hadCluster && !flags.keep) {
+    // a failed demo leaves nothing running, --keep or not; a cluster that was up before stays
+    if (!hadCluster && (failed || !flags.keep)) {
+      const logs = path.join(o.dir, "logs");
+      if (failed && existsSync(logs)) {
+        const kept = mkdtempSync(path.join(os.tmpdir(), "radflow-demo-logs-"));
+        cpSync(logs, kept, { recursive: true });
+        say(`the cluster's and operator's logs: ${kept}`);
+      }
       say(dim("stopping the local cluster (hack/cluster down)…"));
-      await down(o);
+      await down(o).catch((e: Error) => say(`hack/cluster down failed: ${e.message}`));
     }
     process.exit(exitCode);
   };
+  cleanupRef = cleanup;
   process.on("SIGINT", () => {
     say("\ninterrupted: cleaning up");
     void cleanup(130);
   });
 
   say(bold("radflow demo — a day of studies through AI models on (fake) GPU nodes"));
+  ensureDeps();
   say(dim("1/6 local cluster: etcd, kube-apiserver, controller-manager, scheduler, KWOK GPU nodes, NATS JetStream"));
   const bin = buildTools();
   const env = await up({ ...o, quiet: false });
@@ -355,6 +403,8 @@ async function main(): Promise<void> {
       stdio: ["ignore", logFd, logFd],
     },
   );
+  // next to the cluster's components: `hack/cluster down` stops it too, should this process die
+  writeFileSync(path.join(o.dir, "pids", "radflow-operator.pid"), String(operator.pid));
   operator.on("exit", (code) => {
     if (!cleaning) {
       say(`operator exited (${code}); its log: ${opLog}`);
@@ -524,7 +574,8 @@ async function main(): Promise<void> {
   await cleanup(failed > 0 && tasks.length === 0 ? 1 : 0);
 }
 
-main().catch((e: Error) => {
+main().catch(async (e: Error) => {
   process.stderr.write(`demo failed: ${e.message}\n`);
+  if (cleanupRef) await cleanupRef(1);
   process.exit(1);
 });

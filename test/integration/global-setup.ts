@@ -4,7 +4,7 @@
 import { execFileSync } from "node:child_process";
 import path from "node:path";
 import type { TestProject } from "vitest/node";
-import { buildTools, down, up } from "../../hack/cluster.ts";
+import { buildTools, DEFAULT_PORT_BASE, DEFAULT_TEST_PORT_BASE, down, up } from "../../hack/cluster.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -23,7 +23,7 @@ export default async function setup(project: TestProject) {
   let env: { KUBECONFIG: string; RADFLOW_NATS_URL: string };
   let o = {
     dir: process.env.RADFLOW_CLUSTER_DIR ?? "/tmp/radflow-cluster",
-    portBase: Number(process.env.RADFLOW_PORT_BASE ?? 36400),
+    portBase: Number(process.env.RADFLOW_PORT_BASE ?? DEFAULT_PORT_BASE),
   };
   if (process.env.KUBECONFIG && process.env.RADFLOW_NATS_URL) {
     env = { KUBECONFIG: process.env.KUBECONFIG, RADFLOW_NATS_URL: process.env.RADFLOW_NATS_URL };
@@ -31,7 +31,7 @@ export default async function setup(project: TestProject) {
   } else {
     const mine = {
       dir: process.env.RADFLOW_TEST_CLUSTER_DIR ?? "/tmp/radflow-test-cluster",
-      portBase: Number(process.env.RADFLOW_TEST_PORT_BASE ?? 36500),
+      portBase: Number(process.env.RADFLOW_TEST_PORT_BASE ?? DEFAULT_TEST_PORT_BASE),
     };
     o = mine;
     env = await up(mine);
