@@ -133,6 +133,27 @@ function toIso(v: Date | string): string {
   return v instanceof Date ? v.toISOString() : String(v);
 }
 
+/**
+ * Whose is the Job that holds the name this task's step wanted? "ours": the task's own (a re-plan
+ * after a restart); "leaving": gone or an earlier incarnation's being deleted (create again
+ * shortly); otherwise what holds it, for the step's JobNameConflict message (names only, no PHI).
+ */
+export function jobOwnership(
+  task: InferenceTask,
+  step: string,
+  existing: V1Job | undefined,
+): "ours" | "leaving" | { conflict: string } {
+  if (!existing) return "leaving";
+  const labels = existing.metadata?.labels ?? {};
+  const controllers = (existing.metadata?.ownerReferences ?? []).filter((o) => o.controller).map((o) => o.uid);
+  const sameTask = labels[LABEL_TASK] === task.metadata.name && labels[LABEL_STEP] === step;
+  if (sameTask && controllers.includes(task.metadata.uid as string)) return "ours";
+  if (sameTask && existing.metadata?.deletionTimestamp) return "leaving";
+  if (!labels[LABEL_TASK]) return { conflict: "a Job of that name exists that radflow did not make for this task" };
+  const whose = `task ${labels[LABEL_TASK]}${labels[LABEL_STEP] ? ` step ${labels[LABEL_STEP]}` : ""}`;
+  return { conflict: `it belongs to ${whose}${sameTask ? " of an earlier incarnation (another uid)" : ""}` };
+}
+
 /** True for a Job that holds (or will hold) a GPU slot: not finished and not being deleted. */
 export function jobIsRunning(j: V1Job): boolean {
   const v = jobView(j);
@@ -380,21 +401,13 @@ export class TaskController {
     const found = await track("list", "jobs", () =>
       this.batch.listNamespacedJob({ namespace: ns, fieldSelector: `metadata.name=${name}` }),
     );
-    const j = found.items[0];
-    if (!j) return "leaving"; // deleted in between: create again shortly
-    const labels = j.metadata?.labels ?? {};
-    const step = want.metadata?.labels?.[LABEL_STEP];
-    const ownerUids = (j.metadata?.ownerReferences ?? []).filter((o) => o.controller).map((o) => o.uid);
-    const sameTask = labels[LABEL_TASK] === task.metadata.name && labels[LABEL_STEP] === step;
-    if (sameTask && ownerUids.includes(task.metadata.uid as string)) return "ours";
-    if (sameTask && j.metadata?.deletionTimestamp) return "leaving";
-    const holder = labels[LABEL_TASK]
-      ? `it belongs to task ${labels[LABEL_TASK]}${labels[LABEL_STEP] ? ` step ${labels[LABEL_STEP]}` : ""}${
-          sameTask ? " of an earlier incarnation (another uid)" : ""
-        }`
-      : "a Job of that name exists and was not made by radflow for this task";
-    log.warn({ task: keyOf(task), step, job: name }, "job name taken by another object");
-    return { conflict: holder };
+    const verdict = jobOwnership(task, want.metadata?.labels?.[LABEL_STEP] as string, found.items[0]);
+    if (verdict !== "ours" && verdict !== "leaving")
+      log.warn(
+        { task: keyOf(task), step: want.metadata?.labels?.[LABEL_STEP], job: name },
+        "job name taken by another object",
+      );
+    return verdict;
   }
 
   /** Merge patch of the finalizer list, guarded by the resourceVersion we planned from. */
