@@ -125,21 +125,25 @@ export class Dispatcher {
     const { total, byWorkflow } = this.counts();
     let globalFree = this.o.globalCap ? this.o.globalCap - total : Number.POSITIVE_INFINITY;
     if (globalFree <= 0) return;
+    const wfRoom = new Map<string, number>(); // a workflow's free room before this pass hands any out
     const wfFree = new Map<string, number>();
     let spares = SPARE_WAKEUPS;
     for (const w of this.queue) {
-      let f = wfFree.get(w.workflowKey);
-      if (f === undefined) {
+      let room = wfRoom.get(w.workflowKey);
+      if (room === undefined) {
         const cap = this.o.workflowCap(w.workflowKey);
-        f = cap === undefined ? Number.POSITIVE_INFINITY : cap - (byWorkflow.get(w.workflowKey) ?? 0);
+        room = cap === undefined ? Number.POSITIVE_INFINITY : cap - (byWorkflow.get(w.workflowKey) ?? 0);
+        wfRoom.set(w.workflowKey, room);
       }
-      if (f <= 0) continue; // blocked by its own workflow's cap: it cannot start
-      if (globalFree > 0) {
+      if (room <= 0) continue; // its workflow is at its maxRunning: it cannot start, whatever frees elsewhere
+      const f = wfFree.get(w.workflowKey) ?? room;
+      if (globalFree > 0 && f > 0) {
         globalFree -= 1;
         wfFree.set(w.workflowKey, f - 1);
       } else if (spares > 0) {
-        spares -= 1;
-      } else break;
+        spares -= 1; // could start if one woken ahead of it does not take its slot
+      } else if (globalFree <= 0) break;
+      else continue;
       this.o.wake(w.key, w.priority);
     }
   }
