@@ -99,9 +99,13 @@ async function startGateway(extra: string[] = [], quiet = "1", metricsPort = POR
   gw.stderr?.on("data", (d) => {
     gwLog += d;
   });
+  const proc = gw;
   await waitFor(
-    async () => (await fetch(`http://127.0.0.1:${metricsPort}/readyz`).catch(() => undefined))?.ok || undefined,
-    20_000,
+    async () => {
+      if (proc.exitCode !== null) throw new Error(`the gateway exited (${proc.exitCode}):\n${gwLog.slice(-3000)}`);
+      return (await fetch(`http://127.0.0.1:${metricsPort}/readyz`).catch(() => undefined))?.ok || undefined;
+    },
+    90_000, // a loaded 2-core machine takes its time to start Node
     "the gateway to be ready",
   );
 }
