@@ -5,8 +5,9 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import yaml from "js-yaml";
-import { beforeAll, describe, expect, inject, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { registry } from "../../src/metrics/metrics.ts";
+import { tool } from "./tools.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const RULES = path.join(ROOT, "alerts/radflow.rules.yaml");
@@ -16,9 +17,7 @@ const DASHBOARD = path.join(ROOT, "dashboards/radflow.json");
 let promtool: string;
 beforeAll(() => {
   // built by the unit project's global setup (test/unit/global-setup.ts); fails loudly without it
-  const bin = inject("toolsBin");
-  if (!bin) throw new Error(inject("toolsError") || "promtool was not built (test/unit/global-setup.ts)");
-  promtool = path.join(bin, "promtool");
+  promtool = tool("promtool");
 });
 
 function runPromtool(args: string[]) {

@@ -14,8 +14,13 @@ declare module "vitest" {
   }
 }
 
-/** The test files that run tools, relative to the repository. */
-const NEEDS_TOOLS = ["test/unit/alerts.test.ts"];
+/** The test files that run tools (relative to the repository), and the tools they run. */
+const NEEDS_TOOLS: Record<string, string[]> = {
+  "test/unit/alerts.test.ts": ["promtool"],
+  "test/unit/helm-chart.test.ts": ["helm", "promtool"],
+  "test/unit/helm-drift.test.ts": ["helm"],
+  "test/unit/gateway/chart-and-cli.test.ts": ["helm"],
+};
 
 /** The positional file filters of this vitest run (vitest matches them as substrings of paths). */
 export function fileFilters(argv: string[]): string[] {
@@ -43,13 +48,19 @@ export function fileFilters(argv: string[]): string[] {
 export default function setup(project: TestProject) {
   const root = path.resolve(import.meta.dirname, "../..");
   const filters = fileFilters(process.argv).map((f) => path.relative(root, path.resolve(f)) || f);
-  const needed = filters.length === 0 || NEEDS_TOOLS.some((t) => filters.some((f) => t.includes(f)));
+  const tools = [
+    ...new Set(
+      Object.entries(NEEDS_TOOLS)
+        .filter(([file]) => filters.length === 0 || filters.some((f) => file.includes(f)))
+        .flatMap(([, t]) => t),
+    ),
+  ];
   project.provide("toolsBin", "");
   project.provide("toolsError", "");
-  if (!needed) return;
+  if (tools.length === 0) return;
   const t0 = Date.now();
   try {
-    project.provide("toolsBin", buildTools(false, ["promtool"]));
+    project.provide("toolsBin", buildTools(false, tools));
   } catch (e) {
     project.provide("toolsError", `building the unit tests' tools failed: ${(e as Error).message}`);
   }

@@ -2,14 +2,15 @@
 // the RBAC it grants (exactly the operator's verbs), the wiring of Secrets into the operator's
 // environment (parsed by the operator's own flag parser), the capability-gated monitoring
 // objects, and the messages for bad values. The cluster-side proof is test/integration/helm.test.ts.
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import yaml from "js-yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CHART, helmBinary } from "../../hack/render-manifests.ts";
+import { CHART } from "../../hack/render-manifests.ts";
 import { parseOperatorArgs } from "../../src/cmd/operator.ts";
+import { tool } from "./tools.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const NS = "imaging";
@@ -39,8 +40,9 @@ interface EnvVar {
 
 let helm: string;
 beforeAll(() => {
-  helm = helmBinary();
-}, 900_000);
+  // built by the unit project's global setup (test/unit/global-setup.ts), never here
+  helm = tool("helm");
+});
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 let nValues = 0;
@@ -628,14 +630,9 @@ describe("helm chart: monitoring objects only where the cluster serves monitorin
     const rule = one(render(on, withApi), "PrometheusRule");
     const file = path.join(tmp, "rules.yaml");
     writeFileSync(file, yaml.dump({ groups: rule.spec.groups }));
-    const out = execFileSync(path.join(ROOT, "hack/tools/build.sh"), ["promtool"], {
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    const promtool = path.join(out.trim().split("\n").at(-1) as string, "promtool");
-    const r = spawnSync(promtool, ["check", "rules", file], { encoding: "utf8" });
+    const r = spawnSync(tool("promtool"), ["check", "rules", file], { encoding: "utf8" });
     expect(r.status, `${r.stdout}${r.stderr}`).toBe(0);
-  }, 900_000);
+  });
 });
 
 describe("helm chart: CRDs", () => {

@@ -5,13 +5,14 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { chartCopies, helmBinary, MANIFESTS, main, sync } from "../../hack/render-manifests.ts";
+import { chartCopies, MANIFESTS, main, sync } from "../../hack/render-manifests.ts";
+import { tool } from "./tools.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 let helm: string;
 beforeAll(() => {
-  helm = helmBinary();
-}, 900_000);
+  helm = tool("helm"); // built by the unit project's global setup
+});
 
 describe("chart copies and manifests/", () => {
   it("are up to date (node hack/render-manifests.ts --check)", () => {

@@ -5,15 +5,16 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import yaml from "js-yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CHART, helmBinary } from "../../../hack/render-manifests.ts";
+import { CHART } from "../../../hack/render-manifests.ts";
 import { help, parseGatewayArgs } from "../../../src/cmd/gateway.ts";
+import { tool } from "../tools.ts";
 
 const tmp = mkdtempSync(path.join(tmpdir(), "rf-gw-chart-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 let helm: string;
 beforeAll(() => {
-  helm = helmBinary();
-}, 900_000);
+  helm = tool("helm"); // built by the unit project's global setup
+});
 
 // biome-ignore lint/suspicious/noExplicitAny: rendered Kubernetes objects
 type Obj = { kind: string; metadata: { name: string }; spec: any };
