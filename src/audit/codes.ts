@@ -1,4 +1,4 @@
-// The audit code table (ARCHITECTURE.md §5), held as data so a site can map radflow's facts to
+// The audit code table (docs/ARCHITECTURE.md §5), held as data so a site can map radflow's facts to
 // its own SOLE / ATNA code table without a code change: a YAML or JSON file given by path is
 // merged over the defaults below, kind by kind.
 //

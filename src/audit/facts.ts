@@ -1,4 +1,4 @@
-// The lifecycle facts radflow audits (ARCHITECTURE.md §5). Producers (ingest, reconcilers,
+// The lifecycle facts radflow audits (docs/ARCHITECTURE.md §5). Producers (ingest, reconcilers,
 // the operator's start/stop) describe what happened; src/audit renders each fact as a DICOM
 // AuditMessage (syslog/TLS) and a FHIR AuditEvent (NATS). Facts carry study identifiers:
 // audit records exist to hold them, so a fact must never be logged as it is.

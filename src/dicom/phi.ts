@@ -1,5 +1,5 @@
 // What of a DICOM header may be shown in a log, a metric or a terminal without consent
-// (ARCHITECTURE.md §7, REFERENCE.md "DICOM facts"). Default-deny: an attribute is loggable only
+// (docs/ARCHITECTURE.md §7). Default-deny: an attribute is loggable only
 // when it is listed as safe here; everything else is masked.
 import type { Study } from "../api/v1alpha1/study.ts";
 import { studyRef } from "../log/logger.ts";

@@ -1,4 +1,4 @@
-// StudyIngest: study events from JetStream → InferenceTasks (ARCHITECTURE.md §4).
+// StudyIngest: study events from JetStream → InferenceTasks (docs/ARCHITECTURE.md §4).
 //
 // A durable pull consumer with explicit ack. Every message ends in exactly one of:
 //   - every matched InferenceTask exists (created, already there, or made before and recorded in

@@ -1,4 +1,4 @@
-// The JetStream streams radflow reads and writes (ARCHITECTURE.md §4), created or brought up to
+// The JetStream streams radflow reads and writes (docs/ARCHITECTURE.md §4), created or brought up to
 // date at start. Safe to run from every replica at once: add, and on "already in use" update.
 // MONAI compatibility puts MONAI's subjects into the same streams (md.workflow.request next to
 // radflow.study.>, md.export.request.> next to radflow.task.>), so one consumer reads both

@@ -1,4 +1,4 @@
-// Builds the batch/v1 Job that runs one step of an InferenceTask (ARCHITECTURE.md "Jobs").
+// Builds the batch/v1 Job that runs one step of an InferenceTask (docs/ARCHITECTURE.md §3, "Jobs").
 // Pure: the task, the step and the configuration in, a Job out. Names, labels and env carry
 // workflow, task and step names only — never a UID, accession number or patient attribute.
 import { createHash } from "node:crypto";

@@ -1,4 +1,4 @@
-// Structured JSON logs (pino) with PHI redaction (ARCHITECTURE.md §7). Code must never log a
+// Structured JSON logs (pino) with PHI redaction (docs/ARCHITECTURE.md §7). Code must never log a
 // patient or study identifier; the redaction below is the safety net for when someone does:
 //
 // - PHI_PATHS: pino's own redaction of the usual places (top level and one level down);

@@ -1,4 +1,4 @@
-// Prometheus metrics (ARCHITECTURE.md §6). Labels never carry a study, patient or accession
+// Prometheus metrics (docs/ARCHITECTURE.md §6). Labels never carry a study, patient or accession
 // value: only workflow names, priorities, phases, outcomes, verbs and codes.
 import { readFileSync } from "node:fs";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";

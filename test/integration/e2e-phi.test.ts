@@ -1,4 +1,4 @@
-// PHI end to end (ARCHITECTURE.md §7): synthetic studies full of identifiers — patient names,
+// PHI end to end (docs/ARCHITECTURE.md §7): synthetic studies full of identifiers — patient names,
 // IDs, birth dates, accession numbers, UIDs, institution, physician and station names, and
 // descriptions that name the patient — go through `radflow send` (real DICOM files written by
 // dcmtk's dump2dcm) and as CloudEvents, through workflows that succeed, fail, and have rules

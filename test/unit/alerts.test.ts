@@ -78,7 +78,7 @@ describe("alert rules", () => {
     expect(r.out).toContain("SUCCESS");
   });
 
-  it("alert on what ARCHITECTURE.md §6 asks for", () => {
+  it("alert on what docs/ARCHITECTURE.md §6 asks for", () => {
     const alerts = rules()
       .map((r) => r.alert)
       .filter(Boolean);

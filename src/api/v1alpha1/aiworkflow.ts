@@ -1,4 +1,4 @@
-// AIWorkflow: which studies run which models (ARCHITECTURE.md §3).
+// AIWorkflow: which studies run which models (docs/ARCHITECTURE.md §3).
 import { z } from "zod";
 import {
   AETitle,

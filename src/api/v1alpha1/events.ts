@@ -1,4 +1,4 @@
-// Event payloads on NATS JetStream (ARCHITECTURE.md §4): the native CloudEvents 1.0 study and
+// Event payloads on NATS JetStream (docs/ARCHITECTURE.md §4): the native CloudEvents 1.0 study and
 // results events, MONAI Deploy's WorkflowRequestEvent and ExportRequestEvent as MONAI sends them,
 // and the dead-letter record. `toStudyEvent` turns either study format into the one internal
 // StudyEvent that routing works on.

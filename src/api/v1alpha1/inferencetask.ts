@@ -1,4 +1,4 @@
-// InferenceTask: one study through one workflow (ARCHITECTURE.md §3).
+// InferenceTask: one study through one workflow (docs/ARCHITECTURE.md §3).
 import { z } from "zod";
 import { AIWorkflowSpec, Steps } from "./aiworkflow.ts";
 import { Condition, DnsLabel, keyedList, ObjectMeta, Priority } from "./common.ts";

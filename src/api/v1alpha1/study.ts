@@ -1,6 +1,6 @@
 // The study summary: what routing and step conditions need to know about a study, without
 // reading its images. It travels in the study event and is copied into InferenceTask.spec.study,
-// one of the few places PHI is allowed to live (ARCHITECTURE.md §7).
+// one of the few places PHI is allowed to live (docs/ARCHITECTURE.md §7).
 import { z } from "zod";
 import { AETitle, DicomUID } from "./common.ts";
 

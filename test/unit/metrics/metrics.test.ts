@@ -31,7 +31,7 @@ describe("metrics registry", () => {
     }
   });
 
-  it("has every metric ARCHITECTURE.md §6 lists", () => {
+  it("has every metric docs/ARCHITECTURE.md §6 lists", () => {
     for (const n of [
       "radflow_study_events_total",
       "radflow_tasks_created_total",
