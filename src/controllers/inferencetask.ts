@@ -21,6 +21,7 @@ import {
 import type { AuditFact, AuditSink } from "../audit/facts.ts";
 import type { OperatorConfig } from "../config/operator-config.ts";
 import { buildJob } from "../jobs/job-builder.ts";
+import { storageRefusal } from "../jobs/trust.ts";
 import { isAlreadyExists, isNotFound, mergePatch, track } from "../kube/client.ts";
 import type { Recorder } from "../kube/events.ts";
 import { type Cache, errMessage, keyOf } from "../kube/informer.ts";
@@ -226,6 +227,7 @@ export class TaskController {
       startTimeoutSeconds: this.d.config.startTimeoutSeconds,
       defaultTtlSeconds: this.d.config.taskTtlSeconds,
       jobConflicts: undefined as Record<string, string> | undefined,
+      storageRefusal: storageRefusal(ns, task.spec.storage),
     };
     let plan = planTask(input);
     if (plan.needsLivePods) {

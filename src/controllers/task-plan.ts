@@ -64,6 +64,8 @@ export interface PlanInput {
   defaultTtlSeconds?: number;
   /** steps whose Job name is held by an object that is not this task's Job (step → what holds it) */
   jobConflicts?: Record<string, string>;
+  /** why the task's storage may not be used (src/jobs/trust.ts): a step that would start fails instead */
+  storageRefusal?: string;
 }
 
 export interface PlannedEvent {
@@ -133,6 +135,7 @@ const PROPAGATED_REASONS: ReadonlySet<string> = new Set([
   "ConditionError",
   "JobNameConflict",
   "OutputsLost",
+  "StorageNotAllowed",
 ]);
 const DONE_STEP: ReadonlySet<StepPhase> = new Set(["Succeeded", "Skipped"]);
 const FINISHED_STEP: ReadonlySet<StepPhase> = new Set(["Succeeded", "Skipped", "Failed", "Canceled"]);
@@ -491,6 +494,17 @@ export function planTask(input: PlanInput): Plan {
             phase: "Skipped",
             reason: "ConditionFalse",
             message: "`when` is false",
+            completionTime: iso(now),
+          };
+        } else if (input.storageRefusal !== undefined) {
+          // an InferenceTask created directly (not from a Ready workflow) naming storage nobody allowed:
+          // no Job is built, and the step says why rather than retrying forever
+          s = {
+            name: step.name,
+            phase: "Failed",
+            reason: "StorageNotAllowed",
+            message: input.storageRefusal.slice(0, 1024),
+            startTime: before?.startTime ?? iso(now),
             completionTime: iso(now),
           };
         } else if (capacity > 0) {

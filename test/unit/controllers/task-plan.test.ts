@@ -1224,6 +1224,16 @@ describe("hardening (issue 12): steps that cannot succeed fail loudly", () => {
     expect(again.create).toEqual([]);
   });
 
+  it("storage nobody allowed (a task created directly) fails the step with StorageNotAllowed, no Job", () => {
+    const t = created();
+    const why = "storage.pvc.claimName 'x' is not a PersistentVolumeClaim the platform allowed for radflow";
+    const p = plan(t, { now: at(1), capacity: 1, storageRefusal: why });
+    expect(p.create).toEqual([]);
+    expect(step(p, "detect")).toMatchObject({ phase: "Failed", reason: "StorageNotAllowed", message: why });
+    expect(p.status.phase).toBe("Failed");
+    expect(cond(p, "Succeeded")).toMatchObject({ status: "False", reason: "StorageNotAllowed" });
+  });
+
   it("seven parallel steps with 40-character names: currentStep fits the schema's 256 characters", () => {
     const steps = Array.from({ length: 7 }, (_, i) => ({ name: `${String.fromCharCode(97 + i)}${"x".repeat(39)}` }));
     const p = plan(makeTask({ steps }), { capacity: Number.POSITIVE_INFINITY });
