@@ -61,6 +61,7 @@ export function stowResponse(results: readonly InstanceResult[]): { status: numb
   return { status, body };
 }
 
+const MAX_INFLIGHT_COMMITS = 4;
 const STUDIES = /^(?:\/[^/?]+)*\/studies(?:\/([0-9.]{1,64}))?\/?$/;
 
 export async function startStow(o: StowOptions): Promise<StowServer> {
@@ -91,6 +92,7 @@ export async function startStow(o: StowOptions): Promise<StowServer> {
 
     const results: InstanceResult[] = [];
     const pending: Promise<void>[] = [];
+    let inflight = 0;
     try {
       await readMultipart(
         req,
@@ -110,13 +112,16 @@ export async function startStow(o: StowOptions): Promise<StowServer> {
                 if (f.write(b)) resolve();
                 else f.once("drain", () => resolve());
               }),
-            end: () => {
-              // committing (fsync, checks, journal) runs while the next part is read
-              pending.push(
-                storeOne(o, f, studyUID).then((r) => {
-                  results[slot] = r;
-                }),
-              );
+            end: async () => {
+              // committing (fsync, checks, journal) runs while the next part is read, a few at
+              // a time: a fast client must not pile up thousands of open files and buffers
+              inflight++;
+              const p = storeOne(o, f, studyUID).then((r) => {
+                results[slot] = r;
+                inflight--;
+              });
+              pending.push(p);
+              if (inflight >= MAX_INFLIGHT_COMMITS) await p;
             },
             abort: () => f.discard(),
           };
