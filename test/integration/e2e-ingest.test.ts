@@ -47,6 +47,7 @@ import {
   waitTasksFinished,
   waitWorkflowReady,
 } from "../support/e2e.ts";
+import { sharedPath, withoutShared } from "../support/shared.ts";
 import { clusterOptions, kubectl, useNamespace, waitFor } from "./helpers.ts";
 import { type OperatorProcess, startOperator } from "./operator-process.ts";
 
@@ -55,7 +56,7 @@ const ns = useNamespace("e2e-ingest");
 const RUN = numericRunId();
 const STUDY_SUBJECT = `radflow.study.e2e-ingest.${RUN}`;
 const UID_ROOT = `1.2.826.0.1.3680043.8.498.${RUN}`;
-const fixtures = path.resolve(import.meta.dirname, "../../../shared/fixtures/monai");
+const fixtures = sharedPath("fixtures", "monai");
 
 let nats: Nats;
 const operators: OperatorProcess[] = [];
@@ -441,7 +442,7 @@ function idOf(payloadB64: string): string {
   }
 }
 
-describe("MONAI Deploy compatibility, end to end", () => {
+describe.skipIf(withoutShared(import.meta.filename))("MONAI Deploy compatibility, end to end", () => {
   it("an imported MONAI workflow starts a task for MONAI's own WorkflowRequestEvent", async () => {
     // The two per-run changes to the fixtures: a fresh payload_id (the idempotency key; the
     // fixture's would be dropped as a duplicate inside JetStream's window) and a called AE title
