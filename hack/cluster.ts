@@ -378,7 +378,14 @@ export async function health(o: ClusterOptions, c: Component): Promise<string> {
         return await plain(`http://127.0.0.1:${p.kwok}/healthz`);
       default: {
         const node = c === "nats-server" ? 1 : Number(c.slice("nats-server-".length));
-        return await plain(`http://127.0.0.1:${natsNodePorts(o.portBase, node).monitor}/healthz?js-enabled-only=true`);
+        const monitor = `http://127.0.0.1:${natsNodePorts(o.portBase, node).monitor}`;
+        const why = await plain(`${monitor}/healthz?js-enabled-only=true`);
+        if (why || natsNodes(o) === 1) return why;
+        // in a cluster, JetStream answers API requests only once the nodes have elected a meta leader
+        const jsz = (await (await fetch(`${monitor}/jsz`, { signal: AbortSignal.timeout(2000) })).json()) as {
+          meta_cluster?: { leader?: string };
+        };
+        return jsz.meta_cluster?.leader ? "" : "no JetStream meta leader yet";
       }
     }
   } catch (e) {

@@ -59,11 +59,12 @@ beforeAll(async () => {
     reconnectTimeWait: 250,
     waitOnFirstConnect: true,
   });
-  nats = { nc, js: jetstream(nc), jsm: await jetstreamManager(nc) };
   // The streams at R3 before anything uses them (the operator would make the same; a fresh
-  // cluster needs a few seconds to elect its meta leader, hence the retries).
+  // cluster may still be placing its first streams, hence the retries).
   await waitFor("the streams created at R3", 60_000, async () => {
-    await ensureStreams(nats.jsm, { replicas: 3 });
+    const jsm = await jetstreamManager(nc);
+    await ensureStreams(jsm, { replicas: 3 });
+    nats = { nc, js: jetstream(nc), jsm };
     return { done: true };
   });
 }, 180_000);
