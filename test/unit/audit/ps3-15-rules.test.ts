@@ -1,7 +1,7 @@
 // DICOM PS3.15 A.5.3 per-event rules, beyond what the schema can say, checked on the rendered
 // XML with xmllint's XPath (an independent reader), for every fact kind, with and without AE
 // titles; plus the record size bound that keeps a record whole in rsyslog's default 8 KiB.
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -63,17 +63,21 @@ function broken(xml: string, extra: Record<string, string> = {}): string[] {
   const dir = mkdtempSync(path.join(tmpdir(), "radflow-a53-"));
   const file = path.join(dir, "m.xml");
   writeFileSync(file, xml);
-  const id = run("xmllint", [
-    "--xpath",
-    "string(/AuditMessage/EventIdentification/EventID/@csd-code)",
-    file,
-  ]).stdout.trim();
-  const rules = Object.entries({ ...(RULES[id] ?? {}), ...extra });
-  if (rules.length === 0) return [];
-  // one xmllint run answers every rule: "true|false|…" in the rules' order
-  const all = `concat(${rules.map(([, x]) => `boolean(${x})`).join(", '|', ")}, '')`;
-  const answers = run("xmllint", ["--xpath", all, file]).stdout.trim().split("|");
-  return rules.filter((_, i) => answers[i] !== "true").map(([what]) => `${id}: ${what}`);
+  try {
+    const id = run("xmllint", [
+      "--xpath",
+      "string(/AuditMessage/EventIdentification/EventID/@csd-code)",
+      file,
+    ]).stdout.trim();
+    const rules = Object.entries({ ...(RULES[id] ?? {}), ...extra });
+    if (rules.length === 0) return [];
+    // one xmllint run answers every rule: "true|false|…" in the rules' order
+    const all = `concat(${rules.map(([, x]) => `boolean(${x})`).join(", '|', ")}, '')`;
+    const answers = run("xmllint", ["--xpath", all, file]).stdout.trim().split("|");
+    return rules.filter((_, i) => answers[i] !== "true").map(([what]) => `${id}: ${what}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Every kind as the pipeline sees it: the full sample, and a study known only by its event's source. */
