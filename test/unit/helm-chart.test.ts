@@ -352,6 +352,7 @@ describe("helm chart: NATS, audit repository and PHI key from Secrets", () => {
         existingSecret: "nats-auth",
         secretKeys: { token: "token" },
         tls: { existingSecret: "nats-ca", secretKeys: { ca: "ca.crt" } },
+        streamReplicas: 3,
       },
     });
     expect(filesOf(objs)).toEqual({
@@ -363,6 +364,7 @@ describe("helm chart: NATS, audit repository and PHI key from Secrets", () => {
       url: "tls://nats-0.nats:4222,tls://nats-1.nats:4222",
       consumer: "radflow-site-a",
       monai: true,
+      streamReplicas: 3, // a JetStream cluster keeps every stream on three nodes
     });
     const e = processEnv(objs);
     expect(e.RADFLOW_NATS_TOKEN_FILE).toBe("/etc/radflow/nats/token");
