@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Installs the Debian packages radflow's tests and demo use, when they are missing.
+# Installs the Debian packages radflow's tests and demo use, when they are missing. `npm test`
+# (pretest), the demo and .ci/run call it, so a fresh machine needs nothing installed by hand.
 #   trang, libxml2-utils: validate DICOM audit messages against the RELAX NG schema
-#   dcmtk: make real DICOM Part-10 files for tests and the demo
+#   dcmtk: real DICOM Part-10 files, storescu/echoscu as the gateway's peers
 #   openssl: certificates for the local cluster and TLS syslog
+#   rsyslog, rsyslog-openssl: the Audit Record Repository of the integration tests (TLS)
+#   maven, default-jre-headless: the offline FHIR R4 checker (hack/tools/fhir-validator)
 set -euo pipefail
+want=(trang libxml2-utils dcmtk openssl rsyslog rsyslog-openssl maven default-jre-headless)
 need=()
-command -v trang >/dev/null || need+=(trang)
-command -v xmllint >/dev/null || need+=(libxml2-utils)
-command -v dump2dcm >/dev/null || need+=(dcmtk)
-command -v openssl >/dev/null || need+=(openssl)
-command -v rsyslogd >/dev/null || need+=(rsyslog rsyslog-openssl); command -v mvn >/dev/null || need+=(maven default-jre-headless)
+for p in "${want[@]}"; do
+  # by package, not by command: rsyslog-openssl is a module, not a program
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "deps: installing ${need[*]} from Debian" >&2
 sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
 $sudo apt-get update -qq >&2 || true
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >&2
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
