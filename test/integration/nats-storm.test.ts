@@ -148,9 +148,14 @@ describe("a three-node JetStream cluster", () => {
       };
     });
     const taskUids = new Set(tasks.map((t) => t.metadata.uid));
-    const results = (await readStream(nats.js, nats.jsm, STREAM.results, [SUBJECT.taskSucceeded], since.results))
-      .map((m) => m.json<TaskResultEvent>())
-      .filter((e) => taskUids.has(e.data.task.uid));
+    // read through waitFor: with one node of three dead, a JetStream API request (the reader's
+    // ordered consumer) can time out while the cluster settles; a retry is the client's job
+    const results = await waitFor("the task results in RADFLOW_RESULTS", 120_000, async () => {
+      const rs = (await readStream(nats.js, nats.jsm, STREAM.results, [SUBJECT.taskSucceeded], since.results))
+        .map((m) => m.json<TaskResultEvent>())
+        .filter((e) => taskUids.has(e.data.task.uid));
+      return { done: rs.length >= EVENTS, value: rs, seen: rs.length };
+    });
     expect(results).toHaveLength(EVENTS);
     expect(new Set(results.map((e) => e.data.task.uid)).size).toBe(EVENTS);
 
