@@ -23,7 +23,7 @@ export function run(cmd: string, args: string[], opts: { cwd?: string; input?: s
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** The DICOM audit schema and FHIR example (../shared: tests that read them skip when it is absent). */
+/** The DICOM audit schema and FHIR example, from the shared fixtures (test/support/shared.ts); every caller skips with a reason when they are absent. */
 export const FIXTURES = sharedPath("fixtures", "audit");
 
 /**
