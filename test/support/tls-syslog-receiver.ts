@@ -2,7 +2,7 @@
 // openssl, decoding octet-counted frames. It can be stopped (dropping live connections, as a
 // crashed repository would) and started again on the same port.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -47,7 +47,9 @@ export function selfSigned(cn = "localhost"): Pem {
       `openssl could not make a certificate (apt-get install -y openssl): ${r.error?.message ?? r.stderr}`,
     );
   }
-  return { key: readFileSync(key, "utf8"), cert: readFileSync(cert, "utf8") };
+  const pem = { key: readFileSync(key, "utf8"), cert: readFileSync(cert, "utf8") };
+  rmSync(dir, { recursive: true, force: true }); // the PEMs are in memory: leave nothing in /tmp
+  return pem;
 }
 
 export class SyslogReceiver {

@@ -1,11 +1,14 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { AUDIT_EVENT_KINDS, defaultAuditCodes, loadAuditCodes, mergeAuditCodes } from "../../../src/audit/codes.ts";
 
+const dir = mkdtempSync(path.join(tmpdir(), "radflow-codes-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
 function file(name: string, text: string): string {
-  const f = path.join(mkdtempSync(path.join(tmpdir(), "radflow-codes-")), name);
+  const f = path.join(mkdtempSync(path.join(dir, "t-")), name);
   writeFileSync(f, text);
   return f;
 }

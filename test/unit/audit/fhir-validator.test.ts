@@ -3,7 +3,7 @@
 // systems and bindings, from Maven Central into ~/.cache/radflow). 0 errors for every kind and
 // variant; the broken events below show each check can fail.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -45,6 +45,7 @@ function validate(events: Record<string, unknown>): Record<string, Issue[]> {
     encoding: "utf8",
     maxBuffer: 64 << 20,
   });
+  rmSync(dir, { recursive: true, force: true }); // the answers are in r: leave nothing in /tmp
   if (r.status !== 0) throw new Error(`fhir-validator failed: ${r.stderr}`);
   const out: Record<string, Issue[]> = Object.fromEntries(Object.keys(events).map((n) => [n, []]));
   for (const line of r.stdout.split("\n").filter(Boolean)) {

@@ -1,8 +1,9 @@
 // External tools the audit tests need. A missing tool fails the test loudly, naming the Debian
 // package to install: a skipped schema check would let invalid audit messages through CI.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { homedir, tmpdir } from "node:os";
 import path from "node:path";
 import { sharedPath } from "../../support/shared.ts";
 
@@ -32,13 +33,26 @@ export const FIXTURES = sharedPath("fixtures", "audit");
  * trang rejects; as plain "#" comments they mean the same and convert cleanly.
  */
 export function convertedSchema(): string {
-  const dir = mkdtempSync(path.join(tmpdir(), "radflow-rng-"));
-  const rnc = path.join(dir, "dicom-audit-message.rnc");
-  writeFileSync(rnc, readFileSync(path.join(FIXTURES, "dicom-audit-message.rnc"), "utf8").replace(/##/g, "#"));
-  const rng = path.join(dir, "dicom-audit-message.rng");
-  const r = run("trang", ["-I", "rnc", "-O", "rng", rnc, rng]);
-  if (r.status !== 0) throw new Error(`trang failed: ${r.stderr}`);
-  return rng;
+  const rnc = readFileSync(path.join(FIXTURES, "dicom-audit-message.rnc"), "utf8").replace(/##/g, "#");
+  // Kept in the tool cache by content, not in /tmp: converting takes a JVM start, and the
+  // schema is read by several test files in every run.
+  const root =
+    process.env.RADFLOW_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(homedir(), ".cache"), "radflow");
+  const cache = path.join(root, "audit-schema");
+  const rng = path.join(cache, `${createHash("sha256").update(rnc).digest("hex").slice(0, 16)}.rng`);
+  if (existsSync(rng)) return rng;
+  mkdirSync(cache, { recursive: true });
+  const dir = mkdtempSync(path.join(cache, "tmp-"));
+  try {
+    writeFileSync(path.join(dir, "dicom-audit-message.rnc"), rnc);
+    const out = path.join(dir, "dicom-audit-message.rng");
+    const r = run("trang", ["-I", "rnc", "-O", "rng", path.join(dir, "dicom-audit-message.rnc"), out]);
+    if (r.status !== 0) throw new Error(`trang failed: ${r.stderr}`);
+    renameSync(out, rng); // atomic: a parallel test file sees the whole schema or none
+    return rng;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** xmllint --relaxng over many documents at once: the files that failed, with xmllint's reasons. */

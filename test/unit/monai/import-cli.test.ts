@@ -1,6 +1,6 @@
 // `radflow import monai`: YAML on stdout that parses back to the AIWorkflow; errors on stderr
 // with nothing on stdout, so a pipe into kubectl never applies half a workflow.
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import yaml from "js-yaml";
@@ -62,7 +62,9 @@ describe("radflow import monai", () => {
         ],
       }),
     );
-    expect(await main(["monai", file])).toBe(1);
+    const status = await main(["monai", file]);
+    rmSync(dir, { recursive: true, force: true });
+    expect(status).toBe(1);
     expect(out).toBe("");
     expect(err).toContain('task "r": condition "{{ context.input.dicom }} == \'x\'"');
   });
