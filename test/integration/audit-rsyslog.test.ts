@@ -3,7 +3,7 @@
 // one of each kind, and a study of 400 SOP classes that once arrived split in three — lands
 // whole, one line per record, and each is an AuditMessage the DICOM schema accepts.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -94,6 +94,7 @@ afterAll(async () => {
   const jsm = nc ? await jetstreamManager(nc) : undefined;
   await jsm?.streams.delete(SPOOL.stream).catch(() => undefined);
   await nc?.drain();
+  rmSync(dir, { recursive: true, force: true });
 });
 
 const lines = () =>
