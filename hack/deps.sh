@@ -6,8 +6,9 @@
 #   openssl: certificates for the local cluster and TLS syslog
 #   rsyslog, rsyslog-openssl: the Audit Record Repository of the integration tests (TLS)
 #   maven, default-jre-headless: the offline FHIR R4 checker (hack/tools/fhir-validator)
+#   mmdebstrap: the Debian root filesystem of the local OCI images (hack/images/build.sh)
 set -euo pipefail
-want=(trang libxml2-utils dcmtk openssl rsyslog rsyslog-openssl maven default-jre-headless)
+want=(trang libxml2-utils dcmtk openssl rsyslog rsyslog-openssl maven default-jre-headless mmdebstrap)
 need=()
 for p in "${want[@]}"; do
   # by package, not by command: rsyslog-openssl is a module, not a program
