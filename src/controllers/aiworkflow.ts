@@ -50,7 +50,8 @@ export function validateWorkflow(wf: AIWorkflow): Verdict {
   }
   const names = new Set(wf.spec.steps.map((s) => s.name));
   for (const s of wf.spec.steps) {
-    if (!/^[a-z0-9]([a-z0-9._/:@-]*[a-zA-Z0-9_])?$/i.test(s.image) || /\s/.test(s.image)) {
+    // a review step has no image (src/controllers/review.ts)
+    if (s.image !== undefined && (!/^[a-z0-9]([a-z0-9._/:@-]*[a-zA-Z0-9_])?$/i.test(s.image) || /\s/.test(s.image))) {
       return {
         ok: false,
         reason: "InvalidImage",

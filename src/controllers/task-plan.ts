@@ -14,6 +14,8 @@ import type { AuditEventKind, AuditOutcome } from "../audit/facts.ts";
 import { cachedBool } from "../expr/cel.ts";
 import { jobName } from "../jobs/job-builder.ts";
 import { scrubOutputs } from "../jobs/trust.ts";
+import { MISSING_OUTPUT, missingOutputMessage, missingOutputs } from "./required-outputs.ts";
+import { planReview, REVIEW_TIMEOUT, reviewCondition, reviewEvents } from "./review.ts";
 
 export const FINALIZER = TASK_FINALIZER;
 
@@ -136,6 +138,8 @@ const PROPAGATED_REASONS: ReadonlySet<string> = new Set([
   "JobNameConflict",
   "OutputsLost",
   "StorageNotAllowed",
+  MISSING_OUTPUT,
+  REVIEW_TIMEOUT,
 ]);
 const DONE_STEP: ReadonlySet<StepPhase> = new Set(["Succeeded", "Skipped"]);
 const FINISHED_STEP: ReadonlySet<StepPhase> = new Set(["Succeeded", "Skipped", "Failed", "Canceled"]);
@@ -416,12 +420,13 @@ export function planTask(input: PlanInput): Plan {
 
   const hasRun = new Set<string>();
   const rechecks: number[] = [];
+  const reviewed: { step: string; verdict: string; reviewer?: string; reason?: string }[] = [];
   // Plan in dependency order (the list may name a step before the steps it depends on);
   // status keeps the order the workflow lists them in.
   for (const step of topologicalOrder(task.spec.steps)) {
     const before = prevSteps.get(step.name);
     const job = jobsByStep.get(step.name);
-    const observed = observeStep(
+    let observed = observeStep(
       job,
       podsByStep.get(step.name) ?? [],
       before,
@@ -432,6 +437,13 @@ export function planTask(input: PlanInput): Plan {
       input.startTimeoutSeconds ?? DEFAULT_START_TIMEOUT_SECONDS,
     );
     let s: StepStatus;
+    // --- mandatory outputs (src/controllers/required-outputs.ts): a success without one fails
+    if (observed?.phase === "Succeeded" && before?.phase !== "Succeeded") {
+      const missing = missingOutputs(step, observed.outputs);
+      if (missing.length > 0)
+        observed = { ...observed, phase: "Failed", reason: MISSING_OUTPUT, message: missingOutputMessage(missing) };
+    }
+    // --- end mandatory outputs
     if (observed) {
       const { ran, recheckAt, awaitingPod, ...seen } = observed;
       if (awaitingPod) plan.needsLivePods = true;
@@ -496,6 +508,13 @@ export function planTask(input: PlanInput): Plan {
             message: "`when` is false",
             completionTime: iso(now),
           };
+        } else if (step.review) {
+          // --- review gate (src/controllers/review.ts): no Job; waits for a verdict or its timeout
+          const r = planReview(task, step, before, now);
+          s = r.status;
+          if (r.recheckAt !== undefined) rechecks.push(r.recheckAt);
+          if (r.decided) reviewed.push({ step: step.name, ...r.decided });
+          // --- end review gate
         } else if (input.storageRefusal !== undefined) {
           // an InferenceTask created directly (not from a Ready workflow) naming storage nobody allowed:
           // no Job is built, and the step says why rather than retrying forever
@@ -670,6 +689,11 @@ export function planTask(input: PlanInput): Plan {
     );
   }
 
+  // --- review gate: the task's AwaitingReview condition
+  const awaiting = reviewCondition(prev.conditions, steps, now, generation);
+  if (awaiting) conditions.push(awaiting);
+  // --- end review gate
+
   const startTime = prev.startTime ?? (phase === "Running" || isTerminal(phase) ? iso(now) : undefined);
   const completionTime = isTerminal(phase) ? iso(now) : undefined;
   const inProgress = steps.filter(
@@ -723,7 +747,11 @@ export function planTask(input: PlanInput): Plan {
       if (multiStep) plan.events.push({ type: "Normal", reason: "StepSucceeded", note: `step ${s.name} succeeded` });
       plan.audits.push({ kind: "StepFinished", outcome: "success", step: s.name });
     } else if (s.phase === "Skipped") {
-      plan.events.push({ type: "Normal", reason: "StepSkipped", note: `step ${s.name} skipped: \`when\` is false` });
+      plan.events.push({
+        type: "Normal",
+        reason: "StepSkipped",
+        note: `step ${s.name} skipped: ${s.message ?? "`when` is false"}`,
+      });
       plan.audits.push({ kind: "StepFinished", outcome: "success", step: s.name, reason: "Skipped" });
     } else if (s.phase === "Failed") {
       plan.events.push({ type: "Warning", reason: "StepFailed", note: `step ${s.name}: ${s.message ?? s.reason}` });
@@ -736,6 +764,9 @@ export function planTask(input: PlanInput): Plan {
       });
     }
   }
+  // --- review gate: Events for a review's start and its verdict (names and reviewers, never the note)
+  plan.events.push(...reviewEvents(prevSteps, steps, reviewed));
+  // --- end review gate
   if (phase !== prev.phase && isTerminal(phase)) {
     if (phase === "Succeeded") {
       plan.events.push({ type: "Normal", reason: "Succeeded", note: message });

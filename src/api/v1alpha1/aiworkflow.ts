@@ -73,6 +73,32 @@ export const StepResources = z
   })
   .describe("Compute the step needs.");
 
+// A clinical review step (src/controllers/review.ts): no container; the task waits until a reviewer
+// gives a verdict (spec.reviews of the InferenceTask) or the review times out.
+export const StepReview = z
+  .object({
+    timeoutSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(2592000)
+      .default(86400)
+      .describe("How long the task waits for a verdict, in seconds (24 h unless set; at most 30 days)."),
+    onTimeout: z
+      .enum(["Fail", "Skip"])
+      .default("Fail")
+      .describe(
+        "What a review without a verdict in time does: Fail fails the step and the task (ReviewTimeout); Skip skips the step with outputs.accepted false, so later steps run and read the verdict as not accepted.",
+      ),
+  })
+  .describe(
+    "Makes the step a clinical review instead of a model run: the task waits (condition AwaitingReview) until a reviewer accepts or rejects (`radflow review accept|reject <task>`). The verdict becomes the step's outputs: `accepted` (true or false) and `verdict` (Accepted, Rejected or TimedOut), which later steps' `when` reads (steps.<review>.outputs.accepted).",
+  );
+export type StepReview = z.infer<typeof StepReview>;
+
+const STEP_NEEDS_IMAGE = "a step needs an image (the model it runs), unless it is a review step";
+const REVIEW_HAS_NO_IMAGE = "a review step runs no container: set image or review, not both";
+
 export const Step = z
   .object({
     name: DnsLabel(40).describe("Name of the step, unique in the workflow (DNS label, at most 40 characters)."),
@@ -80,7 +106,21 @@ export const Step = z
       .string()
       .min(1)
       .max(512)
-      .describe("Container image of the model, e.g. registry.example.org/ich-triage:1.4."),
+      .optional()
+      .describe(
+        "Container image of the model, e.g. registry.example.org/ich-triage:1.4. Required unless the step is a review.",
+      ),
+    review: StepReview.optional(),
+    outputs: z
+      .object({
+        required: setList(z.array(z.string().min(1).max(128)).max(32))
+          .optional()
+          .describe(
+            "Keys the model must report in its termination message (status.steps[].outputs); a run that succeeds without one of them fails the step with MissingOutput instead of passing.",
+          ),
+      })
+      .optional()
+      .describe("What the step's outputs must hold."),
     command: z.array(z.string()).max(64).optional().describe("Entrypoint override for the container."),
     args: z.array(z.string()).max(256).optional().describe("Arguments for the container."),
     env: keyedList(z.array(EnvVar).max(64), "name")
@@ -116,7 +156,30 @@ export const Step = z
         "How many times a failed model run is retried (the Job's backoffLimit). Node loss and evictions are retried apart from these.",
       ),
   })
-  .describe("One model run: a container on a GPU, a node of the workflow's step DAG.");
+  .describe("One model run (a container on a GPU) or a clinical review: a node of the workflow's step DAG.")
+  .meta({
+    "x-kubernetes-validations": [
+      {
+        rule: "has(self.image) || has(self.review)",
+        message: STEP_NEEDS_IMAGE,
+        fieldPath: ".image",
+        reason: "FieldValueRequired",
+      },
+      {
+        rule: "!(has(self.image) && has(self.review))",
+        message: REVIEW_HAS_NO_IMAGE,
+        fieldPath: ".review",
+        reason: "FieldValueForbidden",
+      },
+    ],
+  })
+  // the same rules for in-process parsing (toJSONSchema does not see refinements)
+  .superRefine((s, ctx) => {
+    if (s.image === undefined && s.review === undefined)
+      ctx.addIssue({ code: "custom", path: ["image"], message: STEP_NEEDS_IMAGE });
+    if (s.image !== undefined && s.review !== undefined)
+      ctx.addIssue({ code: "custom", path: ["review"], message: REVIEW_HAS_NO_IMAGE });
+  });
 export type Step = z.infer<typeof Step>;
 
 /** Why a workflow name is refused (admission and workflow validation say the same). */

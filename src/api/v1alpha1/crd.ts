@@ -90,6 +90,12 @@ export const kinds: KindDefinition[] = [
       { name: "Workflow", type: "string", jsonPath: ".spec.workflowRef.name", description: "The AIWorkflow run." },
       { name: "Phase", type: "string", jsonPath: ".status.phase", description: "Phase of the task." },
       { name: "Step", type: "string", jsonPath: ".status.currentStep", description: "Step(s) in progress." },
+      {
+        name: "Review",
+        type: "string",
+        jsonPath: '.status.conditions[?(@.type=="AwaitingReview")].reason',
+        description: "AwaitingReview while a review step waits; then Accepted, Rejected or ReviewTimeout.",
+      },
       { name: "Duration", type: "string", jsonPath: ".status.duration", description: "Run time so far." },
       { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
     ],

@@ -36,12 +36,57 @@ export const StepStatus = z
       .max(256)
       .optional()
       .describe(
-        "Machine-readable reason for the phase, e.g. BackoffLimitExceeded, ImagePullBackOff, JobNameConflict, OutputsLost.",
+        "Machine-readable reason for the phase, e.g. BackoffLimitExceeded, ImagePullBackOff, JobNameConflict, OutputsLost, MissingOutput, AwaitingReview, Accepted, Rejected, ReviewTimeout.",
       ),
     message: z.string().max(4096).optional().describe("Human-readable detail."),
+    review: z
+      .object({
+        requestedAt: z.string().describe("When the step began to wait for a verdict.").meta({ format: "date-time" }),
+        deadline: z
+          .string()
+          .describe("When the review times out (review.timeoutSeconds after requestedAt).")
+          .meta({ format: "date-time" }),
+        verdict: z
+          .enum(["Accepted", "Rejected", "TimedOut"])
+          .optional()
+          .describe("The verdict: Accepted, Rejected, or TimedOut when none came in time."),
+        reviewer: z
+          .string()
+          .max(256)
+          .optional()
+          .describe("Who gave the verdict: the Kubernetes user name of the reviewer."),
+        reviewedAt: z.string().optional().describe("When the reviewer gave the verdict.").meta({ format: "date-time" }),
+      })
+      .optional()
+      .describe("A review step's state: when it waited, until when, and who decided what, when."),
   })
   .describe("What happened to one step.");
 export type StepStatus = z.infer<typeof StepStatus>;
+
+/** A reviewer's verdict on a review step, written by `radflow review accept|reject`. */
+export const ReviewVerdict = z
+  .object({
+    step: DnsLabel(40).describe("The review step the verdict is for."),
+    verdict: z.enum(["Accepted", "Rejected"]).describe("Accepted or Rejected."),
+    reviewer: z
+      .string()
+      .min(1)
+      .max(256)
+      .describe("The reviewer's Kubernetes user name (radflow review asks the API server: SelfSubjectReview)."),
+    time: z.string().max(64).describe("When the verdict was given (RFC 3339).").meta({ format: "date-time" }),
+    reason: z
+      .string()
+      .max(1024)
+      .optional()
+      .describe(
+        "The reviewer's note. It stays here and goes to the audit trail, never to status messages, Events, logs or metrics; write no patient identifiers.",
+      ),
+  })
+  .describe("A verdict on a clinical review step; once given it cannot be changed or withdrawn.");
+export type ReviewVerdict = z.infer<typeof ReviewVerdict>;
+
+const REVIEW_FOR_REVIEW_STEP = "every review must name a review step of this task";
+const REVIEW_FINAL = "a review verdict, once given, cannot be changed or withdrawn";
 
 export const InferenceTaskSpec = z
   .object({
@@ -73,8 +118,39 @@ export const InferenceTaskSpec = z
       .boolean()
       .default(false)
       .describe("Set to true to cancel the task: its Jobs are removed and it ends Canceled."),
+    reviews: keyedList(z.array(ReviewVerdict).max(32), "step")
+      .optional()
+      .describe("Reviewers' verdicts on the task's review steps, one per step (`radflow review` writes them)."),
   })
-  .describe("InferenceTaskSpec: one study through one workflow.");
+  .describe("InferenceTaskSpec: one study through one workflow.")
+  .meta({
+    "x-kubernetes-validations": [
+      {
+        rule: "!has(self.reviews) || self.reviews.all(r, self.steps.exists(s, s.name == r.step && has(s.review)))",
+        message: REVIEW_FOR_REVIEW_STEP,
+        fieldPath: ".reviews",
+        reason: "FieldValueInvalid",
+      },
+      {
+        rule: "!has(oldSelf.reviews) || (has(self.reviews) && oldSelf.reviews.all(o, o in self.reviews))",
+        message: REVIEW_FINAL,
+        fieldPath: ".reviews",
+        reason: "FieldValueForbidden",
+      },
+    ],
+  })
+  // the first rule for in-process parsing (the second compares with the stored object: the API server's)
+  .superRefine((spec, ctx) => {
+    const reviewSteps = new Set(spec.steps.filter((s) => s.review !== undefined).map((s) => s.name));
+    spec.reviews?.forEach((r, i) => {
+      if (!reviewSteps.has(r.step))
+        ctx.addIssue({
+          code: "custom",
+          path: ["reviews", i, "step"],
+          message: `${REVIEW_FOR_REVIEW_STEP} ("${r.step}" is not)`,
+        });
+    });
+  });
 export type InferenceTaskSpec = z.infer<typeof InferenceTaskSpec>;
 
 export const InferenceTaskStatus = z
@@ -89,7 +165,7 @@ export const InferenceTaskStatus = z
     conditions: keyedList(z.array(Condition), "type")
       .optional()
       .describe(
-        "Succeeded (with reasons such as StepFailed, QueueTimeout, DeadlineExceeded, JobNameConflict, OutputsLost, Canceled), WaitingForGPU while a step's pod is unschedulable for lack of GPUs, and StartBlocked while the kubelet cannot start a step's container (ImagePullBackOff, CreateContainerConfigError…; the step fails after the operator's start timeout).",
+        "Succeeded (with reasons such as StepFailed, QueueTimeout, DeadlineExceeded, JobNameConflict, OutputsLost, MissingOutput, ReviewTimeout, Canceled), WaitingForGPU while a step's pod is unschedulable for lack of GPUs, AwaitingReview while a review step waits for a reviewer's verdict, and StartBlocked while the kubelet cannot start a step's container (ImagePullBackOff, CreateContainerConfigError…; the step fails after the operator's start timeout).",
       ),
     steps: keyedList(z.array(StepStatus), "name").optional().describe("Per-step status."),
     startTime: z.string().optional().describe("When the first step started.").meta({ format: "date-time" }),

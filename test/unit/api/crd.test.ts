@@ -103,6 +103,7 @@ describe("CRD generation", () => {
       ".spec.workflowRef.name",
       ".status.phase",
       ".status.currentStep",
+      '.status.conditions[?(@.type=="AwaitingReview")].reason',
       ".status.duration",
       ".metadata.creationTimestamp",
     ]);
@@ -120,7 +121,12 @@ describe("CRD generation", () => {
     expect(steps.items!.properties!.dependsOn!.maxItems).toBeDefined();
     expect(steps.items!.properties!.dependsOn!["x-kubernetes-list-type"]).toBe("set");
     // required keys leave defaulted fields out (io: "input")
-    expect(steps.items!.required).toEqual(["name", "image"]);
+    expect(steps.items!.required).toEqual(["name"]);
+    // image or review, exactly one (a review step runs no container)
+    expect(steps.items!["x-kubernetes-validations"]?.map((r) => r.rule)).toEqual([
+      "has(self.image) || has(self.review)",
+      "!(has(self.image) && has(self.review))",
+    ]);
   });
 
   it("puts AIWorkflow's rule on metadata.name at the root, the only place a rule may read it", () => {
