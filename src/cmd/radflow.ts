@@ -4,11 +4,13 @@
 //   radflow import monai <file.json>  MONAI Deploy workflow -> AIWorkflow YAML
 //   radflow send <dir|files…>         DICOM files -> study events on NATS
 //   radflow gateway [flags]           DICOM C-STORE / STOW-RS in -> study events on NATS
+//   radflow review accept|reject <t> a reviewer's verdict on a task's clinical review step
 const usage = `usage:
   radflow operator [--help]            run the operator
   radflow import monai <workflow.json> convert a MONAI Deploy workflow to an AIWorkflow
   radflow send <dir|files...>          publish study events for DICOM files
   radflow gateway [--help]             receive studies over DICOM and DICOMweb
+  radflow review accept|reject <task>  give a verdict on a task's clinical review step
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -22,6 +24,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./send.ts")).main(rest);
     case "gateway":
       return (await import("./gateway.ts")).main(rest);
+    case "review":
+      return (await import("./review.ts")).main(rest);
     default:
       process.stderr.write(usage);
       return cmd === undefined || cmd === "--help" || cmd === "-h" ? 0 : 2;
