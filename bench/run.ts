@@ -7,19 +7,26 @@
 //   4 rss         operator memory with N InferenceTasks, and its cold start over them
 //   5 stat        a STAT study's event → Job latency behind N queued batch tasks
 //   noise         the same short measurement repeated: how much to trust a difference
-// Prints a table with each target next to its number (targets are not asserted) and writes
-// bench/results/<timestamp>.json. See `node bench/run.ts --help`.
+//   baseline      plain Jobs of radflow's shape straight through the same API server
+//   argo          the same single-step workload as Argo Workflows, on the same cluster
+// Prints a table with each target next to its number (targets are not asserted), radflow beside
+// its peers with their ratios, and writes bench/results/<timestamp>.json and .svg (the plot).
+// See `node bench/run.ts --help`.
 import { mkdirSync, writeFileSync } from "node:fs";
 import https from "node:https";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { type ClusterOptions, down, up } from "../hack/cluster.ts";
+import { sideBySide } from "./lib/compare.ts";
 import { type ClusterAccess, Context, log } from "./lib/context.ts";
 import { formatProfile } from "./lib/cpuprofile.ts";
 import { parseOptions, type Scenario, usage } from "./lib/options.ts";
+import { plotSideBySide } from "./lib/plot.ts";
 import type { ScenarioResult } from "./lib/result.ts";
 import { snapshotSources } from "./lib/snapshot.ts";
+import { argoScenario } from "./scenarios/argo.ts";
+import { baselineScenario } from "./scenarios/baseline.ts";
 import { latencyScenario } from "./scenarios/latency.ts";
 import { noiseScenario } from "./scenarios/noise.ts";
 import { rssScenario } from "./scenarios/rss.ts";
@@ -28,11 +35,15 @@ import { throughputScenario, writesScenario } from "./scenarios/throughput.ts";
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
 
-// noise first (an untouched cluster), the 10,000-task scenario last (it leaves etcd larger)
+// noise first (an untouched cluster), the peers right after radflow's throughput (the same
+// cluster state, as close in time as the run allows), the 10,000-task scenario last (it leaves
+// etcd larger)
 const ORDER: [Scenario, (ctx: Context) => Promise<ScenarioResult>][] = [
   ["noise", noiseScenario],
   ["latency", latencyScenario],
   ["throughput", throughputScenario],
+  ["baseline", baselineScenario],
+  ["argo", argoScenario],
   ["writes", writesScenario],
   ["stat", statScenario],
   ["rss", rssScenario],
@@ -171,6 +182,16 @@ async function main(argv: string[]): Promise<number> {
       log(`scenario ${name} took ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     }
   } finally {
+    // radflow beside its peers: ratios, with the issue's goals
+    const peers = opts.scenarios.includes("baseline") || opts.scenarios.includes("argo");
+    const side = peers ? sideBySide(results) : undefined;
+    if (side)
+      results.push({
+        scenario: "side by side",
+        rows: side.rows,
+        details: { figures: side.figures, ratios: side.ratios },
+        profiles: [],
+      });
     const loadAfter = os.loadavg();
     const report = {
       started: started.toISOString(),
@@ -205,7 +226,21 @@ async function main(argv: string[]): Promise<number> {
     const out = opts.out ?? path.join(benchDir, "results", `${stamp}.json`);
     mkdirSync(path.dirname(out), { recursive: true });
     writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
-    process.stdout.write(`\nresults: ${out}\nlogs and profiles: ${workDir}\n`);
+    process.stdout.write(`\nresults: ${out}\n`);
+    if (side) {
+      const plot = `${out.replace(/\.json$/, "")}.svg`;
+      const load = `load ${report.machine.loadAverageBefore[0]} → ${report.machine.loadAverageAfter[0]}`;
+      writeFileSync(
+        plot,
+        plotSideBySide(
+          side,
+          `radflow beside plain Jobs and Argo Workflows — ${started.toISOString().slice(0, 16)}Z${opts.quick ? " (--quick)" : ""}`,
+          `${report.machine.cores} cores, ${report.machine.cpuModel}, ${load}; commit ${sources.commit.slice(0, 10)}; one-step studies, gpu 0; ${path.basename(out)}`,
+        ),
+      );
+      process.stdout.write(`plot: ${plot}\n`);
+    }
+    process.stdout.write(`logs and profiles: ${workDir}\n`);
 
     if (own && !opts.keepCluster) {
       log("tearing down the benchmark's cluster");

@@ -95,10 +95,11 @@ export class Context {
     }
   }
 
-  /** CPU counters of the machine, the cluster's components, the benchmark and this operator. */
-  cpu(op: Operator): CpuSnapshot {
-    const pids = clusterPids(this.cluster.dir);
-    if (op.pid) pids.operator = op.pid;
+  /** CPU counters of the machine, the cluster's components, the benchmark, this operator (when
+   * there is one) and any other process named in `extra` (a peer's controller). */
+  cpu(op?: { pid?: number }, extra: Record<string, number> = {}): CpuSnapshot {
+    const pids = { ...clusterPids(this.cluster.dir), ...extra };
+    if (op?.pid) pids.operator = op.pid;
     return snapshot(pids);
   }
 

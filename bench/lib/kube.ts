@@ -40,9 +40,8 @@ export class Kube {
     this.ext = this.kc.makeApiClient(ApiextensionsV1Api);
   }
 
-  /** Creates or replaces every CRD in crds/ and waits until each is Established. */
-  async applyCrds(): Promise<void> {
-    const dir = path.join(root, "crds");
+  /** Creates or replaces every CRD in `dir` (radflow's crds/) and waits until each is Established. */
+  async applyCrds(dir = path.join(root, "crds")): Promise<void> {
     for (const f of readdirSync(dir).filter((x) => /\.ya?ml$/.test(x))) {
       for (const doc of yaml.loadAll(readFileSync(path.join(dir, f), "utf8"))) {
         const crd = doc as V1CustomResourceDefinition | null;

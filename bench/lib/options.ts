@@ -2,7 +2,7 @@
 // --quick sizes).
 import { parseArgs } from "node:util";
 
-export const SCENARIOS = ["latency", "throughput", "writes", "rss", "stat", "noise"] as const;
+export const SCENARIOS = ["latency", "throughput", "writes", "rss", "stat", "noise", "baseline", "argo"] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export interface Options {
@@ -45,7 +45,8 @@ RADFLOW_BENCH_<FLAG> (e.g. RADFLOW_BENCH_RATES=10,50).
   --scenarios a,b           ${SCENARIOS.join(",")} (default: all)
   --rates 10,50,200         event rates for the latency scenario (events/s)
   --latency-seconds 30,30,20  publishing time per rate (one value, or one per rate)
-  --throughput-studies N    studies published at once for the throughput scenario (3000)
+  --throughput-studies N    studies published at once for the throughput scenario (3000); also
+                            the number of plain Jobs (baseline) and Argo Workflows (argo)
   --writes-studies N        studies for the API-writes scenario (300), at --writes-rate/s (20)
   --rss-tasks N,M           finished InferenceTasks (each with its Job and pod) present for the
                             memory / cold-start scenario, grown in steps (10000,20000)
@@ -67,6 +68,10 @@ RADFLOW_BENCH_<FLAG> (e.g. RADFLOW_BENCH_RATES=10,50).
                             same objects right beside this one (a before/after in one run)
   --wait-quiet SECONDS      before starting, wait up to this long for the machine's 1-minute load
                             average to fall below half its cores (0 = do not wait; default)
+
+Peers: baseline = plain Jobs of radflow's shape through the same API server (the machine's
+limit); argo = Argo Workflows' workflow-controller (hack/tools/argo, built on first use). With
+either, the run ends with a side-by-side table and writes an SVG plot beside the JSON.
 
 Cluster: RADFLOW_BENCH_CLUSTER_DIR (/tmp/radflow-bench-cluster), RADFLOW_BENCH_PORT_BASE (21300).
 `;

@@ -1,0 +1,158 @@
+// Argo Workflows' workflow-controller as the benchmark's peer: built from the Go module proxy by
+// hack/tools/argo/build.sh (pinned, cached, only when this scenario runs), its CRDs applied from
+// the same release in the module cache, run as a child process on the benchmark's cluster,
+// namespaced to one namespace, with its own request counter (argo_workflows_k8s_request_total)
+// served on a fixed port.
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { closeSync, openSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Kube } from "./kube.ts";
+import { sleep } from "./operator.ts";
+import { type Scrape, scrape } from "./prom.ts";
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const BUILD = path.join(repo, "hack/tools/argo/build.sh");
+
+/** The workflow-controller binary (built on first use, minutes; cached afterwards). */
+export function argoBinary(): string {
+  const out = execFileSync(BUILD, [], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+  return out.trim().split("\n").pop() as string;
+}
+
+/** The pinned release's CRDs (manifests/base/crds/minimal), read from the Go module cache. */
+export function argoCrdDir(): string {
+  const out = execFileSync(BUILD, ["crds"], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+  return out.trim().split("\n").pop() as string;
+}
+
+/** The pinned release (hack/tools/argo/go.mod). */
+export function argoVersion(): string {
+  const mod = readFileSync(path.join(repo, "hack/tools/argo/go.mod"), "utf8");
+  return /github\.com\/argoproj\/argo-workflows\/v4 (v\S+)/.exec(mod)?.[1] ?? "unknown";
+}
+
+export const CONFIGMAP = "workflow-controller-configmap";
+
+export interface ArgoOptions {
+  binary: string;
+  kubeconfig: string;
+  namespace: string;
+  metricsPort: number;
+  logFile: string;
+  /** client-go rate limit: Argo's default (20/s, burst 30) would measure the flag, not the controller */
+  qps: number;
+  burst: number;
+  workers: number;
+}
+
+/**
+ * The controller's configuration: metrics on a port of the benchmark's range over plain HTTP
+ * (its default 9090 may be anybody's on a shared machine; the default is TLS), nothing archived.
+ */
+export async function writeConfig(kube: Kube, namespace: string, metricsPort: number): Promise<void> {
+  const metrics = `enabled: true\nsecure: false\nport: ${metricsPort}\npath: /metrics\n`;
+  await kube.core.createNamespacedConfigMap({
+    namespace,
+    body: {
+      metadata: { name: CONFIGMAP, namespace },
+      data: { metricsConfig: metrics },
+    },
+  });
+}
+
+export class ArgoController {
+  readonly o: ArgoOptions;
+  private proc?: ChildProcess;
+  private exited?: Promise<number | null>;
+  private logFd?: number;
+
+  constructor(o: ArgoOptions) {
+    this.o = o;
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  /** Argo's flags as run, for the results file. */
+  args(): string[] {
+    return [
+      `--kubeconfig=${this.o.kubeconfig}`,
+      `--namespace=${this.o.namespace}`,
+      "--namespaced",
+      `--managed-namespace=${this.o.namespace}`,
+      `--configmap=${CONFIGMAP}`,
+      `--qps=${this.o.qps}`,
+      `--burst=${this.o.burst}`,
+      `--workflow-workers=${this.o.workers}`,
+      "--loglevel=warn",
+      "--log-format=json",
+    ];
+  }
+
+  start(): void {
+    this.logFd = openSync(this.o.logFile, "a");
+    const proc = spawn(this.o.binary, this.args(), {
+      env: { ...process.env, LEADER_ELECTION_DISABLE: "true", KUBECONFIG: this.o.kubeconfig },
+      stdio: ["ignore", this.logFd, this.logFd],
+    });
+    this.proc = proc;
+    this.exited = new Promise((resolve) => proc.on("exit", (code) => resolve(code)));
+  }
+
+  /** Waits until the controller serves its metrics: it runs (the warm-up workflow shows it works). */
+  async waitReady(timeoutMs = 120_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.proc?.exitCode !== null && this.proc?.exitCode !== undefined)
+        throw new Error(
+          `workflow-controller exited with ${this.proc.exitCode}; log ${this.o.logFile}:\n${this.tail()}`,
+        );
+      try {
+        await this.metrics();
+        return;
+      } catch {}
+      if (Date.now() > deadline)
+        throw new Error(`workflow-controller not serving metrics after ${timeoutMs} ms; log ${this.o.logFile}`);
+      await sleep(250);
+    }
+  }
+
+  metrics(): Promise<Scrape> {
+    return scrape(this.o.metricsPort);
+  }
+
+  /** CPU seconds (user + system) the controller has used, from /proc. */
+  cpuSeconds(): number {
+    const f = readFileSync(`/proc/${this.pid}/stat`, "utf8");
+    const after = f.slice(f.lastIndexOf(")") + 2).split(" ");
+    return (Number(after[11]) + Number(after[12])) / 100;
+  }
+
+  /** Resident set in bytes. */
+  rss(): number {
+    const s = readFileSync(`/proc/${this.pid}/status`, "utf8");
+    return Number(/^VmRSS:\s+(\d+) kB/m.exec(s)?.[1] ?? 0) * 1024;
+  }
+
+  tail(lines = 20): string {
+    try {
+      return readFileSync(this.o.logFile, "utf8").trim().split("\n").slice(-lines).join("\n");
+    } catch {
+      return "";
+    }
+  }
+
+  async stop(graceMs = 15_000): Promise<void> {
+    const p = this.proc;
+    if (p && p.exitCode === null) {
+      p.kill("SIGTERM");
+      const t = setTimeout(() => p.kill("SIGKILL"), graceMs);
+      await this.exited;
+      clearTimeout(t);
+    }
+    if (this.logFd !== undefined) closeSync(this.logFd);
+    this.logFd = undefined;
+  }
+}
