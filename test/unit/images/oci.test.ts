@@ -110,7 +110,8 @@ describe("OCI image layout (hack/images/oci.ts)", () => {
     expect(manifest).toBeDefined();
     const m = JSON.parse(buf.toString("utf8", manifest?.offset, (manifest?.offset ?? 0) + (manifest?.size ?? 0)));
     const layerEntry = entries.find((e) => e.name === `blobs/sha256/${m.layers[1].digest.slice(7)}`);
-    buf[(layerEntry?.offset ?? 0) + 20] ^= 0xff;
+    const at = (layerEntry?.offset ?? 0) + 20;
+    buf[at] = (buf[at] ?? 0) ^ 0xff;
     writeFileSync(out, buf);
     expect(() => readLayout(out)).toThrow(/layer 1: content does not match/);
   });
