@@ -4,8 +4,9 @@
 // `radflow review accept|reject`, with the reviewer's Kubernetes user name) or its timeout passes.
 // The verdict becomes the step's outputs — { accepted, verdict } — which later steps' `when` reads
 // (steps.<review>.outputs.accepted). A rejection is a finished review, not a failed step: what is
-// not to happen after one is said by `when`. A timeout fails the step or skips it (accepted false),
-// as the workflow says.
+// not to happen after one is said by `when` — unless the workflow says onReject: Fail, which fails
+// the task (MONAI's behaviour). A timeout fails the step or skips it (accepted false), as the
+// workflow says.
 //
 // Pure: the planner calls it with the clock; no I/O. Messages, reasons and Events name steps and
 // reviewers only: the reviewer's note (free text) goes to status and the audit trail, nowhere else.
@@ -50,10 +51,12 @@ export function planReview(
   // reviewer did review. Once the step has finished the planner keeps its status as recorded.
   if (v) {
     const accepted = v.verdict === "Accepted";
+    // onReject Fail: a rejection stops the task (nothing after it runs or is exported), as MONAI does
+    const fail = !accepted && step.review?.onReject === "Fail";
     return {
       status: {
         ...base,
-        phase: "Succeeded",
+        phase: fail ? "Failed" : "Succeeded",
         reason: v.verdict,
         message: `${accepted ? "accepted" : "rejected"} by ${v.reviewer}`,
         completionTime: iso(now),

@@ -90,6 +90,12 @@ export const StepReview = z
       .describe(
         "What a review without a verdict in time does: Fail fails the step and the task (ReviewTimeout); Skip skips the step with outputs.accepted false, so later steps run and read the verdict as not accepted.",
       ),
+    onReject: z
+      .enum(["Continue", "Fail"])
+      .default("Continue")
+      .describe(
+        "What a rejection does: Continue ends the review Succeeded with outputs.accepted false (later steps decide with `when`); Fail fails the step and the task (Rejected), so nothing after it runs and nothing is exported — as MONAI stops a workflow its clinical review rejected.",
+      ),
   })
   .describe(
     "Makes the step a clinical review instead of a model run: the task waits (condition AwaitingReview) until a reviewer accepts or rejects (`radflow review accept|reject <task>`). The verdict becomes the step's outputs: `accepted` (true or false) and `verdict` (Accepted, Rejected or TimedOut), which later steps' `when` reads (steps.<review>.outputs.accepted).",

@@ -314,7 +314,7 @@ describe("the schema", () => {
   it("a review step needs no image and defaults to 24 h, Fail", () => {
     const r = wf(steps());
     expect(r.error?.issues).toBeUndefined();
-    expect(r.data?.spec.steps[1]?.review).toEqual({ timeoutSeconds: 86400, onTimeout: "Fail" });
+    expect(r.data?.spec.steps[1]?.review).toEqual({ timeoutSeconds: 86400, onTimeout: "Fail", onReject: "Continue" });
   });
 
   it("a step with neither image nor review, or with both, is refused at the field", () => {
@@ -326,5 +326,28 @@ describe("the schema", () => {
 
   it("a task's review must name one of its review steps", () => {
     expect(() => makeTask({ reviews: [{ ...verdict("Accepted"), step: "detect" }] })).toThrow(/review step/);
+  });
+});
+
+describe("review gate: onReject", () => {
+  it("Fail: a rejection fails the step and the task; nothing after it runs", () => {
+    const { t, p } = awaiting({ onReject: "Fail" });
+    const p2 = plan(next(t, p, { reviews: [verdict("Rejected")] }), { ...detectDone, now: at(700) });
+    expect(stepOf(p2, "review")).toMatchObject({
+      phase: "Failed",
+      reason: "Rejected",
+      outputs: { accepted: false, verdict: "Rejected" },
+      review: { verdict: "Rejected", reviewer: "dr.house@radiology" },
+    });
+    expect(p2.create).toEqual([]);
+    expect(p2.status.phase).toBe("Failed");
+    expect(stepOf(p2, "send")).toMatchObject({ phase: "Canceled" });
+    expect(cond(p2, "Succeeded")?.message).toContain("rejected by dr.house@radiology");
+  });
+
+  it("Fail: an acceptance continues as usual", () => {
+    const { t, p } = awaiting({ onReject: "Fail" });
+    const p2 = plan(next(t, p, { reviews: [verdict("Accepted")] }), { ...detectDone, now: at(700) });
+    expect(p2.create.map((c) => c.step.name)).toEqual(["send"]);
   });
 });
