@@ -81,6 +81,8 @@ export const AUDIT_EVENT_KINDS = [
   "WorkflowDeleted",
   "OperatorStarted",
   "OperatorStopped",
+  "BeginTransferring",
+  "InstancesTransferred",
 ] as const satisfies readonly AuditEventKind[];
 
 // compile-time check that the list above names every kind
@@ -103,6 +105,7 @@ const rf = (code: string, display: string): CodedValue => ({
 
 // DICOM event IDs (PS3.16 CID 400) and event types (CID 401) used below.
 const APPLICATION_ACTIVITY = dcm("110100", "Application Activity");
+const BEGIN_TRANSFERRING = dcm("110102", "Begin Transferring DICOM Instances");
 const INSTANCES_TRANSFERRED = dcm("110104", "DICOM Instances Transferred");
 const EXPORT = dcm("110106", "Export");
 const SECURITY_ALERT = dcm("110113", "Security Alert");
@@ -155,6 +158,14 @@ function defaults(): AuditCodeTable {
         SECURITY_ALERT,
         [SOFTWARE_CONFIGURATION, rf("WorkflowDeleted", "AI workflow deleted")],
         "E",
+      ),
+      // The gateway's own receipt of a study (src/gateway/audit.ts): it creates the copies, so the
+      // transfer's action is C (PS3.15 A.5.3.4); beginning a transfer is an E (A.5.3.2).
+      BeginTransferring: typed(BEGIN_TRANSFERRING, [rf("BeginTransferring", "Gateway began receiving a study")], "E"),
+      InstancesTransferred: typed(
+        INSTANCES_TRANSFERRED,
+        [rf("InstancesTransferred", "Gateway received a study's instances")],
+        "C",
       ),
       OperatorStarted: typed(APPLICATION_ACTIVITY, [APPLICATION_START], "E"),
       OperatorStopped: typed(APPLICATION_ACTIVITY, [APPLICATION_STOP], "E"),

@@ -14,6 +14,7 @@
 //   ParticipantObjectIdentification  the study (110180, ID = StudyInstanceUID, accession and SOP
 //                         classes in the description), the patient when known, then the task
 //                         (role Job) or the workflow (role Master File)
+import { isIP } from "node:net";
 import type { AuditCodeTable, CodedValue } from "./codes.ts";
 import { type AuditEventKind, type AuditFact, type AuditOutcome, auditTime } from "./facts.ts";
 import type { AuditSource } from "./source.ts";
@@ -51,9 +52,18 @@ export const TRANSFER_KINDS: ReadonlySet<AuditEventKind> = new Set([
   "StudyReceived",
   "StudyUnmatched",
   "StudyRejected",
+  "BeginTransferring",
+  "InstancesTransferred",
 ]);
 /** Who sent a study when neither an AE title nor the event's source says (never an empty UserID). */
 export const UNKNOWN_SENDER = "unknown";
+
+/** The sender's network access point: an IP address is type 2, a host name type 1 (PS3.15 A.5.2). */
+function senderNetwork(fact: AuditFact): { NetworkAccessPointID?: string; NetworkAccessPointTypeCode?: string } {
+  const a = fact.senderAddress;
+  if (!a) return {};
+  return { NetworkAccessPointID: a, NetworkAccessPointTypeCode: isIP(a) ? "2" : "1" };
+}
 
 function participants(fact: AuditFact, codes: AuditCodeTable, src: AuditSource): XmlElement[] {
   const s = fact.study;
@@ -81,7 +91,7 @@ function participants(fact: AuditFact, codes: AuditCodeTable, src: AuditSource):
     out.push(
       el(
         "ActiveParticipant",
-        { UserID: fact.sender || UNKNOWN_SENDER, UserIsRequestor: true },
+        { UserID: fact.sender || UNKNOWN_SENDER, UserIsRequestor: true, ...senderNetwork(fact) },
         coded("RoleIDCode", codes.roles.source),
       ),
     );
@@ -90,7 +100,12 @@ function participants(fact: AuditFact, codes: AuditCodeTable, src: AuditSource):
     out.push(
       el(
         "ActiveParticipant",
-        { UserID: s.callingAETitle, AlternativeUserID: `AETITLES=${s.callingAETitle}`, UserIsRequestor: true },
+        {
+          UserID: s.callingAETitle,
+          AlternativeUserID: `AETITLES=${s.callingAETitle}`,
+          UserIsRequestor: true,
+          ...senderNetwork(fact),
+        },
         coded("RoleIDCode", codes.roles.source),
       ),
     );

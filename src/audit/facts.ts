@@ -19,7 +19,9 @@ export type AuditEventKind =
   | "WorkflowChanged"
   | "WorkflowDeleted"
   | "OperatorStarted"
-  | "OperatorStopped";
+  | "OperatorStopped"
+  | "BeginTransferring" // the gateway began receiving a study's instances from a sender (PS3.15 A.5.3.2)
+  | "InstancesTransferred"; // the gateway finished receiving them: what was stored, or why not (A.5.3.4)
 
 export type AuditOutcome = "success" | "minorFailure" | "seriousFailure" | "majorFailure";
 
@@ -40,6 +42,8 @@ export interface AuditFact {
   destination?: string;
   /** Who announced the study (its event's CloudEvents source), when no calling AE title says so. */
   sender?: string;
+  /** The sender's network address (IP), for the Source participant's network access point. */
+  senderAddress?: string;
   study?: {
     studyInstanceUID: string;
     accessionNumber?: string;

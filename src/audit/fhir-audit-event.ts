@@ -5,6 +5,7 @@
 // "Station AE Title", so AE titles are identifiers without a type (their altId says AETITLES=,
 // as DICOM does), and `urn:ietf:rfc:3881` is no FHIR code system, so the patient's identifier is
 // typed with HL7 v2 table 0203 (MR) instead of the DICOM message's RFC-3881 code.
+import { isIP } from "node:net";
 import type { AuditCodeTable, CodedValue } from "./codes.ts";
 import { OUTCOME_INDICATOR, outcomeText, TRANSFER_KINDS, UNKNOWN_SENDER } from "./dicom-audit-message.ts";
 import { type AuditFact, auditTime } from "./facts.ts";
@@ -106,10 +107,14 @@ function agents(fact: AuditFact, codes: AuditCodeTable, src: AuditSource): Audit
     altId: `AETITLES=${title}`,
     requestor,
   });
-  if (s?.callingAETitle) out.push(ae(s.callingAETitle, codes.roles.source, true));
+  // the sender's address: an IP is network type 2, a host name type 1
+  const network = fact.senderAddress
+    ? { network: { address: fact.senderAddress, type: isIP(fact.senderAddress) ? ("2" as const) : ("1" as const) } }
+    : {};
+  if (s?.callingAETitle) out.push({ ...ae(s.callingAETitle, codes.roles.source, true), ...network });
   else if (transfer) {
     const sender = fact.sender || UNKNOWN_SENDER;
-    out.push({ type: { coding: [coding(codes.roles.source)] }, who: { display: sender }, requestor: true });
+    out.push({ type: { coding: [coding(codes.roles.source)] }, who: { display: sender }, requestor: true, ...network });
   }
   if (s?.calledAETitle) out.push(ae(s.calledAETitle, codes.roles.destination, false));
   if (fact.destination) {

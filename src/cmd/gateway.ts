@@ -2,6 +2,7 @@
 // them where steps read them, and announce each study on JetStream. Flags override RADFLOW_*
 // environment variables.
 import { parseArgs } from "node:util";
+import { SPOOL_CONSUMER, SPOOL_STREAM, SPOOL_SUBJECT } from "../audit/pipeline.ts";
 import { parseAETitles, parseSources } from "../gateway/ae-policy.ts";
 import { type GatewayConfig, startGateway } from "../gateway/gateway.ts";
 import { natsSettingsFromEnv } from "../ingest/connect.ts";
@@ -26,10 +27,15 @@ flags (environment variable in brackets):
   --nats-url URL             NATS server(s) (nats://127.0.0.1:4222)      [RADFLOW_NATS_URL]
   --subject S                study event subject (radflow.study.received) [RADFLOW_STUDY_SUBJECT]
   --max-pdu N                largest PDU accepted, bytes (65536)         [RADFLOW_MAX_PDU]
+  --audit MODE               PS3.15 records of received studies: fhir
+                             (radflow.audit.*), syslog (also spooled for
+                             the operator's forwarder), off (fhir)       [RADFLOW_GATEWAY_AUDIT]
+  --audit-codes FILE         site remapping of audit event codes         [RADFLOW_AUDIT_CODES]
 
 environment only:
   RADFLOW_NATS_* credentials and TLS as for the operator; RADFLOW_PHI_HMAC_KEY(_FILE) for study
-  references in logs; RADFLOW_LOG_LEVEL.
+  references in logs; RADFLOW_LOG_LEVEL; RADFLOW_AUDIT_SPOOL_NAME and RADFLOW_STREAM_REPLICAS as
+  the operator has them.
 
 Unknown calling AE titles are rejected at association (reason 3), unknown called ones too
 (reason 7). An instance is acknowledged only once it is on disk, checked and journaled; a full
@@ -59,6 +65,8 @@ export function parseGatewayArgs(args: string[], env: NodeJS.ProcessEnv = proces
       "nats-url": { type: "string" },
       subject: { type: "string" },
       "max-pdu": { type: "string" },
+      audit: { type: "string" },
+      "audit-codes": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -76,7 +84,31 @@ export function parseGatewayArgs(args: string[], env: NodeJS.ProcessEnv = proces
   if (subject !== undefined && !/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(subject)) {
     throw new Error("--subject: not a NATS subject");
   }
+  const auditMode = values.audit ?? e("RADFLOW_GATEWAY_AUDIT") ?? "fhir";
+  if (auditMode !== "fhir" && auditMode !== "syslog" && auditMode !== "off") {
+    throw new Error("--audit: expected fhir, syslog or off");
+  }
+  const auditCodes = values["audit-codes"] ?? e("RADFLOW_AUDIT_CODES");
+  // the operator's spool names (src/cmd/operator.ts auditSpool; not imported: it loads the controllers)
+  const spoolName = e("RADFLOW_AUDIT_SPOOL_NAME");
+  if (spoolName !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(spoolName)) {
+    throw new Error("RADFLOW_AUDIT_SPOOL_NAME: use 1-64 letters, digits, '-' or '_'");
+  }
+  const spool = spoolName
+    ? {
+        stream: `${SPOOL_STREAM}_${spoolName}`,
+        subject: `${SPOOL_SUBJECT}.${spoolName}`,
+        consumer: `${SPOOL_CONSUMER}-${spoolName}`,
+      }
+    : undefined;
+  const replicas = e("RADFLOW_STREAM_REPLICAS");
   return {
+    audit: {
+      mode: auditMode,
+      ...(auditCodes ? { codes: auditCodes } : {}),
+      ...(spool ? { spool } : {}),
+      ...(replicas ? { replicas: int("RADFLOW_STREAM_REPLICAS", replicas, 1, 1, 5) } : {}),
+    },
     storageDir: values["storage-dir"] ?? e("RADFLOW_STORAGE_DIR") ?? "/data",
     // -1 (an ephemeral port) is for tests
     dicomPort: int("--dicom-port", values["dicom-port"] ?? e("RADFLOW_DICOM_PORT"), 11112, -1),

@@ -10,6 +10,7 @@ import dimse from "dcmjs-dimse";
 import { logger } from "../log/logger.ts";
 import { type AEPolicy, checkAssociation } from "./ae-policy.ts";
 import type { Assembler } from "./assembler.ts";
+import { type AuditRecorder, peerAddress, TransferAudit } from "./audit.ts";
 import { activeAssociations, associations, bytesReceived, instances, storageErrors } from "./metrics.ts";
 import { encodeFileMeta } from "./part10.ts";
 import { type IncomingFile, STATUS, type StudyStorage } from "./storage.ts";
@@ -46,6 +47,8 @@ export interface DimseOptions {
   assembler: Assembler;
   /** Largest PDU we accept (bytes). */
   maxPduLength?: number;
+  /** PS3.15 transfer records; none when unset. */
+  audit?: AuditRecorder;
 }
 
 export interface DimseServer {
@@ -60,12 +63,23 @@ export async function startDimse(o: DimseOptions): Promise<DimseServer> {
     private association?: Association;
     private readonly incoming = new WeakMap<object, IncomingFile>();
     private counted = false;
+    private readonly address?: string;
+    private transfer?: TransferAudit;
+    /** C-STOREs being committed: the transfer record waits for them. */
+    private readonly storing = new Set<Promise<unknown>>();
+    private released = false;
 
     constructor(socket: Socket, opts?: ConstructorParameters<typeof Scp>[1]) {
       super(socket, opts);
+      this.address = peerAddress(socket.remoteAddress);
       this.on("close", () => {
         if (this.counted) activeAssociations.dec();
         this.counted = false;
+        const t = this.transfer;
+        if (t) {
+          const interruption = this.released ? undefined : "association aborted";
+          void Promise.allSettled([...this.storing]).then(() => t.end(interruption));
+        }
       });
     }
 
@@ -94,6 +108,14 @@ export async function startDimse(o: DimseOptions): Promise<DimseServer> {
         else context.setResult(PresentationContextResult.RejectTransferSyntaxesNotSupported);
       }
       associations.inc({ outcome: "accepted" });
+      if (o.audit) {
+        this.transfer = new TransferAudit(o.audit, {
+          protocol: "dimse",
+          callingAETitle: a.getCallingAeTitle().trim(),
+          calledAETitle: a.getCalledAeTitle().trim(),
+          address: this.address,
+        });
+      }
       activeAssociations.inc();
       this.counted = true;
       this.sendAssociationAccept();
@@ -101,6 +123,7 @@ export async function startDimse(o: DimseOptions): Promise<DimseServer> {
 
     override associationReleaseRequested(): void {
       associations.inc({ outcome: "released" });
+      this.released = true;
       this.sendAssociationReleaseResponse();
     }
 
@@ -151,10 +174,12 @@ export async function startDimse(o: DimseOptions): Promise<DimseServer> {
         return;
       }
       this.incoming.delete(request);
-      void this.store(f, request).then(respond, (e: Error) => {
+      const p = this.store(f, request).then(respond, (e: Error) => {
         log.error({ err: e.message }, "C-STORE failed");
         respond(STATUS.processingFailure);
       });
+      this.storing.add(p);
+      void p.finally(() => this.storing.delete(p));
     }
 
     private async store(f: IncomingFile, request: StoreRequest): Promise<number> {
@@ -163,6 +188,7 @@ export async function startDimse(o: DimseOptions): Promise<DimseServer> {
         sopClassUID: request.getAffectedSopClassUid(),
       });
       if (!r.ok) {
+        this.transfer?.refused(r.subject, r.outcome);
         instances.inc({ protocol: "dimse", outcome: r.outcome });
         if (r.outcome === "out-of-resources") storageErrors.inc();
         log.warn({ outcome: r.outcome, reason: r.reason, status: r.status.toString(16) }, "C-STORE refused");
@@ -179,8 +205,10 @@ export async function startDimse(o: DimseOptions): Promise<DimseServer> {
         storageErrors.inc();
         instances.inc({ protocol: "dimse", outcome: "out-of-resources" });
         log.warn({ err: (e as NodeJS.ErrnoException).code ?? (e as Error).message }, "journal write failed");
+        this.transfer?.refused(r.subject, "out-of-resources");
         return STATUS.outOfResources;
       }
+      this.transfer?.stored(r.subject, r.instance.sopClassUID);
       instances.inc({ protocol: "dimse", outcome: "stored" });
       bytesReceived.inc({ protocol: "dimse" }, r.instance.bytes);
       return STATUS.success;

@@ -3,12 +3,16 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { SUBJECT } from "../api/v1alpha1/events.ts";
+import { loadAuditCodes } from "../audit/codes.ts";
+import { AuditTrail } from "../audit/pipeline.ts";
+import { localAuditSource } from "../audit/source.ts";
 import { connectNats, type NatsSettings } from "../ingest/connect.ts";
 import { streamConfigs } from "../ingest/streams.ts";
 import { logger } from "../log/logger.ts";
 import { type MetricsServer, startMetricsServer } from "../metrics/server.ts";
 import type { AEPolicy } from "./ae-policy.ts";
 import { Assembler, type Publish } from "./assembler.ts";
+import { AuditRecorder } from "./audit.ts";
 import { type DimseServer, startDimse } from "./dimse.ts";
 import { Journal } from "./journal.ts";
 import { gatewayRegistry } from "./metrics.ts";
@@ -31,6 +35,22 @@ export interface GatewayConfig {
   /** CloudEvents source of the study events. */
   source?: string;
   maxPduLength?: number;
+  audit?: GatewayAuditConfig;
+}
+
+/**
+ * The gateway's PS3.15 records go through the operator's audit pipeline: FHIR AuditEvents on
+ * radflow.audit.<kind> ("fhir"), and with "syslog" DICOM AuditMessages into the syslog spool too,
+ * which the operator's leader forwards to the Audit Record Repository (the gateway never
+ * forwards: one forwarder keeps the records in order).
+ */
+export interface GatewayAuditConfig {
+  mode: "off" | "fhir" | "syslog";
+  /** Site code table (as the operator's --audit-codes). */
+  codes?: string;
+  /** The operator's spool when RADFLOW_AUDIT_SPOOL_NAME names one. */
+  spool?: { stream: string; subject: string; consumer: string };
+  replicas?: number;
 }
 
 export interface Gateway {
@@ -78,6 +98,7 @@ export async function startGateway(c: GatewayConfig): Promise<Gateway> {
 
   nc = await connectNats({ ...c.nats, name: c.nats.name ?? "radflow-gateway" });
   await ensureStudyStream(nc, subject);
+  const audit = await startAudit(nc, c.audit ?? { mode: "fhir" });
 
   // journals first: what was acknowledged before a crash is published before anything new
   const rec = await assembler.recover();
@@ -89,9 +110,12 @@ export async function startGateway(c: GatewayConfig): Promise<Gateway> {
     storage,
     assembler,
     maxPduLength: c.maxPduLength,
+    audit: audit?.recorder,
   });
   const stow: StowServer | undefined =
-    c.httpPort !== 0 ? await startStow({ port: bindPort(c.httpPort), storage, assembler }) : undefined;
+    c.httpPort !== 0
+      ? await startStow({ port: bindPort(c.httpPort), storage, assembler, audit: audit?.recorder })
+      : undefined;
   listening = true;
   log.info(
     {
@@ -115,8 +139,45 @@ export async function startGateway(c: GatewayConfig): Promise<Gateway> {
       await Promise.all([dicom.close(), stow?.close()]);
       await assembler.flushAll();
       await assembler.stop();
+      await audit?.stop();
       await nc?.drain().catch(() => {});
       await metrics?.close();
+    },
+  };
+}
+
+/** The audit trail of received studies, publishing through the operator's streams. */
+async function startAudit(
+  nc: NatsConnection,
+  a: GatewayAuditConfig,
+): Promise<{ recorder: AuditRecorder; stop(): Promise<void> } | undefined> {
+  if (a.mode === "off") {
+    log.warn("audit off: received studies leave no PS3.15 record");
+    return undefined;
+  }
+  const trail = new AuditTrail({
+    nc,
+    codes: loadAuditCodes(a.codes),
+    source: localAuditSource({ application: "radflow-gateway" }),
+    // the spool is filled here and drained by the operator's leader: this transport never sends
+    syslog:
+      a.mode === "syslog"
+        ? {
+            send: () => Promise.reject(new Error("the gateway does not forward audit records")),
+            close: async () => {},
+          }
+        : undefined,
+    forward: false,
+    replicas: a.replicas,
+    spool: a.spool,
+  });
+  await trail.start();
+  const recorder = new AuditRecorder(trail);
+  return {
+    recorder,
+    stop: async () => {
+      await recorder.stop();
+      await trail.stop();
     },
   };
 }

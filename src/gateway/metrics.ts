@@ -62,3 +62,9 @@ export const publishErrors = new Counter({
   help: "Failed attempts to publish a study event (retried with backoff).",
   registers: [gatewayRegistry],
 });
+export const auditRecords = new Counter({
+  name: "radflow_gateway_audit_records_total",
+  help: "PS3.15 transfer audit records, by kind (BeginTransferring, InstancesTransferred) and outcome (recorded, retried, failed).",
+  labelNames: ["kind", "outcome"] as const,
+  registers: [gatewayRegistry],
+});

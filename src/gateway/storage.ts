@@ -7,8 +7,9 @@ import { createHash, randomUUID } from "node:crypto";
 import { type FileHandle, mkdir, open, readdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import { Writable } from "node:stream";
-import { type DicomHeader, readHeaderFile } from "../dicom/header.ts";
+import { type DicomHeader, parseHeader, readHeaderFile } from "../dicom/header.ts";
 import { identify, trimHeader } from "../dicom/summary.ts";
+import { type StudySubject, subjectOf } from "./audit.ts";
 import { checkStructure } from "./part10.ts";
 
 /** DICOM status codes the gateway answers with (PS3.4 C.4.2.1.4, PS3.18 failure reasons). */
@@ -38,9 +39,11 @@ export interface StoredInstance {
 }
 
 export type StoreResult =
-  | { ok: true; instance: StoredInstance }
+  | { ok: true; instance: StoredInstance; subject: StudySubject }
   | {
       ok: false;
+      /** The study the refused instance named, when its first bytes say (for the audit record). */
+      subject?: StudySubject;
       outcome: Exclude<Outcome, "stored">;
       status: number;
       reason: string;
@@ -69,6 +72,9 @@ export class IncomingFile extends Writable {
   error?: Error;
   bytes = 0;
   private readonly prefix?: Buffer;
+  /** The first bytes received, kept whatever the disk does: a refused instance's audit record names its study. */
+  private readonly headChunks: Buffer[] = [];
+  private headBytes = 0;
 
   constructor(dir: string, prefix?: Buffer) {
     super({ highWaterMark: 1 << 20 });
@@ -89,7 +95,20 @@ export class IncomingFile extends Writable {
       });
   }
 
+  /** Up to HEAD_BYTES of what was received (the Part-10 meta of a C-STORE included). */
+  head(): Buffer {
+    return Buffer.concat(this.headChunks);
+  }
+
+  private keepHead(b: Buffer): void {
+    if (this.headBytes >= HEAD_BYTES) return;
+    const part = b.subarray(0, HEAD_BYTES - this.headBytes);
+    this.headChunks.push(Buffer.from(part));
+    this.headBytes += part.length;
+  }
+
   private async writeAll(b: Buffer): Promise<void> {
+    this.keepHead(b);
     if (!this.fh || this.error) return;
     try {
       let off = 0;
@@ -139,6 +158,18 @@ export class IncomingFile extends Writable {
   }
 }
 
+const HEAD_BYTES = 64 * 1024;
+
+/** The study named in the first bytes of a refused instance, if they parse that far. */
+export function peekSubject(head: Buffer): StudySubject | undefined {
+  try {
+    const r = parseHeader(head, true);
+    return r?.kind === "dicom" ? subjectOf(r.header.dataset) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface Expect {
   /** The SOP Instance UID the C-STORE command named: the data set must agree. */
   sopInstanceUID?: string;
@@ -180,16 +211,17 @@ export class StudyStorage {
    */
   async commit(f: IncomingFile, expect: Expect = {}): Promise<StoreResult> {
     await f.finish();
+    let header: DicomHeader | undefined;
     const fail = async (outcome: Exclude<Outcome, "stored">, status: number, reason: string, more = {}) => {
       await f.discard();
-      return { ok: false as const, outcome, status, reason, ...more };
+      const subject = header ? subjectOf(header.dataset) : peekSubject(f.head());
+      return { ok: false as const, outcome, status, reason, ...(subject ? { subject } : {}), ...more };
     };
     if (f.error) {
       // disk full, quota, I/O error: all are "out of resources" to the sender, who may retry later
       const e = f.error as NodeJS.ErrnoException;
       return fail("out-of-resources", STATUS.outOfResources, `storage: ${e.code ?? e.message}`);
     }
-    let header: DicomHeader;
     try {
       const fh = await open(f.tmp, "r");
       try {
@@ -234,6 +266,7 @@ export class StudyStorage {
     }
     return {
       ok: true,
+      subject: subjectOf(header.dataset) ?? { study: id.study },
       instance: {
         ...id,
         ...(sopClassUID ? { sopClassUID } : {}),

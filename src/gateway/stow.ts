@@ -8,6 +8,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { logger } from "../log/logger.ts";
 import type { Assembler } from "./assembler.ts";
+import { type AuditRecorder, peerAddress, TransferAudit } from "./audit.ts";
 import { bytesReceived, instances, storageErrors } from "./metrics.ts";
 import { MultipartError, parseContentType, readMultipart } from "./multipart.ts";
 import { STATUS, type StudyStorage } from "./storage.ts";
@@ -21,6 +22,8 @@ export interface StowOptions {
   assembler: Assembler;
   /** CloudEvents/AE context for STOW-RS studies (no AE titles: the sender is an HTTP client). */
   maxParts?: number;
+  /** PS3.15 transfer records; none when unset. */
+  audit?: AuditRecorder;
 }
 
 export interface StowServer {
@@ -90,6 +93,9 @@ export async function startStow(o: StowOptions): Promise<StowServer> {
     if (!boundary) return problem(400, "multipart/related without a boundary");
     const studyUID = m[1];
 
+    const transfer = o.audit
+      ? new TransferAudit(o.audit, { protocol: "stow", address: peerAddress(req.socket.remoteAddress) })
+      : undefined;
     const results: InstanceResult[] = [];
     const pending: Promise<void>[] = [];
     let inflight = 0;
@@ -116,7 +122,7 @@ export async function startStow(o: StowOptions): Promise<StowServer> {
               // committing (fsync, checks, journal) runs while the next part is read, a few at
               // a time: a fast client must not pile up thousands of open files and buffers
               inflight++;
-              const p = storeOne(o, f, studyUID).then((r) => {
+              const p = storeOne(o, f, studyUID, transfer).then((r) => {
                 results[slot] = r;
                 inflight--;
               });
@@ -130,6 +136,7 @@ export async function startStow(o: StowOptions): Promise<StowServer> {
       );
     } catch (e) {
       await Promise.allSettled(pending);
+      transfer?.end("request body malformed or cut");
       if (e instanceof MultipartError) {
         // instances stored before the break stay stored (they are journaled); say which
         const { body } = stowResponse(results);
@@ -139,6 +146,7 @@ export async function startStow(o: StowOptions): Promise<StowServer> {
       throw e;
     }
     await Promise.all(pending);
+    transfer?.end();
     const { status, body } = stowResponse(results);
     send(status, body);
   };
@@ -170,9 +178,11 @@ async function storeOne(
   o: StowOptions,
   f: ReturnType<StudyStorage["begin"]>,
   studyUID: string | undefined,
+  transfer: TransferAudit | undefined,
 ): Promise<InstanceResult> {
   const r = await o.storage.commit(f, studyUID ? { studyInstanceUID: studyUID } : {});
   if (!r.ok) {
+    transfer?.refused(r.subject, r.outcome);
     instances.inc({ protocol: "stow", outcome: r.outcome });
     if (r.outcome === "out-of-resources") storageErrors.inc();
     log.warn({ outcome: r.outcome, reason: r.reason }, "STOW-RS instance refused");
@@ -184,6 +194,7 @@ async function storeOne(
     storageErrors.inc();
     instances.inc({ protocol: "stow", outcome: "out-of-resources" });
     log.warn({ err: (e as NodeJS.ErrnoException).code ?? (e as Error).message }, "journal write failed");
+    transfer?.refused(r.subject, "out-of-resources");
     return {
       ok: false,
       failureReason: STATUS.outOfResources,
@@ -191,6 +202,7 @@ async function storeOne(
       sopInstanceUID: r.instance.sop,
     };
   }
+  transfer?.stored(r.subject, r.instance.sopClassUID);
   instances.inc({ protocol: "stow", outcome: "stored" });
   bytesReceived.inc({ protocol: "stow" }, r.instance.bytes);
   return {

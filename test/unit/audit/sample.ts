@@ -20,7 +20,13 @@ export const STUDY = {
   sopClassUIDs: ["1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.88.22"],
 };
 
-const STUDY_KINDS = new Set<AuditEventKind>(["StudyReceived", "StudyUnmatched", "StudyRejected"]);
+const STUDY_KINDS = new Set<AuditEventKind>([
+  "StudyReceived",
+  "StudyUnmatched",
+  "StudyRejected",
+  "BeginTransferring",
+  "InstancesTransferred",
+]);
 const TASK_KINDS = new Set<AuditEventKind>([
   "TaskCreated",
   "StepStarted",

@@ -1,0 +1,265 @@
+// The gateway's PS3.15 transfer records (src/gateway/audit.ts): which facts a C-STORE association
+// and a STOW-RS request produce, and that they pass the same judges as the operator's records —
+// the DICOM audit schema (xmllint), the A.5.3.2 / A.5.3.4 rules as XPath, and HL7's R4 checker
+// (hack/tools/fhir-validator).
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { defaultAuditCodes } from "../../../src/audit/codes.ts";
+import { renderAuditMessage } from "../../../src/audit/dicom-audit-message.ts";
+import type { AuditFact, AuditSink } from "../../../src/audit/facts.ts";
+import { renderFhirAuditEvent } from "../../../src/audit/fhir-audit-event.ts";
+import { localAuditSource } from "../../../src/audit/source.ts";
+import { AuditRecorder, peerAddress, TransferAudit } from "../../../src/gateway/audit.ts";
+import { encodeFileMeta } from "../../../src/gateway/part10.ts";
+import { peekSubject } from "../../../src/gateway/storage.ts";
+import { withoutShared } from "../../support/shared.ts";
+import { convertedSchema, requireTool, run, validate } from "../audit/tools.ts";
+import { makeInstance } from "./dicom-fixture.ts";
+
+const codes = defaultAuditCodes();
+const SOURCE = localAuditSource({ application: "radflow-gateway", hostname: "radflow-gateway-0", processId: "7" });
+const STUDY = "1.2.826.0.1.3680043.10.1099.77";
+const CT = "1.2.840.10008.5.1.4.1.1.2";
+const SR = "1.2.840.10008.5.1.4.1.1.88.33";
+const T0 = new Date("2026-12-03T10:00:00.000Z");
+
+function capture() {
+  const facts: AuditFact[] = [];
+  const sink: AuditSink = { record: async (f) => void facts.push(f) };
+  return { facts, recorder: new AuditRecorder(sink) };
+}
+
+/** One association: CT_EAST sends 3 CT + 1 SR of a study; one more instance is refused for lack of space. */
+async function association(): Promise<AuditFact[]> {
+  const { facts, recorder } = capture();
+  const t = new TransferAudit(
+    recorder,
+    { protocol: "dimse", callingAETitle: "CT_EAST", calledAETitle: "RADFLOW", address: peerAddress("::ffff:10.1.2.3") },
+    () => T0,
+  );
+  const subject = { study: STUDY, patientId: "PID-GW-1", accessionNumber: "ACC-GW-1" };
+  for (let i = 0; i < 3; i++) t.stored(subject, CT);
+  t.stored(subject, SR);
+  t.refused(subject, "out-of-resources");
+  t.refused(undefined, "invalid"); // no study known: no record can name it
+  t.end();
+  await recorder.settled();
+  return facts;
+}
+
+async function stowRequest(): Promise<AuditFact[]> {
+  const { facts, recorder } = capture();
+  const t = new TransferAudit(recorder, { protocol: "stow", address: "192.0.2.9" }, () => T0);
+  t.stored({ study: STUDY }, CT);
+  t.end();
+  // a request whose only instance was refused: a failure with its reason
+  const u = new TransferAudit(recorder, { protocol: "stow", address: "192.0.2.9" }, () => T0);
+  u.refused({ study: `${STUDY}.2`, patientId: "PID-GW-2" }, "mismatch");
+  u.end();
+  await recorder.settled();
+  return facts;
+}
+
+describe("transfer audit facts", () => {
+  it("an association: Begin Transferring at the first instance, Instances Transferred at its end, with counts and refusals", async () => {
+    const facts = await association();
+    expect(facts.map((f) => [f.kind, f.outcome])).toEqual([
+      ["BeginTransferring", "success"],
+      ["InstancesTransferred", "minorFailure"],
+    ]);
+    const [begin, done] = facts as [AuditFact, AuditFact];
+    expect(begin.study).toEqual({
+      studyInstanceUID: STUDY,
+      patientId: "PID-GW-1",
+      accessionNumber: "ACC-GW-1",
+      callingAETitle: "CT_EAST",
+      calledAETitle: "RADFLOW",
+    });
+    expect(done.senderAddress).toBe("10.1.2.3");
+    expect(done.study?.sopClasses).toEqual([
+      { uid: CT, instances: 3 },
+      { uid: SR, instances: 1 },
+    ]);
+    expect(done.reason).toBe("instances refused (1 out-of-resources)");
+    expect(done.description).toBe("4 stored, 1 refused");
+    // ids are stable per fact and carry no UID
+    expect(new Set(facts.map((f) => f.id)).size).toBe(2);
+    for (const f of facts) expect(f.id).not.toContain(STUDY);
+  });
+
+  it("an aborted association is a minor failure; an instance after the end is not recorded twice", async () => {
+    const { facts, recorder } = capture();
+    const t = new TransferAudit(recorder, { protocol: "dimse", callingAETitle: "CT_EAST" }, () => T0);
+    t.stored({ study: STUDY }, CT);
+    t.end("association aborted");
+    t.stored({ study: STUDY }, CT);
+    t.end();
+    await recorder.settled();
+    expect(facts.map((f) => [f.kind, f.outcome, f.reason])).toEqual([
+      ["BeginTransferring", "success", undefined],
+      ["InstancesTransferred", "minorFailure", "association aborted"],
+    ]);
+  });
+
+  it("STOW-RS: the client by its address; a request with nothing stored is a serious failure with its reason", async () => {
+    const facts = await stowRequest();
+    expect(facts.map((f) => [f.kind, f.outcome, f.sender])).toEqual([
+      ["BeginTransferring", "success", "DICOMweb STOW-RS client"],
+      ["InstancesTransferred", "success", "DICOMweb STOW-RS client"],
+      ["BeginTransferring", "success", "DICOMweb STOW-RS client"],
+      ["InstancesTransferred", "seriousFailure", "DICOMweb STOW-RS client"],
+    ]);
+    expect(facts[3]?.reason).toBe("instances refused (1 mismatch)");
+  });
+
+  it("a record the pipeline refuses is retried, then given up with a count (never blocks storing)", async () => {
+    let calls = 0;
+    const recorder = new AuditRecorder(
+      {
+        record: async () => {
+          calls++;
+          if (calls < 3) throw new Error("JetStream not answering");
+        },
+      },
+      { initialMs: 1, attempts: 5 },
+    );
+    const t = new TransferAudit(recorder, { protocol: "dimse" }, () => T0);
+    t.stored({ study: STUDY }, CT);
+    await recorder.settled();
+    expect(calls).toBe(3);
+  });
+
+  it("the study and patient of a refused instance are read from its first bytes, even cut short", () => {
+    const whole = makeInstance({ study: STUDY, series: `${STUDY}.1`, sop: `${STUDY}.1.1`, pixelBytes: 40_000 });
+    expect(peekSubject(whole.subarray(0, 2000))).toEqual({
+      study: STUDY,
+      patientId: "PID-GW-1",
+      accessionNumber: "ACC-GW-1",
+    });
+    expect(peekSubject(Buffer.from("not DICOM at all"))).toBeUndefined();
+    // only the meta group arrived: no study to name
+    const meta = encodeFileMeta({ sopClassUID: CT, sopInstanceUID: "1.2.3", transferSyntaxUID: "1.2.840.10008.1.2.1" });
+    expect(peekSubject(meta)).toBeUndefined();
+  });
+});
+
+// ---- the judges ------------------------------------------------------------------------------
+
+const role = (code: string) => `ActiveParticipant[RoleIDCode/@csd-code='${code}']`;
+const STUDY_OBJECT =
+  "ParticipantObjectIdentification[@ParticipantObjectTypeCode='2' and @ParticipantObjectTypeCodeRole='3' and ParticipantObjectIDTypeCode/@csd-code='110180']";
+const PATIENT_OBJECT =
+  "ParticipantObjectIdentification[@ParticipantObjectTypeCode='1' and @ParticipantObjectTypeCodeRole='1' and ParticipantObjectIDTypeCode/@csd-code='2']";
+const ACTION = (c: string) => `/AuditMessage/EventIdentification/@EventActionCode='${c}'`;
+
+/** PS3.15 A.5.3.2 and A.5.3.4, plus what the gateway promises about its participants. */
+const RULES: Record<string, Record<string, string>> = {
+  "110102": {
+    "EventActionCode E": ACTION("E"),
+    "a Source (110153)": `/AuditMessage/${role("110153")}`,
+    "a Destination (110152)": `/AuditMessage/${role("110152")}`,
+    "the study": `/AuditMessage/${STUDY_OBJECT}`,
+  },
+  "110104": {
+    "EventActionCode C (the gateway creates the copies)": ACTION("C"),
+    "a Source (110153)": `/AuditMessage/${role("110153")}`,
+    "a Destination (110152)": `/AuditMessage/${role("110152")}`,
+    "the study": `/AuditMessage/${STUDY_OBJECT}`,
+  },
+};
+const SENDER_ADDRESS = `/AuditMessage/${role("110153")}[@UserIsRequestor='true' and @NetworkAccessPointTypeCode='2' and @NetworkAccessPointID!='']`;
+
+function broken(xml: string, extra: Record<string, string>): string[] {
+  const dir = mkdtempSync(path.join(tmpdir(), "rf-gw-a53-"));
+  const file = path.join(dir, "m.xml");
+  writeFileSync(file, xml);
+  try {
+    const id = run("xmllint", ["--xpath", "string(/AuditMessage/EventIdentification/EventID/@csd-code)", file]);
+    const rules = Object.entries({ ...(RULES[id.stdout.trim()] ?? { "a known EventID": "false()" }), ...extra });
+    const all = `concat(${rules.map(([, x]) => `boolean(${x})`).join(", '|', ")}, '')`;
+    const answers = run("xmllint", ["--xpath", all, file]).stdout.trim().split("|");
+    return rules.filter((_, i) => answers[i] !== "true").map(([what]) => what);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function allFacts(): Promise<Record<string, AuditFact>> {
+  const out: Record<string, AuditFact> = {};
+  for (const [i, f] of (await association()).entries()) out[`dimse-${i}`] = f;
+  for (const [i, f] of (await stowRequest()).entries()) out[`stow-${i}`] = f;
+  return out;
+}
+
+describe("transfer records against PS3.15 A.5.3", () => {
+  it("every record keeps the event's rules, names the patient where known and the sender's address", async () => {
+    const failures: string[] = [];
+    for (const [name, f] of Object.entries(await allFacts())) {
+      const xml = renderAuditMessage(f, codes, SOURCE);
+      const extra: Record<string, string> = { "the sender's address": SENDER_ADDRESS };
+      if (f.study?.patientId) extra["the patient"] = `/AuditMessage/${PATIENT_OBJECT}`;
+      for (const b of broken(xml, extra)) failures.push(`${name}: ${b}`);
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it("the rules can fail: a transfer without its destination is caught", async () => {
+    const f = (await association())[1] as AuditFact;
+    const xml = renderAuditMessage(f, codes, SOURCE).replace(
+      /<ActiveParticipant UserID="RADFLOW".*?<\/ActiveParticipant>/,
+      "",
+    );
+    expect(broken(xml, {})).toEqual(["a Destination (110152)"]);
+  });
+});
+
+describe.skipIf(withoutShared(import.meta.filename))("transfer records against the DICOM audit schema", () => {
+  let rng: string;
+  beforeAll(() => {
+    rng = convertedSchema();
+  });
+  it("validates every record", async () => {
+    const docs = Object.fromEntries(
+      Object.entries(await allFacts()).map(([n, f]) => [n, renderAuditMessage(f, codes, SOURCE)]),
+    );
+    expect(validate(rng, docs)).toEqual({});
+  });
+});
+
+describe("transfer records against HL7's R4 definitions", () => {
+  let classpath: string;
+  beforeAll(() => {
+    requireTool("java");
+    requireTool("mvn");
+    const build = path.resolve(import.meta.dirname, "../../../hack/tools/fhir-validator/build.sh");
+    const r = spawnSync(build, { encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`fhir-validator build failed:\n${r.stderr}`);
+    classpath = r.stdout.trim().split("\n").at(-1) as string;
+  }, 900_000);
+
+  it("0 errors for every record", { timeout: 300_000 }, async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "rf-gw-fhir-"));
+    try {
+      const files = Object.entries(await allFacts()).map(([n, f]) => {
+        const file = path.join(dir, `${n}.json`);
+        writeFileSync(file, JSON.stringify(renderFhirAuditEvent(f, codes, SOURCE)));
+        return file;
+      });
+      const r = spawnSync("java", ["-cp", classpath, "io.radflow.fhirvalidator.Main", ...files], {
+        encoding: "utf8",
+        maxBuffer: 64 << 20,
+      });
+      expect(r.status, r.stderr).toBe(0);
+      const errors = r.stdout.split("\n").filter((l) => l.split("\t")[1] === "ERROR");
+      expect(errors).toEqual([]);
+      // the sender's address is the agent's network access point (type 2: IP address)
+      const ev = renderFhirAuditEvent((await association())[1] as AuditFact, codes, SOURCE);
+      expect(ev.agent.find((a) => a.altId === "AETITLES=CT_EAST")?.network).toEqual({ address: "10.1.2.3", type: "2" });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
