@@ -20,8 +20,13 @@ declare -A pkgs=(
   [helm]="helm.sh/helm/v3/cmd/helm"
   [nats-server]="github.com/nats-io/nats-server/v2"
   [promtool]="github.com/prometheus/prometheus/cmd/promtool"
+  # the real node (hack/cluster up --real-node)
+  [runc]="github.com/opencontainers/runc"
+  [containerd]="github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 github.com/containerd/containerd/v2/cmd/ctr"
+  [cni-plugins]="github.com/containernetworking/plugins/plugins/main/bridge github.com/containernetworking/plugins/plugins/ipam/host-local github.com/containernetworking/plugins/plugins/main/loopback github.com/containernetworking/plugins/plugins/meta/portmap"
+  [kubelet]="k8s.io/kubernetes/cmd/kubelet"
 )
-order=(nats-server etcd kwok helm kubernetes promtool)
+order=(nats-server etcd kwok helm kubernetes promtool runc containerd cni-plugins kubelet)
 [ $# -gt 0 ] && order=("$@")
 
 # version of a module as pinned in a tool's go.mod
@@ -29,8 +34,8 @@ modver() { awk -v m="$2" '$1==m {print $2; exit} $1=="require" && $2==m {print $
 
 ldflags_for() {
   case "$1" in
-    kubernetes)
-      local v; v="$(modver kubernetes k8s.io/kubernetes)"
+    kubernetes | kubelet)
+      local v; v="$(modver "$1" k8s.io/kubernetes)"
       local minor; minor="$(echo "$v" | cut -d. -f2)"
       local p=k8s.io/component-base/version
       echo "-s -w -X $p.gitVersion=$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
@@ -42,9 +47,22 @@ ldflags_for() {
     helm)
       echo "-s -w -X helm.sh/helm/v3/internal/version.version=$(modver helm helm.sh/helm/v3)"
       ;;
+    runc) echo "-s -w -X main.version=$(modver runc github.com/opencontainers/runc | sed 's/^v//')" ;;
+    containerd)
+      local p=github.com/containerd/containerd/v2/version
+      echo "-s -w -X $p.Version=$(modver containerd github.com/containerd/containerd/v2) -X $p.Package=github.com/containerd/containerd/v2"
+      ;;
+    cni-plugins)
+      echo "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$(modver cni-plugins github.com/containernetworking/plugins)"
+      ;;
     *) echo "-s -w" ;;
   esac
 }
+
+# runc alone needs cgo: libseccomp (Debian libseccomp-dev, pkg-config) behind the seccomp tag,
+# without which it refuses the RuntimeDefault profile radflow's Jobs ask for.
+cgo_for() { [ "$1" = runc ] && echo 1 || echo 0; }
+tags_for() { [ "$1" = runc ] && echo seccomp || echo ""; }
 
 for tool in "${order[@]}"; do
   [ -d "$here/$tool" ] || { echo "unknown tool: $tool" >&2; exit 2; }
@@ -59,7 +77,7 @@ for tool in "${order[@]}"; do
   tmp="$cache/tmp-$tool"
   rm -rf "$tmp" && mkdir -p "$tmp"
   # -trimpath and a fixed build date keep the output independent of where the repo lives.
-  (cd "$here/$tool" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "$(ldflags_for "$tool")" -o "$tmp/" ${pkgs[$tool]}) &
+  (cd "$here/$tool" && GOFLAGS=-mod=mod CGO_ENABLED="$(cgo_for "$tool")" go build -trimpath -tags "$(tags_for "$tool")" -ldflags "$(ldflags_for "$tool")" -o "$tmp/" ${pkgs[$tool]}) &
   pid=$!
   # visible progress: a dot every 15 s while the compiler works
   while kill -0 "$pid" 2>/dev/null; do sleep 15; kill -0 "$pid" 2>/dev/null && printf '.' >&2; done; echo >&2
