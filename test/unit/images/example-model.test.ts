@@ -85,7 +85,8 @@ const SIDE = 64;
 const square = (inside: number, outside: number) =>
   Array.from({ length: SIDE * SIDE }, (_, i) => (i % SIDE < 10 && Math.floor(i / SIDE) < 10 ? inside : outside));
 
-describe.skipIf(!hasDcmtk)("the example model, run on DICOM files", () => {
+// each case starts Node processes: seconds apiece on a loaded machine
+describe.skipIf(!hasDcmtk)("the example model, run on DICOM files", { timeout: 60_000 }, () => {
   const study = path.join(work, "ct-study");
   beforeAll(() => {
     // slice 1: unsigned with an intercept; slice 2: signed HU with 50 voxels of air
