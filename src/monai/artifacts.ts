@@ -13,8 +13,8 @@
 //   docker, artifact named by a plain arg (MYINPUT: /var/monai/input/)
 //                                   -> that path in command/args is rewritten to the location
 //   otherwise (argo: the Argo template placed it) -> env <NAME> (upper case, '_' for the rest)
-// Mandatory outputs are listed for the step; radflow does not yet fail a step that leaves one
-// out (a planner change), so the header says so.
+// Mandatory outputs become the step's outputs.required (convert.ts): the model reports each by
+// name in its termination message, or the step fails with MissingOutput, as MONAI fails the task.
 import type { MonaiArtifact, MonaiTask } from "./workflow.ts";
 
 export const STUDY = "$(RADFLOW_STUDY_DIR)";

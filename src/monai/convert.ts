@@ -9,6 +9,10 @@
 // runs only under a condition, or that forwards the study without a model, waits for the
 // per-step conditional export of the DICOM gateway (issue #11) and is refused until then.
 //
+// An aide_clinical_review task becomes a review step (src/controllers/review.ts) with onReject
+// Fail: the task waits for `radflow review accept|reject`, and a rejection stops it, so nothing
+// after the review runs or is exported — MONAI goes on only after an acceptance.
+//
 // MONAI runs a task only when its predecessor ran; radflow runs a step whose dependency was
 // Skipped. So a step that follows a conditional step also requires that step to have Succeeded.
 //
@@ -23,7 +27,8 @@
 //   gpu_required "true" -> 1 GPU; otherwise 0, written out (radflow's default is 1, MONAI's none).
 //   timeout_minutes on any task -> timeoutSeconds (the smaller wins when both are given); -1 is
 //     MONAI's "the default" and leaves radflow's default.
-//   artifacts -> RADFLOW_STUDY_DIR / RADFLOW_OUTPUT_DIR locations in env and command (artifacts.ts).
+//   artifacts -> RADFLOW_STUDY_DIR / RADFLOW_OUTPUT_DIR locations in env and command (artifacts.ts);
+//     mandatory output artifacts -> outputs.required.
 // informatics_gateway.ae_title -> trigger.sources.calledAETitles; data_origins -> callingAETitles.
 import type { z } from "zod";
 import { AIWorkflow, type Priority, type Step } from "../api/v1alpha1/index.ts";
@@ -62,6 +67,18 @@ export interface ImportResult {
 
 const MODEL_TYPES = new Set(["docker", "argo"]);
 const EXPORT_TYPES = new Set(["export"]);
+/** MONAI's clinical review (AIDE): a person accepts or rejects before the workflow goes on. */
+const REVIEW_TYPES = new Set(["aide_clinical_review"]);
+/** Clinical-review args that configure AIDE's review UI: radflow's reviewer is the Kubernetes user. */
+const REVIEW_UI_ARGS = new Set([
+  "workflow_name",
+  "reviewed_task_id",
+  "application_name",
+  "application_version",
+  "mode",
+  "notifications",
+  "reviewer_roles",
+]);
 const DOCKER_IGNORED = new Set(["server_url", "temp_storage_container_path"]);
 const ARGO_IGNORED = new Set([
   "server_url",
@@ -125,7 +142,7 @@ export function importMonai(input: unknown, opts: ImportOptions = {}): ImportRes
         `task "${t.id}": is a destination of ${ins.map((e) => `"${e.from.id}"`).join(" and ")}; MONAI runs it once per arrival, radflow runs a step once — split it into one task per path`,
       );
     }
-    if (!MODEL_TYPES.has(t.type) && !EXPORT_TYPES.has(t.type) && t.type !== "router") {
+    if (!MODEL_TYPES.has(t.type) && !EXPORT_TYPES.has(t.type) && !REVIEW_TYPES.has(t.type) && t.type !== "router") {
       problems.push(`task "${t.id}": type "${t.type}" has no radflow equivalent`);
     }
   }
@@ -134,7 +151,7 @@ export function importMonai(input: unknown, opts: ImportOptions = {}): ImportRes
   const stepNames = new Map<string, string>();
   const used = new Set<string>();
   for (const t of wf.tasks) {
-    if (!MODEL_TYPES.has(t.type)) continue;
+    if (!MODEL_TYPES.has(t.type) && !REVIEW_TYPES.has(t.type)) continue;
     const base = dnsLabel(t.id, 40) || "step";
     let name = base;
     for (let n = 2; used.has(name); n++) name = `${base.slice(0, 40 - String(n).length - 1)}-${n}`;
@@ -142,6 +159,8 @@ export function importMonai(input: unknown, opts: ImportOptions = {}): ImportRes
     stepNames.set(t.id, name);
   }
   const stepOf = (id: string) => stepNames.get(id);
+  // conditions read model results; a review's outputs are radflow's own (accepted, verdict)
+  const modelStepOf = (id: string) => (REVIEW_TYPES.has(tasks.get(id)?.type ?? "") ? undefined : stepOf(id));
 
   // the predecessor step and the conditions on the way to a task, routers folded away
   const pathTo = (t: MonaiTask, seen: Set<string>): { dep?: MonaiTask; conditions: { owner: string; c: string }[] } => {
@@ -161,7 +180,7 @@ export function importMonai(input: unknown, opts: ImportOptions = {}): ImportRes
     const reads: { owner: string; c: string; task: string }[] = [];
     for (const { owner, c } of conditions) {
       try {
-        const tr = translateCondition(c, owner, stepOf);
+        const tr = translateCondition(c, owner, modelStepOf);
         nodes.push(tr.node);
         for (const r of tr.reads) reads.push({ owner, c, task: r });
       } catch (e) {
@@ -229,7 +248,7 @@ export function importMonai(input: unknown, opts: ImportOptions = {}): ImportRes
       exportTask(t);
       continue;
     }
-    if (!MODEL_TYPES.has(t.type)) continue;
+    if (!MODEL_TYPES.has(t.type) && !REVIEW_TYPES.has(t.type)) continue;
     const name = stepNames.get(t.id)!;
     const { dep, conditions } = pathTo(t, new Set());
     const depName = dep ? stepOf(dep.id) : undefined;
@@ -254,8 +273,9 @@ export function importMonai(input: unknown, opts: ImportOptions = {}): ImportRes
     const when = allOf(nodes);
     const step: StepInput = {
       name,
-      image: "",
-      ...container(t, opts, problems, notes, artifactCtx(t)),
+      ...(REVIEW_TYPES.has(t.type)
+        ? reviewStep(t, depName, problems, notes)
+        : { image: "", ...container(t, opts, problems, notes, artifactCtx(t)) }),
       ...(depName ? { dependsOn: [depName] } : {}),
       ...(when ? { when: renderCel(when) } : {}),
     };
@@ -273,7 +293,7 @@ export function importMonai(input: unknown, opts: ImportOptions = {}): ImportRes
     );
   }
   // (a workflow that only forwards the study has been told so above)
-  if (steps.length === 0 && exportSets.size === 0)
+  if (steps.every((s) => s.review !== undefined) && exportSets.size === 0)
     problems.push("the workflow has no docker or argo task, so nothing would run");
 
   const gw = wf.informatics_gateway;
@@ -401,13 +421,44 @@ function container(
     );
   }
   if (artifacts.mandatoryOutputs.length > 0) {
+    // MONAI fails a task whose mandatory output artifact is missing; radflow fails the step when
+    // the model does not report it, by name, in its termination message (outputs.required)
+    out.outputs = { required: artifacts.mandatoryOutputs };
     notes.push(
-      `step for "${t.id}": MONAI failed the task when mandatory output ${artifacts.mandatoryOutputs.map((n) => `"${n}"`).join(", ")} was missing; radflow does not check outputs yet.`,
+      `step for "${t.id}": mandatory output ${artifacts.mandatoryOutputs.map((n) => `"${n}"`).join(", ")} must be reported in the model's termination message (e.g. {${artifacts.mandatoryOutputs.map((n) => `"${n}": "<path>"`).join(", ")}}), or the step fails with MissingOutput, as MONAI failed the task.`,
     );
   }
   if (minutes.length > 0) out.timeoutSeconds = Math.max(1, Math.round(Math.min(...minutes) * 60));
   if (unused.length > 0) notes.push(`step for "${t.id}": args not translated: ${unused.join(", ")}.`);
   return out;
+}
+
+/** A review step for MONAI's aide_clinical_review: the task waits for a verdict (src/controllers/review.ts). */
+function reviewStep(
+  t: MonaiTask,
+  depName: string | undefined,
+  problems: string[],
+  notes: string[],
+): Partial<StepInput> {
+  if (!depName) {
+    problems.push(`task "${t.id}": a clinical review that follows no model task has nothing to review`);
+    return {};
+  }
+  const review: NonNullable<StepInput["review"]> = { onReject: "Fail" };
+  const minutes = [t.timeout_minutes]
+    .map((v) => (v === undefined || v === null ? Number.NaN : Number(v)))
+    .filter((n) => Number.isFinite(n) && n !== -1);
+  for (const m of minutes) {
+    if (m <= 0) problems.push(`task "${t.id}": timeout_minutes ${m} is not a positive number`);
+    else review.timeoutSeconds = Math.max(1, Math.round(m * 60));
+  }
+  const reviewed = t.args.reviewed_task_id;
+  notes.push(
+    `review "${t.id}": the task waits (condition AwaitingReview) until a reviewer runs \`radflow review accept|reject <task>\`; a rejection fails the task, as MONAI stops the workflow${reviewed ? ` (MONAI showed the reviewer the results of "${reviewed}")` : ""}. Reviewers are Kubernetes users who may patch InferenceTasks${t.args.reviewer_roles ? ` (MONAI's reviewer_roles "${t.args.reviewer_roles}" becomes your RBAC)` : ""}.`,
+  );
+  const ui = Object.keys(t.args).filter((k) => !REVIEW_UI_ARGS.has(k));
+  if (ui.length > 0) notes.push(`review "${t.id}": args not translated: ${ui.join(", ")}.`);
+  return { review };
 }
 
 /** A DNS-1123 label from free text: lower case, '-' for anything else, at most `max` characters. */

@@ -262,8 +262,13 @@ describe("importMonai: refuses what it cannot translate", () => {
     ],
     [
       "an unsupported task type",
-      wf([docker("a", [{ name: "review" }]), { id: "review", type: "aide_clinical_review" }]),
-      /type "aide_clinical_review" has no radflow equivalent/,
+      wf([docker("a", [{ name: "hl7" }]), { id: "hl7", type: "export_hl7" }]),
+      /type "export_hl7" has no radflow equivalent/,
+    ],
+    [
+      "a clinical review with nothing before it",
+      wf([{ id: "review", type: "aide_clinical_review", args: {} }]),
+      /task "review": a clinical review that follows no model task has nothing to review/,
     ],
     [
       "a destination that is not a task",
@@ -387,9 +392,17 @@ describe("importMonai: read as MONAI reads it", () => {
       { name: "REPORT_PDF", value: "$(RADFLOW_OUTPUT_DIR)/report-pdf" },
       { name: "REPORT_DICOM", value: "$(RADFLOW_OUTPUT_DIR)/report-dicom" },
     ]);
-    // what is not enforced yet is said, not dropped
-    expect(notes.join("\n")).toContain('mandatory output "env_OUT" was missing; radflow does not check outputs yet');
-    expect(notes.join("\n")).toContain('mandatory output "report-pdf" was missing');
+    // mandatory outputs (MONAI's default) must be reported, else the step fails with MissingOutput
+    expect(a!.outputs).toEqual({ required: ["env_OUT"] });
+    expect(b!.outputs).toEqual({ required: ["report-pdf"] });
+    expect(notes.join("\n")).toContain(
+      'mandatory output "report-pdf" must be reported in the model\'s termination message',
+    );
+  });
+
+  it("a task without mandatory outputs gets no outputs.required", () => {
+    const input = wf([{ ...docker("a"), artifacts: { output: [{ name: "report", mandatory: false }] } }]);
+    expect(importMonai(input).workflow.spec.steps[0]!.outputs).toBeUndefined();
   });
 
   it("refuses a mandatory input no task produces, and notes an optional one", () => {
@@ -444,5 +457,78 @@ describe("importMonai: read as MONAI reads it", () => {
     expect(problems({ workflow: wf([docker("a")]) })).toEqual([
       "the file wraps a workflow (an API response, a WorkflowRevision); import its `workflow` object",
     ]);
+  });
+});
+
+describe("importMonai: aide_clinical_review", () => {
+  const review = (
+    destinations: { name: string; conditions?: string[] }[] = [],
+    extra: Record<string, unknown> = {},
+  ) => ({
+    id: "clinical-review",
+    type: "aide_clinical_review",
+    args: {
+      workflow_name: "fracture",
+      reviewed_task_id: "detect",
+      application_name: "fx",
+      application_version: "1.0",
+      mode: "Clinical",
+      reviewer_roles: "clinician",
+    },
+    task_destinations: destinations,
+    ...extra,
+  });
+
+  it("becomes a review step after the model it reviews; a rejection fails the task; the export follows it", () => {
+    const { workflow, notes } = importMonai(
+      wf([
+        docker("detect", [{ name: "clinical-review" }]),
+        review([{ name: "export-pacs" }], { timeout_minutes: 120 }),
+        { id: "export-pacs", type: "export", export_destinations: [{ name: "PACS1" }] },
+      ]),
+    );
+    expect(AIWorkflow.safeParse(workflow).error?.issues).toBeUndefined();
+    const [detect, rv] = workflow.spec.steps;
+    expect(detect!.name).toBe("detect");
+    expect(rv).toEqual({
+      name: "clinical-review",
+      dependsOn: ["detect"],
+      review: { onReject: "Fail", timeoutSeconds: 7200 },
+    });
+    expect(rv!.image).toBeUndefined();
+    // radflow exports once the task succeeds, which a rejection prevents: only accepted results go out
+    expect(workflow.spec.export).toEqual([{ name: "PACS1" }]);
+    const text = notes.join("\n");
+    expect(text).toContain("radflow review accept|reject");
+    expect(text).toContain('reviewer_roles "clinician"');
+  });
+
+  it("a model after the review runs once it is accepted; conditions on the way are kept", () => {
+    const { workflow } = importMonai(
+      wf([
+        docker("detect", [{ name: "clinical-review", conditions: [modality("CR")] }]),
+        review([{ name: "report" }]),
+        docker("report"),
+      ]),
+    );
+    const steps = Object.fromEntries(workflow.spec.steps.map((s) => [s.name, s]));
+    expect(steps["clinical-review"]!.when).toBeDefined();
+    expect(steps.report).toMatchObject({ dependsOn: ["clinical-review"] });
+    // the review may be Skipped (its condition false): MONAI would not have reached the report then
+    expect(steps.report!.when).toBe(`steps['clinical-review'].phase == 'Succeeded'`);
+  });
+
+  it("a condition that reads the review's result is refused (radflow's review outputs are accepted/verdict)", () => {
+    expect(
+      problems(
+        wf([
+          docker("detect", [{ name: "clinical-review" }]),
+          review([
+            { name: "report", conditions: ["{{ context.executions.clinical-review.result.acceptance }} == 'true'"] },
+          ]),
+          docker("report"),
+        ]),
+      ).join("\n"),
+    ).toMatch(/reads the result of "clinical-review", which is not a model task/);
   });
 });

@@ -165,6 +165,13 @@ describe.skipIf(skip)("the MONAI Deploy corpus", () => {
           if (!where.includes("$(RADFLOW_OUTPUT_DIR)"))
             say(`task ${id}: outputs are not written to RADFLOW_OUTPUT_DIR`);
         }
+        // MONAI fails the task when a mandatory output (mandatory unless said otherwise) is missing
+        const mandatory = arr(get(artifacts, "output"))
+          .filter((a) => get(a, "mandatory") !== false)
+          .map((a) => get(a, "name") as string);
+        const required = step.outputs?.required ?? [];
+        if (mandatory.sort().join() !== [...required].sort().join())
+          say(`task ${id}: required outputs ${required}, MONAI's mandatory ones ${mandatory}`);
       }
       const destinations = new Set(
         arr(get(wf, "tasks"))
