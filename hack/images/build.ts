@@ -43,7 +43,8 @@ export const imagePath = (name: string) => path.join(IMAGES_DIR, `${name}.oci.ta
 const log = (msg: string) => process.stderr.write(`images: ${msg}\n`);
 
 function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): void {
-  const r = spawnSync(cmd, args, { stdio: ["ignore", "inherit", "inherit"], ...opts });
+  // the tools' output (tsc's diagnostics go to stdout) on stderr: a failed build shows why
+  const r = spawnSync(cmd, args, { stdio: ["ignore", 2, 2], ...opts });
   if (r.error) throw new Error(`${cmd}: ${r.error.message}`);
   if (r.status !== 0) throw new Error(`${cmd} ${args.slice(0, 3).join(" ")}… exited with ${r.status}`);
 }
