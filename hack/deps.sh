@@ -9,8 +9,9 @@
 #   libseccomp-dev, pkg-config, gcc: runc's seccomp support and the static pause binary of the
 #     real node (hack/tools/build.sh runc, hack/real-node/pause.sh)
 #   mmdebstrap: the Debian root filesystem of the local OCI images (hack/images/build.sh)
+#   umoci: an OCI image tool that checks and unpacks those images (test/integration/images.test.ts)
 set -euo pipefail
-want=(trang libxml2-utils dcmtk openssl rsyslog rsyslog-openssl maven default-jre-headless libseccomp-dev pkg-config gcc libc6-dev mmdebstrap)
+want=(trang libxml2-utils dcmtk openssl rsyslog rsyslog-openssl maven default-jre-headless libseccomp-dev pkg-config gcc libc6-dev mmdebstrap umoci)
 need=()
 for p in "${want[@]}"; do
   # by package, not by command: rsyslog-openssl is a module, not a program
