@@ -4,11 +4,13 @@
 // GPU nodes with distinct products, one CPU-only) and nats-server with JetStream.
 // Every binary is built from the Go module proxy by hack/tools/build.sh.
 //
-//   hack/cluster up [--nats-cluster] | down | status | env
+//   hack/cluster up [--nats-cluster] [--real-node] | down | status | env | images load <tar…>
 //
 // Environment: RADFLOW_CLUSTER_DIR (state, default /tmp/radflow-cluster), RADFLOW_PORT_BASE
 // (default 21400; PORT_SPAN consecutive ports are used), RADFLOW_NATS_NODES (1, or 3 for a
 // JetStream cluster; `up --nats-cluster` is the same as 3), RADFLOW_CACHE (the tools cache).
+// `up --real-node` (or RADFLOW_REAL_NODE=1) adds a real node (containerd, runc, CNI, kubelet:
+// hack/real-node/node.ts) where pods really run; `images load` imports OCI tars into it.
 //
 // Ports sit below the kernel's ephemeral range (32768–60999 on Linux): a port in that range can
 // be held at any moment by any outgoing connection, and a component that cannot bind must not
@@ -21,6 +23,14 @@ import net from "node:net";
 import { homedir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import {
+  cleanRealNode,
+  loadImages,
+  type RealNodeComponent,
+  realNodeComponents,
+  realNodeHealth,
+  startRealNode,
+} from "./real-node/node.ts";
 
 const hackDir = path.dirname(fileURLToPath(import.meta.url));
 
@@ -32,6 +42,8 @@ export interface ClusterOptions {
   natsNodes?: number;
   /** only NATS runs in this directory (upNats), no Kubernetes */
   natsOnly?: boolean;
+  /** a real node (containerd + kubelet) next to the KWOK nodes */
+  realNode?: boolean;
 }
 
 export interface ClusterEnv {
@@ -49,7 +61,7 @@ export const components = [
 ] as const;
 /** The extra nats-server nodes of a three-node JetStream cluster. */
 export const extraNatsNodes = ["nats-server-2", "nats-server-3"] as const;
-export type Component = (typeof components)[number] | (typeof extraNatsNodes)[number];
+export type Component = (typeof components)[number] | (typeof extraNatsNodes)[number] | RealNodeComponent;
 
 /** Ports used from the base: the first eight are the single-node layout, then the NATS cluster's. */
 export const PORT_SPAN = 16;
@@ -64,6 +76,7 @@ export function defaultOptions(env: NodeJS.ProcessEnv = process.env): ClusterOpt
     dir: env.RADFLOW_CLUSTER_DIR ?? "/tmp/radflow-cluster",
     portBase: Number(env.RADFLOW_PORT_BASE ?? DEFAULT_PORT_BASE),
     natsNodes: env.RADFLOW_NATS_NODES ? Number(env.RADFLOW_NATS_NODES) : undefined,
+    realNode: env.RADFLOW_REAL_NODE === "1" || env.RADFLOW_REAL_NODE === "true" || undefined,
   };
 }
 
@@ -115,6 +128,7 @@ function natsNodes(o: ClusterOptions): number {
 /** The components of a cluster of these options, in start order. */
 export function componentsOf(o: ClusterOptions): Component[] {
   const all: Component[] = natsNodes(o) === 1 ? [...components] : [...components, ...extraNatsNodes];
+  if (o.realNode && !o.natsOnly) all.push(...realNodeComponents);
   return o.natsOnly ? all.filter((c) => c.startsWith("nats-server")) : all;
 }
 
@@ -136,7 +150,12 @@ export function clusterEnv(o: ClusterOptions): ClusterEnv {
 export function recordedOptions(o: ClusterOptions): ClusterOptions {
   try {
     const rec = JSON.parse(readFileSync(path.join(o.dir, "options.json"), "utf8")) as ClusterOptions;
-    return { ...o, natsNodes: rec.natsNodes ?? o.natsNodes, natsOnly: rec.natsOnly === true };
+    return {
+      ...o,
+      natsNodes: rec.natsNodes ?? o.natsNodes,
+      natsOnly: rec.natsOnly === true,
+      realNode: rec.realNode === true,
+    };
   } catch {
     return o;
   }
@@ -179,6 +198,9 @@ async function portFree(port: number): Promise<boolean> {
     s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
   });
 }
+
+/** The real node's binaries, built on top of the cluster's (buildTools(quiet, [...clusterTools, ...realNodeTools])). */
+export const realNodeTools = ["runc", "containerd", "cni-plugins", "kubelet"];
 
 /** The cluster's binaries (and the tests' promtool, when asked), built once and cached. */
 export function buildTools(quiet = false, tools = ["nats-server", "etcd", "kwok", "kubernetes", "helm"]): string {
@@ -376,6 +398,9 @@ export async function health(o: ClusterOptions, c: Component): Promise<string> {
         return await secure(p.scheduler, "/healthz");
       case "kwok":
         return await plain(`http://127.0.0.1:${p.kwok}/healthz`);
+      case "containerd":
+      case "kubelet":
+        return await realNodeHealth(o.dir, c);
       default: {
         const node = c === "nats-server" ? 1 : Number(c.slice("nats-server-".length));
         const monitor = `http://127.0.0.1:${natsNodePorts(o.portBase, node).monitor}`;
@@ -542,6 +567,9 @@ async function repair(o: ClusterOptions, dead: ComponentProblem[]): Promise<void
 export async function up(o: ClusterOptions): Promise<ClusterEnv> {
   if (anyAlive(o)) {
     const rec = recordedOptions(o);
+    if (o.realNode && !rec.realNode) {
+      throw new Error(`cluster: ${o.dir} runs without a real node; run hack/cluster down first`);
+    }
     if (rec.natsOnly || (o.natsNodes !== undefined && natsNodes(rec) !== natsNodes(o))) {
       throw new Error(
         `cluster: ${o.dir} runs ${rec.natsOnly ? "only NATS" : `${natsNodes(rec)} NATS node(s), not ${natsNodes(o)}`}; run hack/cluster down first`,
@@ -576,7 +604,8 @@ export async function up(o: ClusterOptions): Promise<ClusterEnv> {
       );
     }
   }
-  const bin = buildTools(o.quiet);
+  const clusterTools = ["nats-server", "etcd", "kwok", "kubernetes", "helm"];
+  const bin = buildTools(o.quiet, o.realNode ? [...clusterTools, ...realNodeTools] : clusterTools);
   try {
     await startAll(o, bin);
   } catch (e) {
@@ -646,7 +675,10 @@ async function startAll(o: ClusterOptions, bin: string) {
   const t0 = Date.now();
   for (const d of ["pids", "logs", "pki", "nats", "scheduler", "kcm"])
     mkdirSync(path.join(o.dir, d), { recursive: true });
-  writeFileSync(path.join(o.dir, "options.json"), JSON.stringify({ natsNodes: natsNodes(o) }));
+  writeFileSync(
+    path.join(o.dir, "options.json"),
+    JSON.stringify({ natsNodes: natsNodes(o), realNode: o.realNode === true }),
+  );
   // etcd's data lives on tmpfs where there is one: tests want speed, not durability.
   const etcdData = existsSync("/dev/shm")
     ? path.join("/dev/shm", `radflow-etcd-${o.portBase}`)
@@ -769,6 +801,18 @@ ${readFileSync(path.join(hackDir, "kwok-stages.yaml"), "utf8")}`,
     },
     o,
   );
+  if (o.realNode) {
+    await startRealNode(o.dir, bin, kubeconfig, {
+      start: (c, args) => start(o, bin, c, args),
+      waitHealthy: (c, ms) => waitHealthy(o, c, ms),
+      get: async (urlPath) => {
+        const r = await httpsGet(o, urlPath);
+        if (r.status !== 200) throw new Error(`${urlPath}: ${r.status}`);
+        return JSON.parse(r.body);
+      },
+      log: (msg) => log(o, msg),
+    });
+  }
   for (let node = 1; node <= natsNodes(o); node++) await waitHealthy(o, natsComponent(node), 60_000);
   // a last look at all of them: one may have died after it was found healthy
   const late = await problems(o);
@@ -786,7 +830,8 @@ async function stopAll(o: ClusterOptions): Promise<void> {
     : [];
   // reverse start order: clients before the API server, the API server before etcd; anything
   // else with a pid file here (the demo's operator) first of all
-  const order = [...components, ...extraNatsNodes] as string[];
+  // (the kubelet before containerd, so that it does not restart containers containerd is leaving)
+  const order = [...components, ...extraNatsNodes, ...realNodeComponents] as string[];
   const rank = (c: string) => (order.includes(c) ? order.indexOf(c) : order.length);
   started.sort((a, b) => rank(b) - rank(a));
   for (const c of started) {
@@ -806,6 +851,15 @@ async function stopAll(o: ClusterOptions): Promise<void> {
 
 export async function down(o: ClusterOptions): Promise<void> {
   await stopAll(o);
+  // the real node's pods, mounts, network and cgroups, before the folder goes: never remove a
+  // folder that still has something mounted in it
+  const left = await cleanRealNode(o.dir);
+  if (left.some((l) => l.startsWith("mount "))) {
+    throw new Error(
+      `cluster: could not unmount everything the real node mounted; kept ${o.dir}:\n  ${left.join("\n  ")}`,
+    );
+  }
+  if (left.length > 0) log(o, `left behind (busy): ${left.join(", ")}`);
   const dataDirFile = path.join(o.dir, "etcd-data-dir");
   if (existsSync(dataDirFile)) rmSync(readFileSync(dataDirFile, "utf8").trim(), { recursive: true, force: true });
   rmSync(o.dir, { recursive: true, force: true });
@@ -902,6 +956,7 @@ async function main(argv: string[]) {
   switch (argv[0]) {
     case "up": {
       if (argv.includes("--nats-cluster")) o.natsNodes = 3;
+      if (argv.includes("--real-node")) o.realNode = true;
       await up(o);
       const s = await status(o);
       console.log(s.text);
@@ -922,8 +977,19 @@ async function main(argv: string[]) {
       console.log(`export KUBECONFIG=${env.KUBECONFIG}\nexport RADFLOW_NATS_URL=${env.RADFLOW_NATS_URL}`);
       break;
     }
+    case "images": {
+      // hack/cluster images load <oci tar…>: into the real node's containerd (imagePullPolicy Never)
+      const rec = recordedOptions(o);
+      if (argv[1] !== "load" || argv.length < 3 || !rec.realNode) {
+        console.error("usage: hack/cluster images load <image.oci.tar…>  (a cluster up with --real-node)");
+        process.exitCode = 2;
+        break;
+      }
+      loadImages(rec.dir, buildTools(true, realNodeTools), argv.slice(2));
+      break;
+    }
     default:
-      console.error("usage: hack/cluster up [--nats-cluster] | down | status | env");
+      console.error("usage: hack/cluster up [--nats-cluster] [--real-node] | down | status | env | images load <tar…>");
       process.exitCode = 2;
   }
 }

@@ -31,6 +31,11 @@ flags (environment variable in brackets):
                              (radflow.audit.*), syslog (also spooled for
                              the operator's forwarder), off (fhir)       [RADFLOW_GATEWAY_AUDIT]
   --audit-codes FILE         site remapping of audit event codes         [RADFLOW_AUDIT_CODES]
+  --tls-cert FILE            DICOM TLS on the DIMSE port: certificate…   [RADFLOW_DICOM_TLS_CERT]
+  --tls-key FILE             …and its key (PEM; TLS 1.2+)                [RADFLOW_DICOM_TLS_KEY]
+  --tls-ca FILE              require client certificates this CA signed  [RADFLOW_DICOM_TLS_CA]
+  --stow-token-file FILE     STOW-RS needs "Authorization: Bearer <a
+                             token of this file>" (one per line)         [RADFLOW_STOW_TOKEN_FILE]
 
 environment only:
   RADFLOW_NATS_* credentials and TLS as for the operator; RADFLOW_PHI_HMAC_KEY(_FILE) for study
@@ -66,6 +71,10 @@ export function parseGatewayArgs(args: string[], env: NodeJS.ProcessEnv = proces
       subject: { type: "string" },
       "max-pdu": { type: "string" },
       audit: { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
+      "tls-ca": { type: "string" },
+      "stow-token-file": { type: "string" },
       "audit-codes": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -102,7 +111,17 @@ export function parseGatewayArgs(args: string[], env: NodeJS.ProcessEnv = proces
       }
     : undefined;
   const replicas = e("RADFLOW_STREAM_REPLICAS");
+  const tlsCert = values["tls-cert"] ?? e("RADFLOW_DICOM_TLS_CERT");
+  const tlsKey = values["tls-key"] ?? e("RADFLOW_DICOM_TLS_KEY");
+  const tlsCa = values["tls-ca"] ?? e("RADFLOW_DICOM_TLS_CA");
+  if (!tlsCert !== !tlsKey) throw new Error("--tls-cert and --tls-key: give both or neither");
+  if (tlsCa && !tlsCert) throw new Error("--tls-ca needs --tls-cert and --tls-key");
+  const stowTokenFile = values["stow-token-file"] ?? e("RADFLOW_STOW_TOKEN_FILE");
   return {
+    ...(tlsCert && tlsKey
+      ? { dicomTls: { certFile: tlsCert, keyFile: tlsKey, ...(tlsCa ? { caFile: tlsCa } : {}) } }
+      : {}),
+    ...(stowTokenFile ? { stowTokenFile } : {}),
     audit: {
       mode: auditMode,
       ...(auditCodes ? { codes: auditCodes } : {}),
