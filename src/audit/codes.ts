@@ -83,6 +83,7 @@ export const AUDIT_EVENT_KINDS = [
   "OperatorStopped",
   "BeginTransferring",
   "InstancesTransferred",
+  "ReviewVerdict",
 ] as const satisfies readonly AuditEventKind[];
 
 // compile-time check that the list above names every kind
@@ -167,6 +168,8 @@ function defaults(): AuditCodeTable {
         [rf("InstancesTransferred", "Gateway received a study's instances")],
         "C",
       ),
+      // a person's verdict on AI results (src/controllers/review.ts): the reviewer is the requestor
+      ReviewVerdict: own("ReviewVerdict", "Clinical review verdict on AI results", "E"),
       OperatorStarted: typed(APPLICATION_ACTIVITY, [APPLICATION_START], "E"),
       OperatorStopped: typed(APPLICATION_ACTIVITY, [APPLICATION_STOP], "E"),
     },

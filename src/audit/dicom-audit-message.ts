@@ -76,8 +76,8 @@ function participants(fact: AuditFact, codes: AuditCodeTable, src: AuditSource):
       {
         UserID: src.application,
         AlternativeUserID: src.processId,
-        // radflow acts on its own initiative, except when a modality's transfer started it
-        UserIsRequestor: !fromAE,
+        // radflow acts on its own initiative, except when a modality's transfer or a person started it
+        UserIsRequestor: !fromAE && !fact.user,
         NetworkAccessPointID: src.hostname,
         NetworkAccessPointTypeCode: "1",
       },
@@ -96,6 +96,8 @@ function participants(fact: AuditFact, codes: AuditCodeTable, src: AuditSource):
       ),
     );
   }
+  // the person who acted (a reviewer): the requestor, as the user the Kubernetes API server named
+  if (fact.user) out.push(el("ActiveParticipant", { UserID: fact.user, UserIsRequestor: true }));
   if (s?.callingAETitle) {
     out.push(
       el(
@@ -103,7 +105,7 @@ function participants(fact: AuditFact, codes: AuditCodeTable, src: AuditSource):
         {
           UserID: s.callingAETitle,
           AlternativeUserID: `AETITLES=${s.callingAETitle}`,
-          UserIsRequestor: true,
+          UserIsRequestor: !fact.user,
           ...senderNetwork(fact),
         },
         coded("RoleIDCode", codes.roles.source),

@@ -21,7 +21,8 @@ export type AuditEventKind =
   | "OperatorStarted"
   | "OperatorStopped"
   | "BeginTransferring" // the gateway began receiving a study's instances from a sender (PS3.15 A.5.3.2)
-  | "InstancesTransferred"; // the gateway finished receiving them: what was stored, or why not (A.5.3.4)
+  | "InstancesTransferred" // the gateway finished receiving them: what was stored, or why not (A.5.3.4)
+  | "ReviewVerdict"; // a reviewer accepted or rejected a review step, or its review timed out
 
 export type AuditOutcome = "success" | "minorFailure" | "seriousFailure" | "majorFailure";
 
@@ -44,6 +45,8 @@ export interface AuditFact {
   sender?: string;
   /** The sender's network address (IP), for the Source participant's network access point. */
   senderAddress?: string;
+  /** The person who acted (a reviewer's Kubernetes user name): the requesting participant. */
+  user?: string;
   study?: {
     studyInstanceUID: string;
     accessionNumber?: string;

@@ -75,6 +75,11 @@ const idType = (c: CodedValue): Coding => (c.system === RFC_3881 ? MEDICAL_RECOR
 const coding = (c: CodedValue): Coding => ({ system: c.system, code: c.code, display: c.display });
 const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
 
+const HUMAN_USER: Coding = {
+  system: "http://terminology.hl7.org/CodeSystem/extra-security-role-type",
+  code: "humanuser",
+  display: "human user",
+};
 const SYSTEM_OBJECT: Coding = { system: ENTITY_TYPE, code: "2", display: "System Object" };
 const WORKFLOW_LIFECYCLE: Partial<Record<AuditFact["kind"], Coding>> = {
   WorkflowCreated: { system: LIFECYCLE, code: "1", display: "Origination / Creation" },
@@ -97,7 +102,7 @@ function agents(fact: AuditFact, codes: AuditCodeTable, src: AuditSource): Audit
       },
       who: { identifier: { value: src.application }, display: src.application },
       altId: src.processId,
-      requestor: !s?.callingAETitle,
+      requestor: !s?.callingAETitle && !fact.user,
       network: { address: src.hostname, type: "1" },
     },
   ];
@@ -111,7 +116,9 @@ function agents(fact: AuditFact, codes: AuditCodeTable, src: AuditSource): Audit
   const network = fact.senderAddress
     ? { network: { address: fact.senderAddress, type: isIP(fact.senderAddress) ? ("2" as const) : ("1" as const) } }
     : {};
-  if (s?.callingAETitle) out.push({ ...ae(s.callingAETitle, codes.roles.source, true), ...network });
+  // the person who acted (a reviewer): the requestor, typed as a human user (a code R4 knows)
+  if (fact.user) out.push({ type: { coding: [HUMAN_USER] }, who: { display: fact.user }, requestor: true });
+  if (s?.callingAETitle) out.push({ ...ae(s.callingAETitle, codes.roles.source, !fact.user), ...network });
   else if (transfer) {
     const sender = fact.sender || UNKNOWN_SENDER;
     out.push({ type: { coding: [coding(codes.roles.source)] }, who: { display: sender }, requestor: true, ...network });

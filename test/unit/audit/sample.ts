@@ -37,6 +37,7 @@ const TASK_KINDS = new Set<AuditEventKind>([
   "TaskCanceled",
   "TaskTimedOut",
   "ResultsPublished",
+  "ReviewVerdict",
 ]);
 
 /** A realistic fact of each kind, with every field that kind would carry. */
@@ -61,8 +62,9 @@ export function sampleFact(kind: AuditEventKind, i = 0): AuditFact {
       namespace: "radiology",
       workflow: "head-ct-hemorrhage",
       task: "head-ct-hemorrhage-5f2a9c1e",
-      step: kind.startsWith("Step") || kind === "GPUWait" ? "detect" : undefined,
-      reason: kind === "TaskFailed" ? "StepFailed" : undefined,
+      step: kind.startsWith("Step") || kind === "GPUWait" ? "detect" : kind === "ReviewVerdict" ? "review" : undefined,
+      reason: kind === "TaskFailed" ? "StepFailed" : kind === "ReviewVerdict" ? "Accepted" : undefined,
+      user: kind === "ReviewVerdict" ? "system:serviceaccount:radiology:dr-house" : undefined,
       description: kind === "TaskFailed" ? "step 'detect' exited with code 3 <OOM> & retried 2×" : undefined,
       destination: kind === "ResultsPublished" ? "radflow.task.completed" : undefined,
       study: { studyInstanceUID: STUDY.studyInstanceUID, accessionNumber: STUDY.accessionNumber },

@@ -351,3 +351,33 @@ describe("review gate: onReject", () => {
     expect(p2.create.map((c) => c.step.name)).toEqual(["send"]);
   });
 });
+
+describe("review gate: the audit record names the reviewer as the requestor", () => {
+  it("DICOM AuditMessage and FHIR AuditEvent: the reviewer requests, radflow and the AEs do not", async () => {
+    const { defaultAuditCodes } = await import("../../../src/audit/codes.ts");
+    const { renderAuditMessage } = await import("../../../src/audit/dicom-audit-message.ts");
+    const { renderFhirAuditEvent } = await import("../../../src/audit/fhir-audit-event.ts");
+    const fact = {
+      id: "uid:ReviewVerdict:review:Accepted",
+      kind: "ReviewVerdict" as const,
+      time: "2026-03-01T10:10:00Z",
+      outcome: "success" as const,
+      namespace: "radiology",
+      workflow: "fracture",
+      task: TASK,
+      step: "review",
+      reason: "Accepted",
+      user: "dr.house@radiology",
+      study: { studyInstanceUID: "1.2.3", callingAETitle: "CR_1", calledAETitle: "RADFLOW" },
+    };
+    const src = { sourceId: "radflow@t", application: "radflow-operator", hostname: "h", processId: "1" };
+    const xml = renderAuditMessage(fact, defaultAuditCodes(), src);
+    const requestors = [...xml.matchAll(/<ActiveParticipant UserID="([^"]+)"[^>]*UserIsRequestor="true"/g)].map(
+      (m) => m[1],
+    );
+    expect(requestors).toEqual(["dr.house@radiology"]);
+    const fhir = renderFhirAuditEvent(fact, defaultAuditCodes(), src);
+    expect(fhir.agent.filter((a) => a.requestor).map((a) => a.who.display)).toEqual(["dr.house@radiology"]);
+    expect(fhir.type).toMatchObject({ code: "ReviewVerdict" });
+  });
+});
