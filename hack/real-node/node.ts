@@ -202,7 +202,7 @@ export async function startRealNode(dir: string, bin: string, kubeconfig: string
   };
   const tpl = (f: string) => fill(readFileSync(path.join(here, f), "utf8"), values);
   writeFileSync(p.config, tpl("containerd.toml"));
-  writeFileSync(p.kubeletConfig, tpl("kubelet.yaml"));
+  writeFileSync(p.kubeletConfig, tpl("kubelet.yaml.in"));
   writeFileSync(path.join(p.cni, "net.d", "10-radflow.conflist"), tpl("cni.conflist"));
   makeCgroupRoot();
 
