@@ -381,3 +381,38 @@ describe("review gate: the audit record names the reviewer as the requestor", ()
     expect(fhir.type).toMatchObject({ code: "ReviewVerdict" });
   });
 });
+
+describe("review gate: audit facts from status", () => {
+  it("one ReviewVerdict per decided review: the reviewer as user, the note as description, stable id", async () => {
+    const { reviewFacts } = await import("../../../src/controllers/review.ts");
+    const { t, p } = awaiting();
+    expect(reviewFacts(next(t, p))).toEqual([]);
+    const t2 = next(t, p, { reviews: [verdict("Rejected")] });
+    const p2 = plan(t2, { ...detectDone, now: at(700) });
+    const facts = reviewFacts(next(t2, p2));
+    expect(facts).toEqual([
+      expect.objectContaining({
+        id: `${t.metadata.uid}:ReviewVerdict:review:Rejected`,
+        kind: "ReviewVerdict",
+        time: new Date(at(600)).toISOString(),
+        outcome: "success",
+        step: "review",
+        reason: "Rejected",
+        user: "dr.house@radiology",
+        description: `checked for ${PATIENT}`,
+        task: TASK,
+      }),
+    ]);
+    expect(reviewFacts(next(t2, p2))).toEqual(facts);
+  });
+
+  it("a timeout that fails the task is a serious failure, without a user", async () => {
+    const { reviewFacts } = await import("../../../src/controllers/review.ts");
+    const { t, p } = awaiting({ timeoutSeconds: 60 });
+    const p2 = plan(next(t, p), { ...detectDone, now: at(100) });
+    expect(reviewFacts(next(t, p2))).toEqual([
+      expect.objectContaining({ reason: "TimedOut", outcome: "seriousFailure", time: new Date(at(90)).toISOString() }),
+    ]);
+    expect(reviewFacts(next(t, p2))[0]?.user).toBeUndefined();
+  });
+});
