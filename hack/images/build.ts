@@ -118,7 +118,7 @@ const EXCLUDES = [
   "/usr/share/lintian/*",
   "/usr/lib/x86_64-linux-gnu/gconv/*",
 ];
-const BASE_RECIPE = "mmdebstrap --variant=extract merged-usr; drop apt/dpkg state, /dev nodes; passwd v1";
+const BASE_RECIPE = "mmdebstrap --variant=extract merged-usr; drop apt/dpkg state, /dev nodes; passwd v2";
 
 function baseKey(sources: string[]): string {
   const files = sources.map((s) => (existsSync(s) ? readFileSync(s) : s));
@@ -156,7 +156,7 @@ function baseLayer(): string {
   // package-manager state and device nodes: the runtime provides /dev, nothing installs here
   for (const p of ["etc/apt", "etc/dpkg", "var/lib/dpkg", "var/lib/apt", "var/cache", "var/log", "dev"]) {
     rmSync(path.join(root, p), { recursive: true, force: true });
-    if (p.startsWith("var/") || p === "dev") mkdirSync(path.join(root, p), { recursive: true });
+    if (p === "var/cache" || p === "var/log" || p === "dev") mkdirSync(path.join(root, p), { recursive: true });
   }
   // base-passwd's postinst would write these; extract runs no postinst
   writeFileSync(
