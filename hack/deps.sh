@@ -6,12 +6,13 @@
 #   openssl: certificates for the local cluster and TLS syslog
 #   rsyslog, rsyslog-openssl: the Audit Record Repository of the integration tests (TLS)
 #   maven, default-jre-headless: the offline FHIR R4 checker (hack/tools/fhir-validator)
+#   orthanc, orthanc-dicomweb: the PACS that exports are sent to (C-STORE and STOW-RS) in the export tests
 #   libseccomp-dev, pkg-config, gcc: runc's seccomp support and the static pause binary of the
 #     real node (hack/tools/build.sh runc, hack/real-node/pause.sh)
 #   mmdebstrap: the Debian root filesystem of the local OCI images (hack/images/build.sh)
 #   umoci: an OCI image tool that checks and unpacks those images (test/integration/images.test.ts)
 set -euo pipefail
-want=(trang libxml2-utils dcmtk openssl rsyslog rsyslog-openssl maven default-jre-headless libseccomp-dev pkg-config gcc libc6-dev mmdebstrap umoci)
+want=(trang libxml2-utils dcmtk openssl rsyslog rsyslog-openssl maven default-jre-headless libseccomp-dev pkg-config gcc libc6-dev mmdebstrap umoci orthanc orthanc-dicomweb)
 need=()
 for p in "${want[@]}"; do
   # by package, not by command: rsyslog-openssl is a module, not a program

@@ -4,7 +4,7 @@
 // namespaced to one namespace, with its own request counter (argo_workflows_k8s_request_total)
 // served on a fixed port.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Kube } from "./kube.ts";
@@ -14,8 +14,25 @@ import { type Scrape, scrape } from "./prom.ts";
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const BUILD = path.join(repo, "hack/tools/argo/build.sh");
 
-/** The workflow-controller binary (built on first use, minutes; cached afterwards). */
-export function argoBinary(): string {
+/** Pids of running hack/tools/argo/build.sh processes (another build of the same tool). */
+function buildsRunning(): number[] {
+  const out: number[] = [];
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(BUILD)) out.push(Number(pid));
+    } catch {}
+  }
+  return out;
+}
+
+/**
+ * The workflow-controller binary (built on first use, minutes; cached afterwards). A build that
+ * is already running (started by hand, or by another run) is waited for rather than duplicated:
+ * two compilers of the same packages on a small machine take twice as long.
+ */
+export async function argoBinary(): Promise<string> {
+  const deadline = Date.now() + 60 * 60_000;
+  while (buildsRunning().length && Date.now() < deadline) await sleep(10_000);
   const out = execFileSync(BUILD, [], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
   return out.trim().split("\n").pop() as string;
 }

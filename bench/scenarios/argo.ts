@@ -57,7 +57,7 @@ type PodObj = { metadata?: { labels?: Record<string, string> }; status?: { phase
 export async function argoScenario(ctx: Context): Promise<ScenarioResult> {
   const n = ctx.opts.throughputStudies;
   log("argo: workflow-controller from hack/tools/argo (built on first use, then cached)");
-  const binary = argoBinary();
+  const binary = await argoBinary();
   await ctx.kube.applyCrds(argoCrdDir());
   const ns = await ctx.namespace("argo");
   await writeConfig(ctx.kube, ns, ARGO_METRICS_PORT);

@@ -3,9 +3,13 @@
 // environment variables.
 import { parseArgs } from "node:util";
 import { SPOOL_CONSUMER, SPOOL_STREAM, SPOOL_SUBJECT } from "../audit/pipeline.ts";
+import { kubeDestinations, kubeExportRecorder } from "../export/record.ts";
+import { type ExportSettings, startExportWorker } from "../export/worker.ts";
 import { parseAETitles, parseSources } from "../gateway/ae-policy.ts";
 import { type GatewayConfig, startGateway } from "../gateway/gateway.ts";
-import { natsSettingsFromEnv } from "../ingest/connect.ts";
+import { connectNats, natsSettingsFromEnv } from "../ingest/connect.ts";
+import { loadKubeConfig } from "../kube/client.ts";
+import { EventRecorder } from "../kube/events.ts";
 import { initStudyRefKey, logger } from "../log/logger.ts";
 
 const log = logger("gateway");
@@ -36,6 +40,11 @@ flags (environment variable in brackets):
   --tls-ca FILE              require client certificates this CA signed  [RADFLOW_DICOM_TLS_CA]
   --stow-token-file FILE     STOW-RS needs "Authorization: Bearer <a
                              token of this file>" (one per line)         [RADFLOW_STOW_TOKEN_FILE]
+  --export                   send task results to DICOMDestinations
+                             (reads and writes the Kubernetes API)       [RADFLOW_EXPORT]
+  --kubeconfig PATH          kubeconfig; in-cluster when unset           [KUBECONFIG]
+  --export-attempts N        attempts before an export is Failed (5)     [RADFLOW_EXPORT_ATTEMPTS]
+  --export-backoff-seconds N first retry delay, doubling to 5 min (10)   [RADFLOW_EXPORT_BACKOFF_SECONDS]
 
 environment only:
   RADFLOW_NATS_* credentials and TLS as for the operator; RADFLOW_PHI_HMAC_KEY(_FILE) for study
@@ -55,7 +64,10 @@ function int(flag: string, v: string | undefined, def: number, min = 0, max = 65
   return n;
 }
 
-export function parseGatewayArgs(args: string[], env: NodeJS.ProcessEnv = process.env): GatewayConfig | "help" {
+export function parseGatewayArgs(
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): (GatewayConfig & { export?: ExportSettings }) | "help" {
   const { values } = parseArgs({
     args,
     options: {
@@ -76,6 +88,10 @@ export function parseGatewayArgs(args: string[], env: NodeJS.ProcessEnv = proces
       "tls-ca": { type: "string" },
       "stow-token-file": { type: "string" },
       "audit-codes": { type: "string" },
+      export: { type: "boolean" },
+      kubeconfig: { type: "string" },
+      "export-attempts": { type: "string" },
+      "export-backoff-seconds": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -117,7 +133,25 @@ export function parseGatewayArgs(args: string[], env: NodeJS.ProcessEnv = proces
   if (!tlsCert !== !tlsKey) throw new Error("--tls-cert and --tls-key: give both or neither");
   if (tlsCa && !tlsCert) throw new Error("--tls-ca needs --tls-cert and --tls-key");
   const stowTokenFile = values["stow-token-file"] ?? e("RADFLOW_STOW_TOKEN_FILE");
+  const exporting = values.export ?? e("RADFLOW_EXPORT") === "true";
   return {
+    ...(exporting
+      ? {
+          export: {
+            kubeconfig: values.kubeconfig ?? e("KUBECONFIG"),
+            attempts: int("--export-attempts", values["export-attempts"] ?? e("RADFLOW_EXPORT_ATTEMPTS"), 5, 1, 100),
+            backoffMs:
+              1000 *
+              int(
+                "--export-backoff-seconds",
+                values["export-backoff-seconds"] ?? e("RADFLOW_EXPORT_BACKOFF_SECONDS"),
+                10,
+                1,
+                3600,
+              ),
+          },
+        }
+      : {}),
     ...(tlsCert && tlsKey
       ? { dicomTls: { certFile: tlsCert, keyFile: tlsKey, ...(tlsCa ? { caFile: tlsCa } : {}) } }
       : {}),
@@ -146,7 +180,7 @@ export function parseGatewayArgs(args: string[], env: NodeJS.ProcessEnv = proces
 }
 
 export async function main(args: string[]): Promise<number> {
-  let cfg: GatewayConfig;
+  let cfg: GatewayConfig & { export?: ExportSettings };
   try {
     const r = parseGatewayArgs(args);
     if (r === "help") {
@@ -169,7 +203,29 @@ export async function main(args: string[]): Promise<number> {
     process.once("SIGINT", () => stop("SIGINT"));
   });
   const gw = await startGateway(cfg);
+  // results back to PACS (src/export/worker.ts), on a connection of its own
+  const ex = cfg.export;
+  const exportNc = ex ? await connectNats({ ...cfg.nats, name: "radflow-gateway-export" }) : undefined;
+  const kc = ex ? loadKubeConfig(ex.kubeconfig) : undefined;
+  const exporter =
+    ex && exportNc && kc
+      ? await startExportWorker({
+          nc: exportNc,
+          storageDir: cfg.storageDir,
+          destinations: kubeDestinations(
+            kc,
+            process.env.RADFLOW_NAMESPACES?.split(",")
+              .map((n) => n.trim())
+              .filter(Boolean),
+          ),
+          recorder: kubeExportRecorder(kc, new EventRecorder(kc, "radflow-gateway", process.env.POD_NAME ?? "gateway")),
+          attempts: ex.attempts,
+          backoffMs: ex.backoffMs,
+        })
+      : undefined;
   await signalled;
+  await exporter?.stop();
+  await exportNc?.drain().catch(() => {});
   await gw.stop();
   return 0;
 }

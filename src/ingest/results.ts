@@ -15,6 +15,8 @@ import {
 } from "../api/v1alpha1/events.ts";
 import type { InferenceTask } from "../api/v1alpha1/inferencetask.ts";
 import { type AuditSink, noAudit } from "../audit/facts.ts";
+import { planExports } from "../export/plan.ts";
+import type { ExportRequestEvent } from "../export/request.ts";
 import { resultsPublished, turnaround } from "../metrics/metrics.ts";
 import { stableId } from "./route.ts";
 import { STREAM } from "./streams.ts";
@@ -22,10 +24,10 @@ import { STREAM } from "./streams.ts";
 export type ResultOutcome = "succeeded" | "failed";
 
 export interface ResultMessage {
-  kind: "native" | "monai-export";
+  kind: "native" | "monai-export" | "export";
   subject: string;
   msgId: string;
-  event: TaskResultEvent | MonaiExportRequestEvent;
+  event: TaskResultEvent | MonaiExportRequestEvent | ExportRequestEvent;
 }
 
 /** Nats-Msg-Id of a result message: the same task, outcome (and export plugin) give the same id. */
@@ -152,6 +154,8 @@ export function buildResultEvents(task: InferenceTask, workflow?: AIWorkflow): R
       }
     }
   }
+  // DICOM exports, one request per step and destination, for radflow gateway (src/export/plan.ts)
+  for (const m of planExports(task)) out.push({ kind: "export", ...m });
   return out;
 }
 
@@ -194,7 +198,9 @@ export async function publishResults(
   task: InferenceTask,
   opts: PublishResultsOptions = {},
 ): Promise<PublishedResults> {
-  const msgs = buildResultEvents(task, opts.workflow).filter((m) => m.kind === "native" || opts.monaiExport !== false);
+  const msgs = buildResultEvents(task, opts.workflow).filter(
+    (m) => m.kind !== "monai-export" || opts.monaiExport !== false,
+  );
   const acks: PubAck[] = await Promise.all(
     msgs.map((m) =>
       js.publish(m.subject, JSON.stringify(m.event), {

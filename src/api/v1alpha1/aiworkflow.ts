@@ -105,6 +105,26 @@ export type StepReview = z.infer<typeof StepReview>;
 const STEP_NEEDS_IMAGE = "a step needs an image (the model it runs), unless it is a review step";
 const REVIEW_HAS_NO_IMAGE = "a review step runs no container: set image or review, not both";
 
+export const StepExport = z
+  .object({
+    destination: DnsLabel(253).describe("Name of a DICOMDestination in the workflow's namespace."),
+    when: z
+      .string()
+      .max(4096)
+      .optional()
+      .describe(
+        "CEL condition over `outputs` (this step's outputs), `steps` and `study`; the step's results are sent only when it is true (e.g. outputs.bleed == true), and the task's status.exports says Skipped otherwise.",
+      ),
+    content: z
+      .enum(["auto", "files", "sr"])
+      .default("auto")
+      .describe(
+        "What is sent: files — the DICOM files the model wrote under RADFLOW_OUTPUT_DIR; sr — a Comprehensive SR radflow builds from the step's outputs; auto — the files, or the SR when the model wrote none.",
+      ),
+  })
+  .describe("Send the step's results to a DICOM destination once the task succeeds.");
+export type StepExport = z.infer<typeof StepExport>;
+
 export const Step = z
   .object({
     name: DnsLabel(40).describe("Name of the step, unique in the workflow (DNS label, at most 40 characters)."),
@@ -161,6 +181,9 @@ export const Step = z
       .describe(
         "How many times a failed model run is retried (the Job's backoffLimit). Node loss and evictions are retried apart from these.",
       ),
+    export: keyedList(z.array(StepExport).max(8), "destination")
+      .optional()
+      .describe("DICOM destinations for this step's results, each with an optional CEL `when`."),
   })
   .describe("One model run (a container on a GPU) or a clinical review: a node of the workflow's step DAG.")
   .meta({
@@ -374,7 +397,9 @@ export const AIWorkflowSpec = z
       .describe("Delete finished InferenceTasks (and their Jobs) this many seconds after they end."),
     export: keyedList(z.array(ExportDestination).max(16), "name")
       .optional()
-      .describe("Destinations for results once a task succeeds."),
+      .describe(
+        "Destinations for results once a task succeeds: a MONAI ExportRequestEvent per plugin (with --monai), and for each name an unconditional export of the last step(s) to the DICOMDestination of that name (sugar for a step's `export`).",
+      ),
     storage: Storage.optional(),
     kueue: z
       .object({

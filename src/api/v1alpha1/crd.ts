@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { AIWorkflow } from "./aiworkflow.ts";
 import { GROUP, VERSION } from "./common.ts";
+import { DICOMDestination } from "./dicomdestination.ts";
 import { InferenceTask } from "./inferencetask.ts";
 
 /** The subset of apiextensions.k8s.io/v1 JSONSchemaProps radflow emits. */
@@ -97,6 +98,27 @@ export const kinds: KindDefinition[] = [
         description: "AwaitingReview while a review step waits; then Accepted, Rejected or ReviewTimeout.",
       },
       { name: "Duration", type: "string", jsonPath: ".status.duration", description: "Run time so far." },
+      { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+    ],
+  },
+  {
+    kind: "DICOMDestination",
+    plural: "dicomdestinations",
+    singular: "dicomdestination",
+    shortNames: ["dcmdest"],
+    schema: DICOMDestination,
+    printerColumns: [
+      { name: "Host", type: "string", jsonPath: ".spec.dimse.host", description: "DIMSE host." },
+      { name: "Port", type: "integer", jsonPath: ".spec.dimse.port", description: "DIMSE port." },
+      { name: "AE", type: "string", jsonPath: ".spec.dimse.calledAETitle", description: "Called AE title." },
+      { name: "URL", type: "string", jsonPath: ".spec.dicomweb.url", description: "DICOMweb base URL." },
+      {
+        name: "Reachable",
+        type: "string",
+        jsonPath: '.status.conditions[?(@.type=="Reachable")].status',
+        description: "Whether the last check succeeded.",
+      },
+      { name: "Checked", type: "date", jsonPath: ".status.lastCheckTime", description: "When it was last checked." },
       { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
     ],
   },

@@ -63,6 +63,33 @@ export const StepStatus = z
   .describe("What happened to one step.");
 export type StepStatus = z.infer<typeof StepStatus>;
 
+export const ExportPhase = z
+  .enum(["Pending", "Sent", "Failed", "Skipped"])
+  .describe(
+    "Pending (being sent, or retrying after an error), Sent (the destination stored every instance), Failed (given up; see reason), Skipped (its `when` was false, or the step did not run).",
+  );
+export type ExportPhase = z.infer<typeof ExportPhase>;
+
+export const ExportStatus = z
+  .object({
+    step: DnsLabel(40).describe("The step whose results are sent."),
+    destination: DnsLabel(253).describe("The DICOMDestination."),
+    phase: ExportPhase,
+    reason: z
+      .string()
+      .max(256)
+      .optional()
+      .describe(
+        "Machine-readable reason, e.g. WhenFalse, StepSkipped, ConditionError, DestinationNotFound, NothingToSend, SendFailed.",
+      ),
+    message: z.string().max(1024).optional().describe("Human-readable detail (no PHI)."),
+    attempts: z.number().int().min(0).optional().describe("Send attempts so far."),
+    instances: z.number().int().min(0).optional().describe("DICOM instances sent (or to send)."),
+    lastAttemptTime: z.string().optional().describe("When the last attempt ended.").meta({ format: "date-time" }),
+  })
+  .describe("What happened to one export of one step's results to one destination.");
+export type ExportStatus = z.infer<typeof ExportStatus>;
+
 /** A reviewer's verdict on a review step, written by `radflow review accept|reject`. */
 export const ReviewVerdict = z
   .object({
@@ -180,6 +207,14 @@ export const InferenceTaskStatus = z
       .optional()
       .describe("When the results event was acknowledged by JetStream.")
       .meta({ format: "date-time" }),
+    exports: z
+      .array(ExportStatus)
+      .max(256)
+      .optional()
+      .describe(
+        "Exports of step results to DICOM destinations, written by the gateway that sends them (one server-side-apply field manager per entry).",
+      )
+      .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["step", "destination"] }),
   })
   .describe("InferenceTaskStatus: what the operator observed.");
 export type InferenceTaskStatus = z.infer<typeof InferenceTaskStatus>;

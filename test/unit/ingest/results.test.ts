@@ -111,6 +111,9 @@ describe("buildResultEvents", () => {
       ["native", "radflow.task.succeeded"],
       ["monai-export", "md.export.request.monaiscu"],
       ["monai-export", "md.export.request.dicomweb"],
+      // the workflow-level export is also sugar for a DICOM export of the last step (src/export/plan.ts);
+      // PACS-A and PACS-B cannot name a DICOMDestination
+      ["export", "radflow.task.export"],
     ]);
     const scu = MonaiExportRequestEvent.parse(msgs[1]?.event);
     expect(scu).toMatchObject({
@@ -120,7 +123,7 @@ describe("buildResultEvents", () => {
       correlation_id: "ev-1",
       message_id: msgs[1]?.msgId,
     });
-    expect(new Set(msgs.map((m) => m.msgId)).size).toBe(3);
+    expect(new Set(msgs.map((m) => m.msgId)).size).toBe(4);
   });
 
   it("exports the results location when no step listed files", () => {

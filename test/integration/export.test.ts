@@ -1,0 +1,347 @@
+// Results back to PACS, against peers nobody here wrote: Orthanc (Debian's, with its DICOMweb
+// plugin) is the PACS, dcmtk's storescu sends the study to the gateway and to Orthanc (the PACS
+// already holds the study, as in a hospital), dcmtk's dsrdump and dcmdump read what arrived. The
+// InferenceTasks live in the test cluster's API server; their results go out through the real
+// results path (publishResults → radflow.task.export) to `radflow gateway --export`, which sends
+// and records each outcome in the task's status.exports.
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { InferenceTask } from "../../src/api/v1alpha1/inferencetask.ts";
+import { derivedUID } from "../../src/export/sr.ts";
+import { studyLocation } from "../../src/gateway/storage.ts";
+import { buildResultEvents, publishResults } from "../../src/ingest/results.ts";
+import { ensureStreams } from "../../src/ingest/streams.ts";
+import { mergePatch } from "../../src/kube/client.ts";
+import { type Orthanc, orthancAvailable, startOrthanc } from "../support/orthanc.ts";
+import { makeInstance, makeStudy } from "../unit/gateway/dicom-fixture.ts";
+import { custom, kubeconfigPath, natsUrl, useNamespace, waitFor } from "./helpers.ts";
+
+const ROOT = path.resolve(import.meta.dirname, "../..");
+const BASE = Number(process.env.RADFLOW_EXPORT_TEST_PORT_BASE ?? 24100);
+const PORTS = {
+  orthancDicom: BASE + 10,
+  orthancHttp: BASE + 11,
+  down: BASE + 19,
+  gwDicom: BASE + 20,
+  gwMetrics: BASE + 22,
+};
+const RUN = `1.2.826.0.1.3680043.10.1099.7${Date.now() % 1e9}`;
+const G = { group: "radflow.io", version: "v1alpha1" };
+const hasDcmtk = spawnSync("storescu", ["--version"], { stdio: "ignore" }).status === 0;
+const ready = orthancAvailable() && hasDcmtk;
+if (!ready)
+  process.stderr.write("export.test.ts: needs orthanc, orthanc-dicomweb and dcmtk (hack/deps.sh installs them)\n");
+
+describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
+  const ns = useNamespace("export");
+  const work = mkdtempSync(path.join(tmpdir(), "rf-export-it-"));
+  const storageDir = path.join(work, "store");
+  const study = `${RUN}.1`;
+  let orthanc: Orthanc;
+  let gw: ChildProcess | undefined;
+  let gwLog = "";
+  let nc: NatsConnection;
+
+  beforeAll(async () => {
+    mkdirSync(storageDir, { recursive: true });
+    nc = await connect({ servers: natsUrl() });
+    await ensureStreams(await jetstreamManager(nc));
+    orthanc = await startOrthanc({ httpPort: PORTS.orthancHttp, dicomPort: PORTS.orthancDicom });
+    gw = spawn(
+      process.execPath,
+      [
+        path.join(ROOT, "src/cmd/radflow.ts"),
+        "gateway",
+        "--storage-dir",
+        storageDir,
+        "--dicom-port",
+        String(PORTS.gwDicom),
+        "--http-port",
+        "0",
+        "--metrics-port",
+        String(PORTS.gwMetrics),
+        "--ae-title",
+        "RADFLOW",
+        "--quiet-seconds",
+        "1",
+        "--nats-url",
+        natsUrl(),
+        "--export",
+        "--kubeconfig",
+        kubeconfigPath(),
+        "--export-attempts",
+        "3",
+        "--export-backoff-seconds",
+        "1",
+        "--audit",
+        "off",
+      ],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+        env: { ...process.env, RADFLOW_PHI_HMAC_KEY: "export-test-key-0123456789" },
+      },
+    );
+    gw.stdout?.on("data", (d) => {
+      gwLog = (gwLog + d).slice(-50_000);
+    });
+    gw.stderr?.on("data", (d) => {
+      gwLog = (gwLog + d).slice(-50_000);
+    });
+    const proc = gw;
+    await waitFor("the gateway to be ready", 90_000, async () => {
+      if (proc.exitCode !== null) throw new Error(`the gateway exited (${proc.exitCode}):\n${gwLog.slice(-3000)}`);
+      const ok = (await fetch(`http://127.0.0.1:${PORTS.gwMetrics}/readyz`).catch(() => undefined))?.ok;
+      return { done: ok === true };
+    });
+
+    // the study: two CT series, sent by storescu to the gateway (which stores it where steps
+    // read it) and to the PACS (which holds it before any result arrives)
+    const dir = path.join(work, "study");
+    mkdirSync(dir);
+    const files = makeStudy(study, 2, 2, { patientName: "DOE^JANE" }).map((b, i) => {
+      const p = path.join(dir, `${i}.dcm`);
+      writeFileSync(p, b);
+      return p;
+    });
+    execFileSync("storescu", ["-aet", "CT_EAST", "-aec", "RADFLOW", "127.0.0.1", String(PORTS.gwDicom), ...files]);
+    execFileSync("storescu", ["-aet", "CT_EAST", "-aec", "ORTHANC", "127.0.0.1", String(PORTS.orthancDicom), ...files]);
+
+    const dest = (name: string, spec: Record<string, unknown>) =>
+      custom().createNamespacedCustomObject({
+        ...G,
+        namespace: ns.name,
+        plural: "dicomdestinations",
+        body: { apiVersion: "radflow.io/v1alpha1", kind: "DICOMDestination", metadata: { name }, spec },
+      });
+    await dest("pacs", {
+      dimse: { host: "127.0.0.1", port: PORTS.orthancDicom, calledAETitle: "ORTHANC", callingAETitle: "RADFLOW" },
+      timeoutSeconds: 20,
+      checkIntervalSeconds: 5,
+    });
+    await dest("pacs-web", { dicomweb: { url: orthanc.dicomweb }, timeoutSeconds: 20, checkIntervalSeconds: 5 });
+    await dest("pacs-down", {
+      dimse: { host: "127.0.0.1", port: PORTS.down, calledAETitle: "NOBODY" },
+      timeoutSeconds: 5,
+      checkIntervalSeconds: 5,
+    });
+  }, 180_000);
+
+  afterAll(async () => {
+    if (gw && gw.exitCode === null) {
+      const p = gw;
+      const done = new Promise((r) => p.once("exit", r));
+      p.kill("SIGTERM");
+      await done;
+    }
+    await orthanc?.stop();
+    await nc?.drain().catch(() => {});
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  /** Creates a task in the API server, marks it Succeeded with the step's outputs, publishes its results. */
+  async function finishedTask(
+    name: string,
+    step: Record<string, unknown>,
+    outputs: Record<string, unknown>,
+    stepPhase = "Succeeded",
+  ): Promise<InferenceTask> {
+    const created = (await custom().createNamespacedCustomObject({
+      ...G,
+      namespace: ns.name,
+      plural: "inferencetasks",
+      body: {
+        apiVersion: "radflow.io/v1alpha1",
+        kind: "InferenceTask",
+        metadata: { name },
+        spec: {
+          workflowRef: { name: "head-ct", uid: "wf-uid", generation: 1 },
+          priority: "stat",
+          steps: [{ name: "detect", image: "registry.example.org/ich-triage:1.4", ...step }],
+          storage: { pvc: { claimName: "studies" } },
+          study: {
+            studyInstanceUID: study,
+            location: studyLocation(study),
+            series: [{ seriesInstanceUID: `${study}.1`, modality: "CT", numberOfInstances: 2 }],
+          },
+          eventId: `ev-${name}`,
+        },
+      },
+    })) as InferenceTask;
+    const now = new Date().toISOString();
+    const patched = (await custom().patchNamespacedCustomObjectStatus(
+      {
+        ...G,
+        namespace: ns.name,
+        plural: "inferencetasks",
+        name,
+        body: {
+          status: {
+            phase: "Succeeded",
+            completionTime: now,
+            steps: [{ name: "detect", phase: stepPhase, outputs }],
+          },
+        },
+      },
+      mergePatch,
+    )) as InferenceTask;
+    const task = InferenceTask.parse({ ...created, status: patched.status });
+    await publishResults(jetstream(nc), task, { monaiExport: false });
+    return task;
+  }
+
+  const exportsOf = async (name: string) =>
+    (
+      (await custom().getNamespacedCustomObject({
+        ...G,
+        namespace: ns.name,
+        plural: "inferencetasks",
+        name,
+      })) as InferenceTask
+    ).status?.exports ?? [];
+
+  async function settled(name: string, n = 1) {
+    return waitFor(`${n} finished export(s) on ${name}`, 90_000, async () => {
+      const e = await exportsOf(name);
+      return { done: e.length >= n && e.every((x) => x.phase !== "Pending"), value: e, seen: e };
+    });
+  }
+
+  /** Orthanc's instances of the study, with their SOP Instance UID and modality. */
+  async function pacsStudy(): Promise<{ id: string; sop: string; modality: string }[]> {
+    const ids = await orthanc.get<string[]>("/studies");
+    for (const id of ids) {
+      const s = await orthanc.get<{ MainDicomTags: { StudyInstanceUID: string } }>(`/studies/${id}`);
+      if (s.MainDicomTags.StudyInstanceUID !== study) continue;
+      const inst = await orthanc.get<{ ID: string; MainDicomTags: { SOPInstanceUID: string }; ParentSeries: string }[]>(
+        `/studies/${id}/instances`,
+      );
+      const out: { id: string; sop: string; modality: string }[] = [];
+      for (const i of inst) {
+        const series = await orthanc.get<{ MainDicomTags: { Modality: string } }>(`/series/${i.ParentSeries}`);
+        out.push({ id: i.ID, sop: i.MainDicomTags.SOPInstanceUID, modality: series.MainDicomTags.Modality });
+      }
+      return out;
+    }
+    return [];
+  }
+
+  it("a positive finding without model files becomes an SR in the study, sent by C-STORE and readable by dsrdump", async () => {
+    const t = await finishedTask(
+      "bleed-yes",
+      { export: [{ destination: "pacs", when: "outputs.bleed == true" }] },
+      { bleed: true, score: 0.93, finding: "intraparenchymal hemorrhage" },
+    );
+    const [e] = await settled("bleed-yes");
+    expect(e, gwLog.slice(-3000)).toMatchObject({
+      step: "detect",
+      destination: "pacs",
+      phase: "Sent",
+      reason: "StructuredReport",
+      instances: 1,
+    });
+    const sop = derivedUID("radflow-sr", t.metadata.uid as string, "detect");
+    const held = await pacsStudy();
+    expect(held.filter((i) => i.sop.startsWith(`${study}.`))).toHaveLength(4); // the source study, as sent
+    const sr = held.find((i) => i.sop === sop);
+    expect(sr?.modality).toBe("SR");
+    const file = path.join(work, "sr.dcm");
+    writeFileSync(file, await orthanc.file(sr?.id as string));
+    const dump = execFileSync("dsrdump", [file]).toString();
+    expect(dump).toContain("Comprehensive SR Document");
+    expect(dump).toContain("DOE^JANE"); // the patient, copied from the received headers
+    expect(dump).toMatch(/"bleed"\)=\(373066001,SCT,"Yes"\)/);
+    expect(dump).toMatch(/"score"\)="0.93"/);
+    expect(dump).toContain('"Device Observer Model Name")="registry.example.org/ich-triage:1.4"');
+    // the SR names every source instance as its evidence
+    expect(
+      execFileSync("dcmdump", [file])
+        .toString()
+        .match(/ReferencedSOPInstanceUID/g),
+    ).toHaveLength(4);
+
+    // a crash between send and record redelivers the request: it is sent again, and the PACS
+    // still holds one SR (same SOP Instance UID, same bytes)
+    const [request] = buildResultEvents(t).filter((m) => m.kind === "export");
+    await jetstream(nc).publish(request?.subject as string, JSON.stringify(request?.event), {
+      msgID: `redelivery-${RUN}`,
+    });
+    await waitFor("the redelivered export recorded", 60_000, async () => {
+      const [again] = await exportsOf("bleed-yes");
+      return { done: again?.lastAttemptTime !== e?.lastAttemptTime && again?.phase === "Sent", seen: again };
+    });
+    const after = await pacsStudy();
+    expect(after.filter((i) => i.sop === sop)).toHaveLength(1);
+    expect(after).toHaveLength(held.length);
+  });
+
+  it("the model's own DICOM file (a SEG) goes to the study by STOW-RS", async () => {
+    const name = "seg-web";
+    const out = path.join(storageDir, "results", name, "detect");
+    mkdirSync(out, { recursive: true });
+    const segUID = `${RUN}.9.1`;
+    writeFileSync(
+      path.join(out, "seg.dcm"),
+      makeInstance({
+        study,
+        series: `${RUN}.9`,
+        sop: segUID,
+        sopClass: "1.2.840.10008.5.1.4.1.1.66.4",
+        modality: "SEG",
+      }),
+    );
+    writeFileSync(path.join(out, "volumes.json"), "{}"); // not DICOM: not sent
+    await finishedTask(name, { export: [{ destination: "pacs-web" }] }, { volumeMl: 12.5 });
+    const [e] = await settled(name);
+    expect(e, gwLog.slice(-3000)).toMatchObject({ phase: "Sent", reason: "ModelFiles", instances: 1 });
+    const seg = (await pacsStudy()).find((i) => i.sop === segUID);
+    expect(seg?.modality).toBe("SEG");
+    const file = path.join(work, "seg.dcm");
+    writeFileSync(file, await orthanc.file(seg?.id as string));
+    expect(execFileSync("dcmdump", [file]).toString()).toContain("SegmentationStorage");
+  });
+
+  it("a false `when` sends nothing and the task says Skipped", async () => {
+    const t = await finishedTask(
+      "bleed-no",
+      { export: [{ destination: "pacs", when: "outputs.bleed == true" }] },
+      { bleed: false, score: 0.02 },
+    );
+    const [e] = await settled("bleed-no");
+    expect(e).toMatchObject({ destination: "pacs", phase: "Skipped", reason: "WhenFalse" });
+    const sop = derivedUID("radflow-sr", t.metadata.uid as string, "detect");
+    expect((await pacsStudy()).some((i) => i.sop === sop)).toBe(false);
+  });
+
+  it("a destination that is down is retried, then the export is Failed (never Sent), and the destination not Reachable", async () => {
+    await finishedTask("pacs-down", { export: [{ destination: "pacs-down" }] }, { bleed: true });
+    const retrying = await waitFor("a Pending retry", 60_000, async () => {
+      const [e] = await exportsOf("pacs-down");
+      return { done: e?.phase === "Pending" || e?.phase === "Failed", value: e, seen: e };
+    });
+    expect(["Pending", "Failed"]).toContain(retrying?.phase);
+    const [e] = await settled("pacs-down");
+    expect(e).toMatchObject({ phase: "Failed", reason: "SendFailed", attempts: 3 });
+    expect(e?.message).toMatch(/after 3 attempts/);
+    const reach = async (name: string) =>
+      (
+        (await custom().getNamespacedCustomObject({ ...G, namespace: ns.name, plural: "dicomdestinations", name })) as {
+          status?: { conditions?: { type: string; status: string }[] };
+        }
+      ).status?.conditions?.find((c) => c.type === "Reachable")?.status;
+    await waitFor("destination checks", 60_000, async () => {
+      const r = [await reach("pacs"), await reach("pacs-web"), await reach("pacs-down")];
+      return { done: r.join() === "True,True,False", seen: r };
+    });
+  });
+
+  it("an unknown destination is a clear Failed export", async () => {
+    await finishedTask("nowhere", { export: [{ destination: "no-such-pacs" }] }, { bleed: true });
+    const [e] = await settled("nowhere");
+    expect(e).toMatchObject({ phase: "Failed", reason: "DestinationNotFound" });
+  });
+});
