@@ -384,7 +384,7 @@ describe("review gate: the audit record names the reviewer as the requestor", ()
 
 describe("review gate: audit facts from status", () => {
   it("one ReviewVerdict per decided review: the reviewer as user, the note as description, stable id", async () => {
-    const { reviewFacts } = await import("../../../src/controllers/review.ts");
+    const { reviewFacts } = await import("../../../src/audit/review-facts.ts");
     const { t, p } = awaiting();
     expect(reviewFacts(next(t, p))).toEqual([]);
     const t2 = next(t, p, { reviews: [verdict("Rejected")] });
@@ -407,7 +407,7 @@ describe("review gate: audit facts from status", () => {
   });
 
   it("a timeout that fails the task is a serious failure, without a user", async () => {
-    const { reviewFacts } = await import("../../../src/controllers/review.ts");
+    const { reviewFacts } = await import("../../../src/audit/review-facts.ts");
     const { t, p } = awaiting({ timeoutSeconds: 60 });
     const p2 = plan(next(t, p), { ...detectDone, now: at(100) });
     expect(reviewFacts(next(t, p2))).toEqual([
