@@ -49,6 +49,15 @@ export interface DimseOptions {
   maxPduLength?: number;
   /** PS3.15 transfer records; none when unset. */
   audit?: AuditRecorder;
+  /** DICOM TLS (PS3.15 B.1, BCP 195: TLS 1.2 or later) on the DIMSE port; plain TCP when unset. */
+  tls?: DimseTls;
+}
+
+export interface DimseTls {
+  cert: Buffer;
+  key: Buffer;
+  /** CA bundle for client certificates: when given, a sender must present one it signed. */
+  ca?: Buffer;
 }
 
 export interface DimseServer {
@@ -218,7 +227,21 @@ export async function startDimse(o: DimseOptions): Promise<DimseServer> {
   const server = new Server(GatewayScp as unknown as typeof Scp);
   server.on("networkError", (e: Error) => log.debug({ err: e.message }, "DICOM network error"));
   // Server.listen has no callback: bind, then find the port from its net.Server
-  server.listen(o.port, { associationTimeout: 30_000, pduTimeout: 60_000 });
+  server.listen(o.port, {
+    associationTimeout: 30_000,
+    pduTimeout: 60_000,
+    ...(o.tls
+      ? {
+          securityOptions: {
+            cert: o.tls.cert,
+            key: o.tls.key,
+            minVersion: "TLSv1.2",
+            // with a CA, the node authentication of the DICOM TLS profiles: no certificate, no association
+            ...(o.tls.ca ? { ca: o.tls.ca, requestCert: true, rejectUnauthorized: true } : {}),
+          },
+        }
+      : {}),
+  });
   const net = (server as unknown as { server?: import("node:net").Server }).server;
   if (net && !net.listening) {
     await new Promise<void>((resolve, reject) => {
@@ -226,6 +249,11 @@ export async function startDimse(o: DimseOptions): Promise<DimseServer> {
       net.once("error", reject);
     });
   }
+  // a sender without an acceptable certificate never reaches associationRequested: count it here
+  net?.on("tlsClientError", (e: Error) => {
+    associations.inc({ outcome: "rejected-tls" });
+    log.warn({ err: e.message }, "DICOM TLS handshake refused");
+  });
   const addr = net?.address();
   const port = addr && typeof addr === "object" ? addr.port : o.port;
   return {

@@ -1,5 +1,6 @@
 // The gateway process: DIMSE SCP and STOW-RS in, study events on JetStream out, with health and
 // metrics. Leader-free: replicas share nothing but the study volume and JetStream.
+import { readFile } from "node:fs/promises";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { SUBJECT } from "../api/v1alpha1/events.ts";
@@ -18,6 +19,7 @@ import { Journal } from "./journal.ts";
 import { gatewayRegistry } from "./metrics.ts";
 import { StudyStorage } from "./storage.ts";
 import { type StowServer, startStow } from "./stow.ts";
+import { BearerTokens } from "./stow-auth.ts";
 
 const log = logger("gateway");
 
@@ -36,6 +38,10 @@ export interface GatewayConfig {
   source?: string;
   maxPduLength?: number;
   audit?: GatewayAuditConfig;
+  /** DICOM TLS on the DIMSE port: PEM files (a CA makes client certificates mandatory). */
+  dicomTls?: { certFile: string; keyFile: string; caFile?: string };
+  /** STOW-RS bearer tokens, one per line (a mounted Secret); open to anyone when unset. */
+  stowTokenFile?: string;
 }
 
 /**
@@ -65,6 +71,16 @@ export interface Gateway {
 const bindPort = (p: number) => Math.max(p, 0);
 
 export async function startGateway(c: GatewayConfig): Promise<Gateway> {
+  // configuration errors first, before anything listens: a missing certificate is no plain-TCP fallback
+  const tls = c.dicomTls
+    ? {
+        cert: await readFile(c.dicomTls.certFile),
+        key: await readFile(c.dicomTls.keyFile),
+        ...(c.dicomTls.caFile ? { ca: await readFile(c.dicomTls.caFile) } : {}),
+      }
+    : undefined;
+  const auth = c.stowTokenFile ? new BearerTokens(c.stowTokenFile) : undefined;
+  await auth?.load();
   const storage = new StudyStorage(c.storageDir);
   await storage.init();
   const journal = new Journal(c.storageDir);
@@ -111,10 +127,11 @@ export async function startGateway(c: GatewayConfig): Promise<Gateway> {
     assembler,
     maxPduLength: c.maxPduLength,
     audit: audit?.recorder,
+    tls,
   });
   const stow: StowServer | undefined =
     c.httpPort !== 0
-      ? await startStow({ port: bindPort(c.httpPort), storage, assembler, audit: audit?.recorder })
+      ? await startStow({ port: bindPort(c.httpPort), storage, assembler, audit: audit?.recorder, auth })
       : undefined;
   listening = true;
   log.info(
@@ -125,6 +142,9 @@ export async function startGateway(c: GatewayConfig): Promise<Gateway> {
       quietMs: c.quietMs,
       maxWaitMs: c.maxWaitMs,
       sources: c.policy.sources.size,
+      dicomTls: !!tls,
+      clientCertificates: !!tls?.ca,
+      stowAuth: !!auth,
     },
     "gateway listening",
   );

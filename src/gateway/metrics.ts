@@ -8,7 +8,7 @@ collectDefaultMetrics({ register: gatewayRegistry, prefix: "radflow_" });
 
 export const associations = new Counter({
   name: "radflow_gateway_associations_total",
-  help: "DICOM associations, by outcome (accepted, rejected-calling-ae, rejected-called-ae, aborted, released).",
+  help: "DICOM associations, by outcome (accepted, rejected-calling-ae, rejected-called-ae, rejected-tls, aborted, released).",
   labelNames: ["outcome"] as const,
   registers: [gatewayRegistry],
 });
@@ -66,5 +66,10 @@ export const auditRecords = new Counter({
   name: "radflow_gateway_audit_records_total",
   help: "PS3.15 transfer audit records, by kind (BeginTransferring, InstancesTransferred) and outcome (recorded, retried, failed).",
   labelNames: ["kind", "outcome"] as const,
+  registers: [gatewayRegistry],
+});
+export const stowUnauthorized = new Counter({
+  name: "radflow_gateway_stow_unauthorized_total",
+  help: "STOW-RS requests refused with 401: no bearer token, or not a valid one.",
   registers: [gatewayRegistry],
 });

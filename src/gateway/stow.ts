@@ -9,9 +9,10 @@ import type { AddressInfo } from "node:net";
 import { logger } from "../log/logger.ts";
 import type { Assembler } from "./assembler.ts";
 import { type AuditRecorder, peerAddress, TransferAudit } from "./audit.ts";
-import { bytesReceived, instances, storageErrors } from "./metrics.ts";
+import { bytesReceived, instances, storageErrors, stowUnauthorized } from "./metrics.ts";
 import { MultipartError, parseContentType, readMultipart } from "./multipart.ts";
 import { STATUS, type StudyStorage } from "./storage.ts";
+import type { BearerTokens } from "./stow-auth.ts";
 
 const log = logger("gateway");
 
@@ -24,6 +25,8 @@ export interface StowOptions {
   maxParts?: number;
   /** PS3.15 transfer records; none when unset. */
   audit?: AuditRecorder;
+  /** Bearer tokens a request must present; anyone may store when unset. */
+  auth?: BearerTokens;
 }
 
 export interface StowServer {
@@ -78,6 +81,14 @@ export async function startStow(o: StowOptions): Promise<StowServer> {
       res.setHeader("connection", "close");
       send(status, { detail }, "application/json");
     };
+    if (o.auth) {
+      const a = await o.auth.check(req.headers.authorization);
+      if (!a.ok) {
+        stowUnauthorized.inc();
+        res.setHeader("www-authenticate", a.challenge);
+        return problem(a.status, a.detail);
+      }
+    }
     if (!m) return problem(404, "not found: STOW-RS is POST /studies or /studies/{StudyInstanceUID}");
     if (req.method !== "POST") {
       res.setHeader("allow", "POST");

@@ -34,7 +34,7 @@ const on = {
   },
 };
 
-describe("chart: gateway", () => {
+describe("chart: gateway", { timeout: 60_000 }, () => {
   it("is off by default", () => {
     const r = render({});
     expect(r.status, r.stderr).toBe(0);
@@ -89,6 +89,43 @@ describe("chart: gateway", () => {
     const r = render(values);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(msg);
+  });
+});
+
+describe("chart: gateway TLS, STOW-RS tokens and audit", () => {
+  it("mounts the TLS Secret and the token Secret and points the gateway at them", { timeout: 60_000 }, () => {
+    const r = render({
+      ...on,
+      gateway: {
+        ...on.gateway,
+        tls: { existingSecret: "gw-dicom-tls", requireClientCertificates: true },
+        stow: { port: 8080, tokenSecret: { name: "stow-clients", key: "tokens" } },
+        audit: "syslog",
+      },
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const dep = r.objs.find((o) => o.kind === "Deployment" && o.metadata.name === "rf-radflow-gateway");
+    const c = dep?.spec.template.spec.containers[0];
+    const env = Object.fromEntries(c.env.map((e: { name: string; value?: string }) => [e.name, e.value]));
+    expect(env).toMatchObject({
+      RADFLOW_DICOM_TLS_CERT: "/etc/radflow/dicom-tls/tls.crt",
+      RADFLOW_DICOM_TLS_KEY: "/etc/radflow/dicom-tls/tls.key",
+      RADFLOW_DICOM_TLS_CA: "/etc/radflow/dicom-tls/ca.crt",
+      RADFLOW_STOW_TOKEN_FILE: "/etc/radflow/stow/tokens",
+      RADFLOW_GATEWAY_AUDIT: "syslog",
+    });
+    const vols = dep?.spec.template.spec.volumes.map((v: { name: string; secret?: { secretName: string } }) => [
+      v.name,
+      v.secret?.secretName,
+    ]);
+    expect(vols).toContainEqual(["dicom-tls", "gw-dicom-tls"]);
+    expect(vols).toContainEqual(["stow-tokens", "stow-clients"]);
+    // without them: no TLS variables, fhir audit
+    const plain = render(on).objs.find((o) => o.kind === "Deployment" && o.metadata.name === "rf-radflow-gateway");
+    const names = plain?.spec.template.spec.containers[0].env.map((e: { name: string }) => e.name);
+    expect(names).not.toContain("RADFLOW_DICOM_TLS_CERT");
+    expect(names).not.toContain("RADFLOW_STOW_TOKEN_FILE");
+    expect(render({ ...on, gateway: { ...on.gateway, audit: "loud" } }).status).not.toBe(0);
   });
 });
 
