@@ -13,5 +13,5 @@ PATH="$("$repo/hack/node.sh"):$PATH"
 export PATH
 # one build at a time per cache: the node's cluster and a test may ask at once
 exec 9>"$cache/images/build.lock"
-flock 9
+flock -n 9 || { echo "images: waiting for another build of $cache/images" >&2; flock 9; }
 node "$here/build.ts" "$@"
