@@ -2,18 +2,11 @@
 // ingest and results publishing on NATS when configured. Only the leader reconciles, ingests
 // and writes; followers keep warm caches so a hand-over is quick.
 import { performance } from "node:perf_hooks";
-import {
-  BatchV1Api,
-  CoreV1Api,
-  CustomObjectsApi,
-  type KubeConfig,
-  type V1Job,
-  type V1Pod,
-} from "@kubernetes/client-node";
+import { CustomObjectsApi, type KubeConfig, type V1Job, type V1Pod } from "@kubernetes/client-node";
 import {
   AIWorkflow,
   GROUP,
-  InferenceTask,
+  type InferenceTask,
   isReady,
   LABEL_MANAGED_BY,
   LABEL_TASK,
@@ -24,7 +17,7 @@ import {
 } from "../api/v1alpha1/index.ts";
 import { type AuditSink, noAudit } from "../audit/facts.ts";
 import type { OperatorConfig } from "../config/operator-config.ts";
-import { cachedJob, cachedPod } from "../kube/cached-shapes.ts";
+import { cachedJob, cachedPod, cachedTask } from "../kube/cached-shapes.ts";
 import { EventRecorder } from "../kube/events.ts";
 import { type Cache, CombinedCache, errMessage, Informer, keyOf, type ListPage } from "../kube/informer.ts";
 import { LeaderElector } from "../kube/lease.ts";
@@ -73,8 +66,6 @@ const page = (p: ListPageRequest) => ({ limit: p.limit, _continue: p.continue })
 export async function startManager(kc: KubeConfig, cfg: OperatorConfig, hooks: ManagerHooks = {}): Promise<Manager> {
   const audit = hooks.audit ?? noAudit;
   const custom = kc.makeApiClient(CustomObjectsApi);
-  const batch = kc.makeApiClient(BatchV1Api);
-  const core = kc.makeApiClient(CoreV1Api);
   const selector = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
   const customPath = (ns: string | undefined, plural: string) =>
     ns ? `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${plural}` : `/apis/${GROUP}/${VERSION}/${plural}`;
@@ -94,26 +85,18 @@ export async function startManager(kc: KubeConfig, cfg: OperatorConfig, hooks: M
     resource: "inferencetasks",
     path: customPath(ns, "inferencetasks"),
     list: listCustom(ns, "inferencetasks"),
-    parse: (o) => InferenceTask.parse(o),
+    parse: cachedTask, // finished and published: without steps, study, storage
   }));
   const jobs = informers<V1Job>(kc, cfg.namespaces, (ns) => ({
     resource: "jobs",
     path: ns ? `/apis/batch/v1/namespaces/${ns}/jobs` : "/apis/batch/v1/jobs",
     labelSelector: selector,
-    list: (p) =>
-      ns
-        ? batch.listNamespacedJob({ namespace: ns, labelSelector: selector, ...page(p) })
-        : batch.listJobForAllNamespaces({ labelSelector: selector, ...page(p) }),
     parse: cachedJob, // what radflow reads: no pod template
   }));
   const pods = informers<V1Pod>(kc, cfg.namespaces, (ns) => ({
     resource: "pods",
     path: ns ? `/api/v1/namespaces/${ns}/pods` : "/api/v1/pods",
     labelSelector: selector,
-    list: (p) =>
-      ns
-        ? core.listNamespacedPod({ namespace: ns, labelSelector: selector, ...page(p) })
-        : core.listPodForAllNamespaces({ labelSelector: selector, ...page(p) }),
     parse: cachedPod, // what radflow reads: no containers, volumes, env
   }));
 

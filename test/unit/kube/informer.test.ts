@@ -11,7 +11,7 @@ import path from "node:path";
 import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { Informer, type ListPage } from "../../../src/kube/informer.ts";
-import { informerRestarts } from "../../../src/metrics/metrics.ts";
+import { apiRequests, informerRestarts } from "../../../src/metrics/metrics.ts";
 
 const PATH = "/apis/radflow.io/v1alpha1/namespaces/t/inferencetasks";
 
@@ -144,25 +144,36 @@ async function restarts(): Promise<number> {
   return m.values.find((v) => v.labels.resource === "unit-tasks")?.value ?? 0;
 }
 
+async function listRequests(): Promise<number> {
+  const m = await apiRequests.get();
+  return m.values
+    .filter((v) => v.labels.resource === "unit-tasks" && v.labels.verb === "list")
+    .reduce((a, v) => a + v.value, 0);
+}
+
 let api: FakeApi;
 let inf: Informer<Obj> | undefined;
 
-async function start(o: { pageSize?: number; watchdogMs?: number } = {}) {
+/** An informer on the fake API: listing by its own GET (as the operator does), or through a typed client. */
+async function start(o: { pageSize?: number; watchdogMs?: number; typed?: boolean; labelSelector?: string } = {}) {
   const kc = kubeConfig(await api.listen());
   const custom = kc.makeApiClient(CustomObjectsApi);
   const events: string[] = [];
   inf = new Informer<Obj>(kc, {
     resource: "unit-tasks",
     path: PATH,
-    list: (p) =>
-      custom.listNamespacedCustomObject({
-        group: "radflow.io",
-        version: "v1alpha1",
-        namespace: "t",
-        plural: "inferencetasks",
-        limit: p.limit,
-        _continue: p.continue,
-      }) as Promise<ListPage>,
+    labelSelector: o.labelSelector,
+    list: o.typed
+      ? (p) =>
+          custom.listNamespacedCustomObject({
+            group: "radflow.io",
+            version: "v1alpha1",
+            namespace: "t",
+            plural: "inferencetasks",
+            limit: p.limit,
+            _continue: p.continue,
+          }) as Promise<ListPage>
+      : undefined,
     parse: (raw) => raw as Obj,
     pageSize: o.pageSize,
     watchdogMs: o.watchdogMs,
@@ -200,6 +211,30 @@ describe("Informer: radflow's own list and watch", () => {
     const w = api.watchRequests()[0] as URL;
     expect(w.searchParams.get("resourceVersion")).toBe(String(api.rv));
     expect(w.searchParams.get("allowWatchBookmarks")).toBe("true");
+  });
+
+  it("lists by a GET of its path (labelSelector, limit, continue; one plain JSON copy), counted as API requests; a typed client's pages work too", async () => {
+    api = new FakeApi();
+    for (let i = 0; i < 120; i++) api.put(`task-${String(i).padStart(4, "0")}`, i);
+    const before = await listRequests();
+    const { inf } = await start({ pageSize: 50, labelSelector: "app.kubernetes.io/managed-by=radflow" });
+    expect(inf.size).toBe(120);
+    const lists = api.lists();
+    expect(lists.map((u) => u.pathname)).toEqual([PATH, PATH, PATH]);
+    expect(lists.map((u) => u.searchParams.get("labelSelector"))).toEqual(
+      Array(3).fill("app.kubernetes.io/managed-by=radflow"),
+    );
+    expect(lists.map((u) => u.searchParams.get("continue"))).toEqual([null, "50", "100"]);
+    // plain JSON objects, as a watch event's: nothing for the cache to convert
+    expect(Object.getPrototypeOf(inf.get("t/task-0001"))).toBe(Object.prototype);
+    expect((await listRequests()) - before).toBe(3);
+    await inf.stop();
+    await api.close();
+
+    api = new FakeApi();
+    for (let i = 0; i < 120; i++) api.put(`task-${String(i).padStart(4, "0")}`, i);
+    const typed = await start({ pageSize: 50, typed: true });
+    expect(typed.inf.size).toBe(120);
   });
 
   it("applies watch events; a bookmark moves the resourceVersion the next watch starts from, without a new list", async () => {
