@@ -202,13 +202,42 @@ export class Assembler {
     s.timer.unref?.();
   }
 
-  private flush(s: StudyState, due: number): Promise<void> {
+  /**
+   * Takes the study's shared journal as the truth: every replica on the volume appends to the
+   * same file, so what this process holds in memory is only its own part. Returns the intent to
+   * publish (already journaled), or undefined when nothing is left or another replica is still
+   * receiving instances of the study (the window is moved to its last one).
+   */
+  private async claim(s: StudyState, final: boolean): Promise<IntentRecord | undefined> {
+    const release = await this.journal.lock(s.key);
+    try {
+      const r = replay(await this.journal.read(s.key));
+      s.instances = r.instances;
+      s.covered = r.covered;
+      s.nextRev = Math.max(s.nextRev, r.nextRev);
+      s.announced = new Set(r.instances.slice(0, r.covered).map((i) => i.sop));
+      if (!this.hasPending(s)) return undefined;
+      const lastAt = r.instances.reduce((m, i) => Math.max(m, i.at), s.lastAt);
+      if (!final && lastAt > s.lastAt) {
+        s.lastAt = lastAt;
+        if (this.dueAt(s) > this.now()) return undefined; // rescheduled by flush's end
+      }
+      // the revision follows the shared journal's last intent: two replicas never take the same one
+      const intent: IntentRecord = { t: "p", rev: r.nextRev, n: r.instances.length, at: this.now() };
+      await this.journal.append(s.key, [intent]);
+      return intent;
+    } finally {
+      await release();
+    }
+  }
+
+  private flush(s: StudyState, due: number, final = false): Promise<void> {
     s.timer = undefined;
     if (s.publishing || !this.hasPending(s)) return s.publishing ?? Promise.resolve();
-    const intent: IntentRecord = { t: "p", rev: s.nextRev, n: s.instances.length, at: this.now() };
     const started = s.firstPendingAt;
     s.publishing = (async () => {
-      await this.journal.append(s.key, [intent]);
+      const intent = await this.claim(s, final);
+      if (!intent) return;
       s.covered = intent.n;
       s.nextRev = intent.rev + 1;
       for (const i of s.instances.slice(0, intent.n)) s.announced.add(i.sop);
@@ -314,7 +343,7 @@ export class Assembler {
     await Promise.all(
       [...this.studies.values()].map(async (s) => {
         await s.publishing;
-        await this.flush(s, this.now());
+        await this.flush(s, this.now(), true);
       }),
     );
   }

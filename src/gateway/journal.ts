@@ -11,7 +11,7 @@
 // same content and the same Nats-Msg-Id (JetStream drops the copy; the operator de-duplicates by
 // event id), and instances after the last "p" are still waiting for their study event. A last
 // line cut by a crash was never fsynced, so never acknowledged: it is ignored.
-import { type FileHandle, mkdir, open, readdir, readFile } from "node:fs/promises";
+import { type FileHandle, mkdir, open, readdir, readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { DicomHeader } from "../dicom/header.ts";
 
@@ -63,19 +63,14 @@ export class Journal {
     const prev = this.tails.get(key) ?? Promise.resolve();
     const next = prev.then(async () => {
       let fh = this.handles.get(key);
-      let lead = "";
       if (!fh) {
         fh = await open(this.file(key), "a+", 0o640);
         this.handles.set(key, fh);
-        // a line torn by a crash must not swallow the next record: start on a fresh line
-        const { size } = await fh.stat();
-        if (size > 0) {
-          const last = Buffer.alloc(1);
-          await fh.read(last, 0, 1, size - 1);
-          if (last[0] !== 0x0a) lead = "\n";
-        }
       }
-      await fh.write(lead + records.map((r) => `${JSON.stringify(r)}\n`).join(""));
+      // Replicas on one volume append to the same file (O_APPEND: each write lands whole at the
+      // end). A line another process left torn by its crash must not swallow this record, so
+      // every write starts on a fresh line; the empty lines this leaves are skipped when read.
+      await fh.write(`\n${records.map((r) => JSON.stringify(r)).join("\n")}\n`);
       await fh.datasync();
     });
     // a failed append must not poison later ones; the caller sees this one's error
@@ -84,6 +79,30 @@ export class Journal {
       next.catch(() => {}),
     );
     return next;
+  }
+
+  /**
+   * An exclusive lock on a study's journal across processes (replicas share the volume): a lock
+   * file created with O_EXCL. It is held only to read the journal and append an intent; one left
+   * by a process that died is taken over once it is older than staleMs.
+   */
+  async lock(key: string, staleMs = 30_000, timeoutMs = 20_000): Promise<() => Promise<void>> {
+    const file = path.join(this.dir, `${key}.lock`);
+    const end = Date.now() + timeoutMs;
+    for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
+      try {
+        const fh = await open(file, "wx", 0o640);
+        await fh.writeFile(`${process.pid}\n`);
+        await fh.close();
+        return () => rm(file, { force: true });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      }
+      const st = await stat(file).catch(() => undefined);
+      if (st && Date.now() - st.mtimeMs > staleMs) await rm(file, { force: true });
+      if (Date.now() > end) throw new Error("study journal lock: timed out");
+      await new Promise((r) => setTimeout(r, delay));
+    }
   }
 
   /** The study's records, or [] when it has no journal. */

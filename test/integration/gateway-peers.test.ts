@@ -38,6 +38,12 @@ const PORTS = {
   tlsDicom: BASE + 30,
   tlsHttp: BASE + 32,
   tlsMetrics: BASE + 34,
+  rep1Dicom: BASE + 40,
+  rep1Http: BASE + 42,
+  rep1Metrics: BASE + 44,
+  rep2Dicom: BASE + 46,
+  rep2Http: BASE + 48,
+  rep2Metrics: BASE + 50,
 };
 const RUN = `1.2.826.0.1.3680043.10.1099.${(Date.now() % 1e9) + 7}`;
 const work = mkdtempSync(path.join(tmpdir(), "rf-gw-peers-"));
@@ -166,10 +172,13 @@ function dataSetOf(file: string): Buffer {
 
 /** Attributes as dcmdump prints them (meta included, UIDs as numbers), by tag ("0002,0010"). */
 function dcmAttrs(file: string, tags: string[]): Record<string, string | undefined> {
-  const r = spawnSync("dcmdump", ["-q", "-M", "-Un", ...tags.flatMap((t) => ["+P", t]), file], { encoding: "utf8" });
+  // +p prefixes a nested element with its sequence path, so only top-level ones match below
+  const r = spawnSync("dcmdump", ["-q", "-M", "-Un", "+p", ...tags.flatMap((t) => ["+P", t]), file], {
+    encoding: "utf8",
+  });
   const out: Record<string, string | undefined> = {};
   for (const line of r.stdout.split("\n")) {
-    const tag = /^\s*\(([0-9a-f]{4},[0-9a-f]{4})\)/i.exec(line)?.[1]?.toLowerCase();
+    const tag = /^\(([0-9a-f]{4},[0-9a-f]{4})\) /i.exec(line)?.[1]?.toLowerCase();
     const v = /\[([^\]]*)\]/.exec(line)?.[1]?.trim();
     if (tag && out[tag] === undefined && v) out[tag] = v;
   }
@@ -333,7 +342,7 @@ describe.skipIf(missing.length > 0 || !existsSync(natsBin))("radflow gateway aga
       // the reference receiver: dcmtk's storescp writing what it received bit for bit (+B)
       const refRoot = path.join(work, "storescp");
       mkdirSync(refRoot, { recursive: true });
-      const scp = spawn("storescp", ["+B", "-od", refRoot, "-uf", String(PORTS.storescp)], { stdio: "ignore" });
+      const scp = spawn("storescp", ["+B", "+xa", "-od", refRoot, "-uf", String(PORTS.storescp)], { stdio: "ignore" });
       try {
         await new Promise((r) => setTimeout(r, 1000));
         const sent = new Map<string, (typeof storage)[number]>();
@@ -585,6 +594,94 @@ describe.skipIf(missing.length > 0 || !existsSync(natsBin))("radflow gateway aga
       expect(tls.log).not.toContain("secret-token");
       const m = await (await fetch(`http://127.0.0.1:${PORTS.tlsMetrics}/metrics`)).text();
       expect(m).toMatch(/radflow_gateway_stow_unauthorized_total 3\b/);
+    });
+  });
+
+  describe("two replicas on one volume", () => {
+    const shared = path.join(work, "shared-volume");
+    const r1 = new GatewayProc(
+      "r1",
+      { dicom: PORTS.rep1Dicom, http: PORTS.rep1Http, metrics: PORTS.rep1Metrics },
+      shared,
+    );
+    const r2 = new GatewayProc(
+      "r2",
+      { dicom: PORTS.rep2Dicom, http: PORTS.rep2Http, metrics: PORTS.rep2Metrics },
+      shared,
+    );
+    beforeAll(async () => {
+      await Promise.all([r1.start(["--quiet-seconds", "3"]), r2.start(["--quiet-seconds", "3"])]);
+    }, 240_000);
+    afterAll(async () => {
+      await Promise.all([r1.stop(), r2.stop()]);
+    });
+
+    /** storescu in the background: both replicas receive the same study at the same time. */
+    const send = (port: number, files: string[]) =>
+      new Promise<number>((resolve) => {
+        const p = spawn(
+          "storescu",
+          ["-aet", "CT_EAST", "-aec", "RADFLOW", "-nh", "127.0.0.1", String(port), ...files],
+          {
+            stdio: "ignore",
+          },
+        );
+        p.once("exit", (code) => resolve(code ?? -1));
+      });
+    const metric = async (g: GatewayProc, re: RegExp) =>
+      Number(re.exec(await (await fetch(`http://127.0.0.1:${g.ports.metrics}/metrics`)).text())?.[1] ?? 0);
+
+    it("instances of one study sent to both at once: one study event with all of them, no revision taken twice", async () => {
+      const study = `${RUN}.9`;
+      const all = makeStudy(study, 2, 8, { pixelBytes: 20_000 });
+      // series 1 to one replica, series 2 to the other, interleaved in time
+      const a = writeFiles(path.join(work, "rep-a"), all.slice(0, 8));
+      const b = writeFiles(path.join(work, "rep-b"), all.slice(8));
+      expect(await Promise.all([send(PORTS.rep1Dicom, a), send(PORTS.rep2Dicom, b)])).toEqual([0, 0]);
+      const evs = await waitFor(
+        async () => {
+          const e = (await studyEvents()).filter((x) => x.data.studyInstanceUID === study);
+          return e.length && e.at(-1)?.data.series.reduce((n, s) => n + s.numberOfInstances, 0) === 16 ? e : undefined;
+        },
+        60_000,
+        "one event with all 16 instances",
+      );
+      await new Promise((r) => setTimeout(r, 4000)); // a second event would come within a window
+      const final = (await studyEvents()).filter((x) => x.data.studyInstanceUID === study);
+      expect(final.map((e) => [e.id, e.radflowrevision])).toEqual([[evs[0]?.id, 0]]);
+      expect(final[0]?.data.series.map((s) => s.numberOfInstances)).toEqual([8, 8]);
+      // neither replica published a revision the other had (JetStream would have dropped it as a duplicate)
+      const dup = /radflow_gateway_study_events_total\{kind="[a-z]+",outcome="duplicate"\} (\d+)/;
+      expect([await metric(r1, dup), await metric(r2, dup)]).toEqual([0, 0]);
+      // the shared journal holds every instance once and one intent with its done record
+      const journal = readFileSync(
+        path.join(shared, ".radflow-gateway/journal", `${uidKey("study", study)}.jsonl`),
+        "utf8",
+      )
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { t: string; rev?: number; n?: number });
+      expect(journal.filter((r) => r.t === "i")).toHaveLength(16);
+      expect(journal.filter((r) => r.t === "p").map((r) => [r.rev, r.n])).toEqual([[0, 16]]);
+      expect(journal.filter((r) => r.t === "d").map((r) => r.rev)).toEqual([0]);
+    });
+
+    it("a late instance at the other replica: a follow-up with the next revision, never the same one", async () => {
+      const study = `${RUN}.10`;
+      const all = makeStudy(study, 1, 4, { pixelBytes: 2000 });
+      const files = writeFiles(path.join(work, "rep-late"), all);
+      expect(await send(PORTS.rep1Dicom, files.slice(0, 3))).toBe(0);
+      await waitFor(async () => (await studyEvents()).find((x) => x.data.studyInstanceUID === study), 60_000);
+      expect(await send(PORTS.rep2Dicom, files.slice(3))).toBe(0);
+      const evs = await waitFor(async () => {
+        const e = (await studyEvents()).filter((x) => x.data.studyInstanceUID === study);
+        return e.length === 2 ? e : undefined;
+      }, 60_000);
+      expect(evs.map((e) => [e.radflowrevision, e.data.series[0]?.numberOfInstances])).toEqual([
+        [0, 3],
+        [1, 4],
+      ]);
+      expect(evs[1]?.id).toBe(`${uidKey("study", study)}-1`);
     });
   });
 });

@@ -240,7 +240,7 @@ describe("transfer records against HL7's R4 definitions", () => {
     classpath = r.stdout.trim().split("\n").at(-1) as string;
   }, 900_000);
 
-  it("0 errors for every record", { timeout: 300_000 }, async () => {
+  it("0 errors for every record", { timeout: 900_000 }, async () => {
     const dir = mkdtempSync(path.join(tmpdir(), "rf-gw-fhir-"));
     try {
       const files = Object.entries(await allFacts()).map(([n, f]) => {
