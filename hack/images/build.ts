@@ -321,6 +321,15 @@ function imageConfig(spec: ImageSpec, name: string): ImageConfig {
   };
 }
 
+/** Drops gzipped layers no current image uses (each src/ change leaves an application layer). */
+function pruneBlobs(): void {
+  const used = new Set<string>();
+  for (const f of readdirSync(IMAGES_DIR).filter((x) => x.endsWith(".layers"))) {
+    for (const d of JSON.parse(readFileSync(path.join(IMAGES_DIR, f), "utf8")) as string[]) used.add(d.slice(7));
+  }
+  for (const f of readdirSync(BLOBS)) if (!used.has(f.slice(0, 64))) rmSync(path.join(BLOBS, f), { force: true });
+}
+
 export async function build(name: string): Promise<{ built: boolean; out: string }> {
   const spec = IMAGES[name];
   if (!spec) throw new Error(`unknown image ${name} (known: ${Object.keys(IMAGES).join(", ")})`);
@@ -344,6 +353,8 @@ export async function build(name: string): Promise<{ built: boolean; out: string
   const uncompressed = layers.reduce((a, l) => a + statSync(l.tar).size, 0);
   const res = await writeImage({ out, ref: spec.ref, config: imageConfig(spec, name), layers, blobCache: BLOBS });
   rmSync(layers[2]?.tar as string, { force: true });
+  writeFileSync(path.join(IMAGES_DIR, `${name}.layers`), `${JSON.stringify(res.diffIds)}\n`);
+  pruneBlobs();
   writeFileSync(stamp, `${key}\n`);
   const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
   const compressed = res.layers.reduce((a, l) => a + l.size, 0);

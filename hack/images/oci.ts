@@ -101,7 +101,7 @@ export interface WriteImageOptions {
 }
 
 /** Writes the layout tar to `out` (atomically) and returns the manifest digest. */
-export async function writeImage(o: WriteImageOptions): Promise<{ manifest: Blob; layers: Blob[] }> {
+export async function writeImage(o: WriteImageOptions): Promise<{ manifest: Blob; layers: Blob[]; diffIds: string[] }> {
   const layers = [];
   for (const l of o.layers) layers.push(await gzipLayer(l.tar, o.blobCache));
   const config = jsonBlob({
@@ -151,5 +151,5 @@ export async function writeImage(o: WriteImageOptions): Promise<{ manifest: Blob
   const tmp = `${o.out}.tmp-${process.pid}`;
   writeTar(tmp, entries);
   renameSync(tmp, o.out);
-  return { manifest: manifest.blob, layers: layers.map((l) => l.blob) };
+  return { manifest: manifest.blob, layers: layers.map((l) => l.blob), diffIds: layers.map((l) => l.diffId) };
 }
