@@ -17,7 +17,8 @@ export interface SourceSnapshot {
 
 function git(args: string[]): string {
   try {
-    return execFileSync("git", args, { cwd: repo, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    // trimEnd: a porcelain line starts with a space (" M src/…"), part of its fixed-width status
+    return execFileSync("git", args, { cwd: repo, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trimEnd();
   } catch {
     return "";
   }
@@ -48,9 +49,14 @@ export function snapshotSources(workDir: string, rev?: string): SourceSnapshot {
   return {
     root,
     commit: git(["rev-parse", "--short", "HEAD"]),
-    uncommitted: git(["status", "--porcelain", "--", "src"])
-      .split("\n")
-      .filter(Boolean)
-      .map((l) => l.slice(3)),
+    uncommitted: porcelainPaths(git(["status", "--porcelain", "--", "src"])),
   };
+}
+
+/** The paths of `git status --porcelain` output: each line is two status columns, a space, the path. */
+export function porcelainPaths(text: string): string[] {
+  return text
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => l.slice(3));
 }
