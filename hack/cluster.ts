@@ -314,7 +314,9 @@ function start(o: ClusterOptions, bin: string, c: Component, args: string[]) {
   const logFile = logFileOf(o, c);
   const fd = openSync(logFile, "a");
   // detached: the components outlive `hack/cluster up` and form their own process group
-  const child = spawn(path.join(bin, binaryOf(c)), args, { detached: true, stdio: ["ignore", fd, fd] });
+  // the real node's service-proxy is a Node script (its first argument), the others binaries
+  const exe = c === "service-proxy" ? process.execPath : path.join(bin, binaryOf(c));
+  const child = spawn(exe, args, { detached: true, stdio: ["ignore", fd, fd] });
   child.unref();
   writeFileSync(pidFile(o, c), String(child.pid));
   writeFileSync(path.join(o.dir, "pids", `${c}.args.json`), JSON.stringify({ bin, args }));
@@ -398,6 +400,7 @@ export async function health(o: ClusterOptions, c: Component): Promise<string> {
         return await secure(p.scheduler, "/healthz");
       case "kwok":
         return await plain(`http://127.0.0.1:${p.kwok}/healthz`);
+      case "service-proxy":
       case "containerd":
       case "kubelet":
         return await realNodeHealth(o.dir, c);
@@ -802,16 +805,22 @@ ${readFileSync(path.join(hackDir, "kwok-stages.yaml"), "utf8")}`,
     o,
   );
   if (o.realNode) {
-    await startRealNode(o.dir, bin, kubeconfig, {
-      start: (c, args) => start(o, bin, c, args),
-      waitHealthy: (c, ms) => waitHealthy(o, c, ms),
-      get: async (urlPath) => {
-        const r = await httpsGet(o, urlPath);
-        if (r.status !== 200) throw new Error(`${urlPath}: ${r.status}`);
-        return JSON.parse(r.body);
+    await startRealNode(
+      o.dir,
+      bin,
+      kubeconfig,
+      { apiserver: p.apiserver, nats: p.nats },
+      {
+        start: (c, args) => start(o, bin, c, args),
+        waitHealthy: (c, ms) => waitHealthy(o, c, ms),
+        get: async (urlPath) => {
+          const r = await httpsGet(o, urlPath);
+          if (r.status !== 200) throw new Error(`${urlPath}: ${r.status}`);
+          return JSON.parse(r.body);
+        },
+        log: (msg) => log(o, msg),
       },
-      log: (msg) => log(o, msg),
-    });
+    );
   }
   for (let node = 1; node <= natsNodes(o); node++) await waitHealthy(o, natsComponent(node), 60_000);
   // a last look at all of them: one may have died after it was found healthy

@@ -22,7 +22,7 @@ import { buildPauseImage, buildProbeImages, imagesDir, PAUSE_IMAGE } from "./ima
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-export const realNodeComponents = ["containerd", "kubelet"] as const;
+export const realNodeComponents = ["service-proxy", "containerd", "kubelet"] as const;
 export type RealNodeComponent = (typeof realNodeComponents)[number];
 
 /** The label the real node carries; a step targets it with resources.nodeSelector. */
@@ -30,6 +30,10 @@ export const REAL_NODE_LABEL = "radflow.io/real-node";
 const CGROUP_ROOT = "/radflow-node";
 const BRIDGE = "radflow0";
 const SUBNET = "10.89.0.0/24";
+/** The bridge's own address: pods reach the machine's loopback services here (service-proxy.ts). */
+export const NODE_GATEWAY = "10.89.0.1";
+/** The `kubernetes` Service's address (first of the API server's service range, in its certificate). */
+const API_SERVICE_IP = "10.96.0.1";
 const CNI_NETWORK = "radflow-node";
 const OWNER_FILE = "/run/radflow-real-node.owner";
 /** containerd 2 always puts shim sockets here, whatever its state directory. */
@@ -168,26 +172,13 @@ export function loadImages(dir: string, bin: string, tars: string[]): void {
   }
 }
 
-/** Starts containerd and the kubelet and waits until the node is Ready. */
-export async function startRealNode(dir: string, bin: string, kubeconfig: string, hooks: NodeHooks): Promise<void> {
-  const t0 = Date.now();
-  const missing = realNodeRequirements(bin);
-  if (missing.length > 0) throw new Error(`cluster: a real node needs ${missing.join("; ")}`);
-  const held = owner();
-  if (held && held !== dir && existsSync(held)) {
-    throw new Error(
-      `cluster: this machine's real node belongs to the cluster in ${held}; hack/cluster down that one first`,
-    );
-  }
-  writeFileSync(OWNER_FILE, dir);
-  const p = paths(dir);
+/** The node's containerd config, KubeletConfiguration and CNI conflist, from the templates here. */
+export function nodeConfigs(
+  dir: string,
+  bin: string,
+  snapshotter: "overlayfs" | "native",
+): { containerd: string; kubelet: string; cni: string } {
   const ports = realNodePorts();
-  for (const d of [p.containerd, p.kubeletRoot, path.join(p.kubelet, "pod-logs"), path.join(p.cni, "net.d")]) {
-    mkdirSync(d, { recursive: true });
-  }
-  const snapshotter = overlayWorks(dir) ? "overlayfs" : "native";
-  if (snapshotter === "native") hooks.log("overlayfs refused here: containerd uses the native snapshotter (copies)");
-  writeFileSync(path.join(p.containerd, "snapshotter"), snapshotter);
   const values = {
     DIR: dir,
     BIN: bin,
@@ -201,10 +192,53 @@ export async function startRealNode(dir: string, bin: string, kubeconfig: string
     SUBNET,
   };
   const tpl = (f: string) => fill(readFileSync(path.join(here, f), "utf8"), values);
-  writeFileSync(p.config, tpl("containerd.toml"));
-  writeFileSync(p.kubeletConfig, tpl("kubelet.yaml.in"));
-  writeFileSync(path.join(p.cni, "net.d", "10-radflow.conflist"), tpl("cni.conflist"));
+  return { containerd: tpl("containerd.toml"), kubelet: tpl("kubelet.yaml.in"), cni: tpl("cni.conflist") };
+}
+
+/** Starts containerd and the kubelet and waits until the node is Ready. */
+export async function startRealNode(
+  dir: string,
+  bin: string,
+  kubeconfig: string,
+  loopback: { apiserver: number; nats: number },
+  hooks: NodeHooks,
+): Promise<void> {
+  const t0 = Date.now();
+  const missing = realNodeRequirements(bin);
+  if (missing.length > 0) throw new Error(`cluster: a real node needs ${missing.join("; ")}`);
+  const held = owner();
+  if (held && held !== dir && existsSync(held)) {
+    throw new Error(
+      `cluster: this machine's real node belongs to the cluster in ${held}; hack/cluster down that one first`,
+    );
+  }
+  writeFileSync(OWNER_FILE, dir);
+  const p = paths(dir);
+  for (const d of [p.containerd, p.kubeletRoot, path.join(p.kubelet, "pod-logs"), path.join(p.cni, "net.d")]) {
+    mkdirSync(d, { recursive: true });
+  }
+  const snapshotter = overlayWorks(dir) ? "overlayfs" : "native";
+  if (snapshotter === "native") hooks.log("overlayfs refused here: containerd uses the native snapshotter (copies)");
+  writeFileSync(path.join(p.containerd, "snapshotter"), snapshotter);
+  const configs = nodeConfigs(dir, bin, snapshotter);
+  writeFileSync(p.config, configs.containerd);
+  writeFileSync(p.kubeletConfig, configs.kubelet);
+  writeFileSync(path.join(p.cni, "net.d", "10-radflow.conflist"), configs.cni);
   makeCgroupRoot();
+  // the bridge before the first pod (the bridge plugin takes it as it is), with the API server's
+  // Service address, so that pods reach the API server and NATS through service-proxy.ts
+  if (spawnSync("ip", ["link", "show", BRIDGE], { stdio: "ignore" }).status !== 0) {
+    execFileSync("ip", ["link", "add", BRIDGE, "type", "bridge"]);
+  }
+  spawnSync("ip", ["addr", "add", `${NODE_GATEWAY}/24`, "dev", BRIDGE], { stdio: "ignore" });
+  spawnSync("ip", ["addr", "add", `${API_SERVICE_IP}/32`, "dev", BRIDGE], { stdio: "ignore" });
+  execFileSync("ip", ["link", "set", BRIDGE, "up"]);
+  hooks.start("service-proxy", [
+    path.join(here, "service-proxy.ts"),
+    `${API_SERVICE_IP}:443=${loopback.apiserver}`,
+    `${NODE_GATEWAY}:${loopback.nats}=${loopback.nats}`,
+  ]);
+  await hooks.waitHealthy("service-proxy", 30_000);
 
   hooks.start("containerd", [`--config=${p.config}`]);
   await hooks.waitHealthy("containerd", 60_000);
@@ -243,17 +277,18 @@ export async function startRealNode(dir: string, bin: string, kubeconfig: string
 
 /** containerd accepts connections on its socket; the kubelet's /healthz says ok. "" when healthy. */
 export async function realNodeHealth(dir: string, c: RealNodeComponent): Promise<string> {
-  if (c === "containerd") {
+  if (c === "containerd" || c === "service-proxy") {
     const sock = paths(dir).socket;
     return new Promise((resolve) => {
-      const s = net.connect(sock);
+      const s = c === "containerd" ? net.connect(sock) : net.connect(443, API_SERVICE_IP);
       const done = (why: string) => {
         s.destroy();
         resolve(why);
       };
-      s.setTimeout(2000, () => done(`${sock}: no answer`));
+      const what = c === "containerd" ? sock : `${API_SERVICE_IP}:443`;
+      s.setTimeout(2000, () => done(`${what}: no answer`));
       s.once("connect", () => done(""));
-      s.once("error", (e: Error & { code?: string }) => done(`${sock}: ${e.code ?? e.message}`));
+      s.once("error", (e: Error & { code?: string }) => done(`${what}: ${e.code ?? e.message}`));
     });
   }
   const url = `http://127.0.0.1:${realNodePorts().healthz}/healthz`;

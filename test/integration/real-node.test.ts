@@ -15,9 +15,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ClusterOptions, down, up } from "../../hack/cluster.ts";
+import { type ClusterOptions, down, ports, up } from "../../hack/cluster.ts";
 import { imagesDir, PROBE_IMAGE, PROBE_ROOT_IMAGE } from "../../hack/real-node/images.ts";
-import { REAL_NODE_LABEL, realNodeName } from "../../hack/real-node/node.ts";
+import { NODE_GATEWAY, REAL_NODE_LABEL, realNodeName } from "../../hack/real-node/node.ts";
 import type { InferenceTask } from "../../src/api/v1alpha1/index.ts";
 import { dicomBytes } from "../unit/dicom/write-dicom.ts";
 import { clusterOptions, toolBin, waitFor } from "./helpers.ts";
@@ -25,6 +25,19 @@ import { type OperatorProcess, startOperator } from "./operator-process.ts";
 
 const G = { group: "radflow.io", version: "v1alpha1" };
 const EXAMPLE_MODEL = "radflow.local/example-model:dev";
+const root = path.resolve(import.meta.dirname, "../..");
+const imageBuilder = path.join(root, "hack", "images", "build.sh");
+// the project's images, built before the node starts so that `up` imports them (a stamp makes an
+// unchanged rebuild a no-op)
+if (existsSync(imageBuilder) && process.getuid?.() === 0) {
+  try {
+    execFileSync(imageBuilder, ["radflow", "example-model"], { stdio: ["ignore", "ignore", "inherit"] });
+  } catch (e) {
+    // the tests fall back to the probe (and skip the in-cluster operator) without them
+    console.info(`real-node tests: the project's images could not be built: ${(e as Error).message.split("\n")[0]}`);
+  }
+}
+const haveRadflowImage = existsSync(path.join(imagesDir(), "radflow.oci.tar"));
 const haveExampleModel = existsSync(path.join(imagesDir(), "example-model.oci.tar"));
 const MODEL = haveExampleModel ? EXAMPLE_MODEL : PROBE_IMAGE;
 
@@ -272,7 +285,7 @@ describe.skipIf(skip !== "")("a real node (kubelet, containerd, runc, CNI)", () 
       name,
       "finished",
       (t) => ["Succeeded", "Failed"].includes(t.status?.phase ?? ""),
-      180_000,
+      280_000,
     );
     console.info(`two-step workflow on the real node: ${done.status?.phase} in ${Date.now() - t0} ms`);
     expect(done.status?.phase, JSON.stringify(done.status?.steps)).toBe("Succeeded");
@@ -295,7 +308,8 @@ describe.skipIf(skip !== "")("a real node (kubelet, containerd, runc, CNI)", () 
       expect(steps.confirm?.outputs).toMatchObject({ inputSteps: 1 });
     }
     expect(existsSync(path.join(out, "routine"))).toBe(false);
-  });
+    // a loaded machine starts Node-based models slowly: three pods one after another
+  }, 300_000);
 
   it.each([
     [
@@ -321,4 +335,167 @@ describe.skipIf(skip !== "")("a real node (kubelet, containerd, runc, CNI)", () 
     // the start timeout is 10 s here; the queue timeout (and the Job's deadline) would be hours
     expect(took).toBeLessThan(60_000);
   });
+
+  it.skipIf(!haveRadflowImage)(
+    "helm install runs the operator on the real node (chart ServiceAccount, probes, restricted context): it leads and handles a study end to end",
+    async () => {
+      const t0 = Date.now();
+      const hns = `helm-${ns}`;
+      const kubeconfig = path.join(o.dir, "kubeconfig");
+      await core.createNamespace({ body: { metadata: { name: hns } } });
+      await core.createPersistentVolume({
+        body: {
+          metadata: { name: `${hns}-studies` },
+          spec: {
+            capacity: { storage: "1Gi" },
+            accessModes: ["ReadWriteMany"],
+            storageClassName: "real-node-local",
+            hostPath: { path: data, type: "Directory" },
+            claimRef: { namespace: hns, name: "studies" },
+          },
+        },
+      });
+      await core.createNamespacedPersistentVolumeClaim({
+        namespace: hns,
+        body: {
+          metadata: { name: "studies" },
+          spec: {
+            accessModes: ["ReadWriteMany"],
+            storageClassName: "real-node-local",
+            volumeName: `${hns}-studies`,
+            resources: { requests: { storage: "1Gi" } },
+          },
+        },
+      });
+      const helm = (args: string[]) =>
+        execFileSync(toolBin("helm"), [...args, "--kubeconfig", kubeconfig], { encoding: "utf8", stdio: "pipe" });
+      helm([
+        "upgrade",
+        "--install",
+        "radflow",
+        path.join(root, "helm", "radflow"),
+        "--namespace",
+        "radflow-system",
+        "--create-namespace",
+        "--set",
+        "image.repository=radflow.local/radflow",
+        "--set",
+        "image.tag=dev",
+        "--set",
+        "image.pullPolicy=Never",
+        "--set",
+        "replicaCount=1",
+        "--set-string",
+        `nodeSelector.radflow\\.io/real-node=true`,
+        // NATS listens on the machine's loopback: pods reach it on the bridge (service-proxy.ts)
+        "--set",
+        `nats.url=nats://${NODE_GATEWAY}:${ports(o.portBase).nats}`,
+        "--set",
+        `watchNamespaces={${hns}}`,
+        "--set",
+        `storageTrust.pvcs={${hns}/studies}`,
+        "--set",
+        "priorityClasses.create=true",
+      ]);
+      try {
+        const pod = await waitFor(
+          "the operator pod to be Ready on the real node",
+          240_000,
+          async () => {
+            const pods = (await core.listNamespacedPod({ namespace: "radflow-system" })).items;
+            const p = pods.find((x) => x.metadata?.name?.startsWith("radflow-") && !x.metadata?.deletionTimestamp);
+            const ready = p?.status?.conditions?.find((c) => c.type === "Ready")?.status === "True";
+            return { done: ready, value: p, seen: p?.status?.containerStatuses ?? p?.status?.conditions };
+          },
+          500,
+        );
+        console.info(`operator pod Ready on the real node after ${Date.now() - t0} ms`);
+        expect(pod?.spec?.nodeName).toBe(realNodeName());
+        expect(pod?.spec?.serviceAccountName).toMatch(/radflow/);
+        const c = pod?.spec?.containers[0];
+        expect(c?.securityContext?.readOnlyRootFilesystem).toBe(true);
+        expect(c?.readinessProbe && c?.livenessProbe).toBeTruthy();
+        const coord = kc.makeApiClient(k8s.CoordinationV1Api);
+        await waitFor(
+          "the operator pod to hold the leader Lease",
+          120_000,
+          async () => {
+            const l = await coord.readNamespacedLease({ name: "radflow-operator", namespace: "radflow-system" });
+            return { done: l.spec?.holderIdentity === pod?.metadata?.name, seen: l.spec?.holderIdentity };
+          },
+          500,
+        );
+        // a study event through NATS: ingest, the task, the step on the real node, the result
+        await custom.createNamespacedCustomObject({
+          ...G,
+          namespace: hns,
+          plural: "aiworkflows",
+          body: {
+            apiVersion: "radflow.io/v1alpha1",
+            kind: "AIWorkflow",
+            metadata: { name: "ct-triage" },
+            spec: {
+              priority: "stat",
+              trigger: { match: { modalities: ["CT"] } },
+              steps: [{ name: "triage", image: MODEL, resources: { gpu: 0, nodeSelector: onRealNode } }],
+              storage: { pvc: { claimName: "studies" } },
+            },
+          },
+        });
+        await waitFor("the AIWorkflow to be Ready", 60_000, async () => {
+          const w = (await custom.getNamespacedCustomObject({
+            ...G,
+            namespace: hns,
+            plural: "aiworkflows",
+            name: "ct-triage",
+          })) as { status?: { conditions?: { type: string; status: string }[] } };
+          return {
+            done: w.status?.conditions?.some((x) => x.type === "Ready" && x.status === "True") === true,
+            seen: w.status,
+          };
+        });
+        execFileSync(
+          process.execPath,
+          [
+            path.join(root, "src", "cmd", "radflow.ts"),
+            "send",
+            path.join(data, "studies", "s1"),
+            "--location",
+            "studies/s1",
+          ],
+          { env: { ...process.env, RADFLOW_NATS_URL: `nats://127.0.0.1:${ports(o.portBase).nats}` }, stdio: "pipe" },
+        );
+        const task = await waitFor(
+          "the study's task to succeed",
+          180_000,
+          async () => {
+            const l = (await custom.listNamespacedCustomObject({ ...G, namespace: hns, plural: "inferencetasks" })) as {
+              items: InferenceTask[];
+            };
+            const t = l.items[0];
+            return {
+              done: t?.status?.phase === "Succeeded" || t?.status?.phase === "Failed",
+              value: t,
+              seen: t?.status,
+            };
+          },
+          500,
+        );
+        console.info(`in-cluster operator: study → task ${task?.status?.phase} after ${Date.now() - t0} ms`);
+        expect(task?.status?.phase, JSON.stringify(task?.status?.steps)).toBe("Succeeded");
+        expect(task?.status?.steps?.[0]?.outputs).toMatchObject({ instances: 3 });
+      } catch (e) {
+        const logs = await core
+          .listNamespacedPod({ namespace: "radflow-system" })
+          .then((l) => JSON.stringify(l.items.map((p) => p.status?.containerStatuses)))
+          .catch(() => "");
+        throw new Error(`${(e as Error).message}\noperator pods: ${logs}`);
+      } finally {
+        helm(["uninstall", "radflow", "--namespace", "radflow-system", "--wait", "--timeout", "120s"]);
+        await core.deleteNamespace({ name: hns }).catch(() => undefined);
+        await core.deletePersistentVolume({ name: `${hns}-studies` }).catch(() => undefined);
+      }
+    },
+    600_000,
+  );
 });
