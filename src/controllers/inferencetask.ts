@@ -27,6 +27,7 @@ import type { Recorder } from "../kube/events.ts";
 import { type Cache, errMessage, keyOf } from "../kube/informer.ts";
 import { logger } from "../log/logger.ts";
 import { queueWait, stepDuration, tasksFinished } from "../metrics/metrics.ts";
+import { observeReviewWaits } from "./review-metrics.ts";
 import type { Dispatcher } from "./dispatcher.ts";
 import { FINALIZER, isTerminal, type JobView, type PodView, planTask, sameJson } from "./task-plan.ts";
 
@@ -440,7 +441,8 @@ export class TaskController {
     const prevSteps = new Map((task.status?.steps ?? []).map((s) => [s.name, s]));
     for (const s of next?.steps ?? []) {
       const was = prevSteps.get(s.name);
-      if (s.phase === "Running" && was?.phase !== "Running" && s.startTime) {
+      // a review step runs no pod: its wait is the review-wait histogram's, not a queue wait
+      if (s.phase === "Running" && was?.phase !== "Running" && s.startTime && !s.review) {
         queueWait.observe({ workflow: wf, priority: task.spec.priority }, (now - Date.parse(s.startTime)) / 1000);
       }
       if ((s.phase === "Succeeded" || s.phase === "Failed") && was?.phase !== s.phase && s.startTime && s.jobName) {
@@ -450,6 +452,7 @@ export class TaskController {
         );
       }
     }
+    observeReviewWaits(task, next);
     if (next?.phase && next.phase !== task.status?.phase && isTerminal(next.phase)) {
       const reason = next.conditions?.find((c) => c.type === "Succeeded")?.reason ?? next.phase;
       tasksFinished.inc({ workflow: wf, priority: task.spec.priority, phase: next.phase, reason });

@@ -24,6 +24,7 @@ import { LeaderElector } from "../kube/lease.ts";
 import { runWorkers, WorkQueue } from "../kube/work-queue.ts";
 import { logger } from "../log/logger.ts";
 import { oldestGpuWait, reconcileDuration, reconciles, tasksByPhase, waitingForGpu } from "../metrics/metrics.ts";
+import { updateReviewGauges } from "./review-metrics.ts";
 import { WorkflowController } from "./aiworkflow.ts";
 import { Dispatcher } from "./dispatcher.ts";
 import { jobIsRunning, TaskController } from "./inferencetask.ts";
@@ -193,6 +194,7 @@ export async function startManager(kc: KubeConfig, cfg: OperatorConfig, hooks: M
     for (const [priority, n] of gpuWait) waitingForGpu.set({ priority }, n);
     for (const priority of ["stat", "urgent", "routine", "batch"])
       oldestGpuWait.set({ priority }, oldest.get(priority) ?? 0);
+    updateReviewGauges(tasks.list(), now);
   }, 5_000);
   phaseTimer.unref();
 

@@ -60,6 +60,27 @@ export const oldestGpuWait = new Gauge({
   labelNames: ["priority"] as const,
   registers: [registry],
 });
+// 1 min .. 3 days: a radiologist's review is minutes to hours, a weekend longer.
+export const REVIEW_BUCKETS = [60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200];
+export const reviewWait = new Histogram({
+  name: "radflow_review_wait_seconds",
+  help: "Time a review step waited for its verdict, by workflow, priority and verdict (Accepted, Rejected, TimedOut).",
+  labelNames: ["workflow", "priority", "verdict"] as const,
+  buckets: REVIEW_BUCKETS,
+  registers: [registry],
+});
+export const reviewsAwaiting = new Gauge({
+  name: "radflow_reviews_awaiting",
+  help: "Review steps waiting for a reviewer's verdict now, by priority.",
+  labelNames: ["priority"] as const,
+  registers: [registry],
+});
+export const oldestReviewWait = new Gauge({
+  name: "radflow_review_wait_oldest_seconds",
+  help: "How long the longest-waiting review step of each priority has waited for its verdict (0 when none waits).",
+  labelNames: ["priority"] as const,
+  registers: [registry],
+});
 export const stepDuration = new Histogram({
   name: "radflow_step_duration_seconds",
   help: "Step run time, from Job creation to its end, by workflow, priority, step and outcome.",

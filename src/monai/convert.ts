@@ -6,8 +6,8 @@
 // the router's own incoming condition ANDed with the router's condition for it, and depends on
 // the router's predecessor (nothing, when the router is the entry). Export tasks become
 // spec.export destinations (radflow exports once the whole task has succeeded); an export that
-// runs only under a condition, or that forwards the study without a model, waits for the
-// per-step conditional export of the DICOM gateway (issue #11) and is refused until then.
+// runs only under a condition becomes a step export (its `when`) of the model it follows; one
+// that forwards the study without a model is refused (a step export sends what a model wrote).
 //
 // An aide_clinical_review task becomes a review step (src/controllers/review.ts) with onReject
 // Fail: the task waits for `radflow review accept|reject`, and a rejection stops it, so nothing
@@ -202,22 +202,56 @@ export function importMonai(input: unknown, opts: ImportOptions = {}): ImportRes
     problems,
     notes,
   });
-  // An export task becomes a destination of the whole task's results. What has no equivalent
-  // yet: an export that runs only on some studies, and one that forwards the study itself.
-  const GATEWAY = "waits for the per-step conditional export of the DICOM gateway (issue #11)";
+  // An unconditional export task becomes a destination of the whole task's results (spec.export,
+  // MONAI's export services). One reached under a condition becomes a step export of the model it
+  // follows (its `when`, radflow's gateway sending to a DICOMDestination). Forwarding the received
+  // study itself has no equivalent: a step export sends what a model wrote, or an SR of its outputs.
+  const stepExports = new Map<string, { destination: string; when: string }[]>();
   const exportTask = (t: MonaiTask) => {
-    const { dep, conditions } = pathTo(t, new Set());
+    const { dep: first, conditions } = pathTo(t, new Set());
+    // after a clinical review, the results exported are the reviewed model's (a rejection fails the task)
+    let dep = first;
+    while (dep && REVIEW_TYPES.has(dep.type)) dep = pathTo(dep, new Set()).dep;
     const depStep = dep ? stepOf(dep.id) : undefined;
     const forwards = t.artifacts.input.some((a) => artifactSource(a.value).kind === "study");
     if (!depStep || forwards) {
       problems.push(
-        `task "${t.id}": an export of the received study itself (forwarding without a model) has no radflow equivalent yet; it ${GATEWAY}`,
+        `task "${t.id}": an export of the received study itself (forwarding without a model) has no radflow equivalent: a step's export sends what its model wrote or an SR of its outputs, not the study`,
       );
     } else if (conditions.length > 0) {
-      const c = conditions[0]!;
-      problems.push(
-        `task "${t.id}": an export guarded by a condition (${JSON.stringify(c.c)} on "${c.owner}") has no radflow equivalent yet (radflow exports whenever the task succeeds); it ${GATEWAY}`,
-      );
+      const { nodes, reads } = translate(conditions);
+      const anc = new Set([dep!.id, ...(ancestors.get(dep!.id) ?? [])]);
+      for (const r of reads) {
+        if (!anc.has(r.task))
+          problems.push(
+            `task "${r.owner}": condition ${JSON.stringify(r.c)} reads the result of "${r.task}", which has not run before "${t.id}"`,
+          );
+      }
+      const when = allOf(nodes);
+      if (when) {
+        const cel = renderCel(when);
+        const err = checkBool(cel);
+        if (err) problems.push(`task "${t.id}": the translated condition does not compile (${err}): ${cel}`);
+        const names: string[] = [];
+        for (const d of t.export_destinations) {
+          const destination = dnsLabel(d.name, 253);
+          if (!destination) {
+            problems.push(
+              `task "${t.id}": export destination ${JSON.stringify(d.name)} cannot name a DICOMDestination`,
+            );
+            continue;
+          }
+          names.push(destination);
+          stepExports.set(depStep, [...(stepExports.get(depStep) ?? []), { destination, when: cel }]);
+        }
+        notes.push(
+          `export "${t.id}": conditional, so a step export of "${depStep}" sent when ${cel}, by radflow's gateway to DICOMDestination ${names.join(", ")} (create ${names.length === 1 ? "it" : "them"}; MONAI named ${t.export_destinations.map((d) => d.name).join(", ")}).`,
+        );
+      }
+      if (t.task_destinations.length > 0) problems.push(`task "${t.id}": tasks after an export are not supported`);
+      if (t.export_destinations.length === 0)
+        problems.push(`task "${t.id}": an export task without export_destinations`);
+      return;
     } else {
       // after a conditional step it is still faithful: a Skipped step leaves nothing to export
       const anc = new Set([dep!.id, ...(ancestors.get(dep!.id) ?? [])]);
@@ -289,10 +323,14 @@ export function importMonai(input: unknown, opts: ImportOptions = {}): ImportRes
   const distinct = new Set([...exportSets.values()].map((d) => JSON.stringify(d)));
   if (distinct.size > 1) {
     problems.push(
-      `export tasks ${[...exportSets].map(([id, d]) => `"${id}" (to ${d.join(", ")})`).join(" and ")}: results going to different destinations per task have no radflow equivalent yet (radflow sends every result to every destination); it ${GATEWAY}`,
+      `export tasks ${[...exportSets].map(([id, d]) => `"${id}" (to ${d.join(", ")})`).join(" and ")}: unconditional exports to different destinations per task have no radflow equivalent (spec.export sends every result to every destination)`,
     );
   }
   // (a workflow that only forwards the study has been told so above)
+  for (const [name, list] of stepExports) {
+    const step = steps.find((s) => s.name === name);
+    if (step) step.export = list;
+  }
   if (steps.every((s) => s.review !== undefined) && exportSets.size === 0)
     problems.push("the workflow has no docker or argo task, so nothing would run");
 

@@ -416,3 +416,31 @@ describe("review gate: audit facts from status", () => {
     expect(reviewFacts(next(t, p2))[0]?.user).toBeUndefined();
   });
 });
+
+describe("review gate: metrics", () => {
+  it("radflow_review_wait_seconds observes the wait once; the gauges count waiting reviews by priority", async () => {
+    const { registry } = await import("../../../src/metrics/metrics.ts");
+    const { observeReviewWaits, updateReviewGauges } = await import("../../../src/controllers/review-metrics.ts");
+    const { t, p } = awaiting();
+    const waiting = next(t, p);
+    updateReviewGauges([waiting], at(330));
+    const value = async (name: string, labels: Record<string, string>) =>
+      (await registry.getSingleMetric(name)?.get())?.values.find((v) =>
+        Object.entries(labels).every(([k, x]) => v.labels[k] === x),
+      )?.value;
+    expect(await value("radflow_reviews_awaiting", { priority: "urgent" })).toBe(1);
+    expect(await value("radflow_review_wait_oldest_seconds", { priority: "urgent" })).toBe(300);
+    const t2 = next(t, p, { reviews: [verdict("Accepted")] });
+    const p2 = plan(t2, { ...detectDone, now: at(700) });
+    observeReviewWaits(t2, p2.status);
+    observeReviewWaits(next(t2, p2), p2.status); // the same status again: no second observation
+    const count = await value("radflow_review_wait_seconds", { verdict: "Accepted", le: "+Inf" });
+    const sum = (await registry.getSingleMetric("radflow_review_wait_seconds")?.get())?.values.find(
+      (v) =>
+        (v as { metricName?: string }).metricName === "radflow_review_wait_seconds_sum" &&
+        v.labels.verdict === "Accepted",
+    )?.value;
+    expect(count).toBe(1);
+    expect(sum).toBe(570);
+  });
+});

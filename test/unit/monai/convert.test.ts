@@ -253,14 +253,6 @@ describe("importMonai: refuses what it cannot translate", () => {
       /task "a": a docker task without args.container_image/,
     ],
     [
-      "a conditional export",
-      wf([
-        docker("a", [{ name: "x", conditions: [modality("CT")] }]),
-        { id: "x", type: "export", export_destinations: [{ Name: "PACS" }] },
-      ]),
-      /task "x": an export guarded by a condition .*issue #11/,
-    ],
-    [
       "an unsupported task type",
       wf([docker("a", [{ name: "hl7" }]), { id: "hl7", type: "export_hl7" }]),
       /type "export_hl7" has no radflow equivalent/,
@@ -419,7 +411,7 @@ describe("importMonai: read as MONAI reads it", () => {
     expect(importMonai(input(false), { images }).notes.join("\n")).toContain('optional input artifact "y"');
   });
 
-  it("refuses forwarding the study and per-task export destinations, naming the gateway issue", () => {
+  it("refuses forwarding the study, and unconditional exports to different destinations per task", () => {
     const forward = wf([
       {
         id: "fwd",
@@ -429,7 +421,7 @@ describe("importMonai: read as MONAI reads it", () => {
       },
     ]);
     expect(problems(forward)).toEqual([
-      'task "fwd": an export of the received study itself (forwarding without a model) has no radflow equivalent yet; it waits for the per-step conditional export of the DICOM gateway (issue #11)',
+      'task "fwd": an export of the received study itself (forwarding without a model) has no radflow equivalent: a step\'s export sends what its model wrote or an SR of its outputs, not the study',
     ]);
     const split = wf([
       router("r", [{ name: "a" }, { name: "b" }]),
@@ -439,7 +431,7 @@ describe("importMonai: read as MONAI reads it", () => {
       { id: "xb", type: "export", export_destinations: [{ name: "PACS2" }] },
     ]);
     expect(problems(split)).toEqual([
-      'export tasks "xa" (to PACS1) and "xb" (to PACS2): results going to different destinations per task have no radflow equivalent yet (radflow sends every result to every destination); it waits for the per-step conditional export of the DICOM gateway (issue #11)',
+      'export tasks "xa" (to PACS1) and "xb" (to PACS2): unconditional exports to different destinations per task have no radflow equivalent (spec.export sends every result to every destination)',
     ]);
   });
 
@@ -530,5 +522,47 @@ describe("importMonai: aide_clinical_review", () => {
         ]),
       ).join("\n"),
     ).toMatch(/reads the result of "clinical-review", which is not a model task/);
+  });
+});
+
+describe("importMonai: conditional exports", () => {
+  it("an export reached under a condition becomes a step export of the model it follows, with that condition", () => {
+    const { workflow, notes } = importMonai(
+      wf([
+        docker("detect", [{ name: "to-pacs", conditions: ["{{ context.executions.detect.result.bleed }} == 'true'"] }]),
+        { id: "to-pacs", type: "export", export_destinations: [{ Name: "PROD_PACS" }] },
+      ]),
+    );
+    expect(AIWorkflow.safeParse(workflow).error?.issues).toBeUndefined();
+    const step = workflow.spec.steps[0]!;
+    expect(step.export).toEqual([{ destination: "prod-pacs", when: "string(steps.detect.outputs.bleed) == 'true'" }]);
+    expect(workflow.spec.export).toBeUndefined();
+    expect(notes.join("\n")).toContain("DICOMDestination prod-pacs");
+    // the condition reads as MONAI's does
+    const when = compileBool(step.export![0]!.when!);
+    const on = (bleed: unknown) =>
+      when({
+        study: { studyInstanceUID: "1", series: [] },
+        steps: { detect: { phase: "Succeeded", outputs: { bleed } } },
+      });
+    expect(on(true)).toEqual({ ok: true, value: true });
+    expect(on(false)).toEqual({ ok: true, value: false });
+  });
+
+  it("a conditional export after a review exports the reviewed model's results", () => {
+    const { workflow } = importMonai(
+      wf([
+        docker("detect", [{ name: "review" }]),
+        {
+          id: "review",
+          type: "aide_clinical_review",
+          args: { reviewed_task_id: "detect" },
+          task_destinations: [{ name: "x", conditions: [modality("CT")] }],
+        },
+        { id: "x", type: "export", export_destinations: [{ name: "pacs" }] },
+      ]),
+    );
+    const detect = workflow.spec.steps.find((s) => s.name === "detect")!;
+    expect(detect.export).toEqual([{ destination: "pacs", when: expect.stringContaining("study.series.exists") }]);
   });
 });
