@@ -5,7 +5,7 @@ import os from "node:os";
 import { parseArgs } from "node:util";
 import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { AIWorkflow, InferenceTask } from "../api/v1alpha1/index.ts";
+import type { AIWorkflow } from "../api/v1alpha1/index.ts";
 import { loadAuditCodes } from "../audit/codes.ts";
 import { type AuditSink, noAudit } from "../audit/facts.ts";
 import { AuditTrail, SPOOL_CONSUMER, SPOOL_STREAM, SPOOL_SUBJECT } from "../audit/pipeline.ts";
@@ -13,7 +13,6 @@ import { OperatorConfig } from "../config/operator-config.ts";
 import { type Manager, startManager } from "../controllers/manager.ts";
 import { connectNats, natsSettingsFromEnv } from "../ingest/connect.ts";
 import { StudyIngest } from "../ingest/consumer.ts";
-import { publishResults } from "../ingest/results.ts";
 import { parseStorageTrust, setStorageTrust, watchSecretValues } from "../jobs/trust.ts";
 import { loadKubeConfig } from "../kube/client.ts";
 import { errMessage } from "../kube/informer.ts";
@@ -226,12 +225,7 @@ export async function main(args: string[]): Promise<number> {
 
   manager = await startManager(kc, cfg, {
     audit,
-    publishResults: js
-      ? async (task: InferenceTask) => {
-          const workflow = manager?.workflows.get(`${task.metadata.namespace}/${task.spec.workflowRef.name}`);
-          await publishResults(js, task, { workflow, audit, monaiExport: cfg.nats.monai });
-        }
-      : undefined,
+    results: js ? { js, monaiExport: cfg.nats.monai } : undefined,
     onLeading: async (workflows: () => AIWorkflow[]) => {
       if (!nc) return;
       if (syslog) trail?.startForwarding();

@@ -15,7 +15,7 @@ import type { AuditSink } from "../audit/facts.ts";
 import { checkExpression, type ExprProblem } from "../expr/cel.ts";
 import { checkPattern } from "../expr/pattern.ts";
 import { workflowStorageVerdict } from "../jobs/trust.ts";
-import { isNotFound, mergePatch, track } from "../kube/client.ts";
+import { apiClient, isNotFound, mergePatch } from "../kube/client.ts";
 import type { Recorder } from "../kube/events.ts";
 import type { Cache } from "../kube/informer.ts";
 import { sameJson } from "./task-plan.ts";
@@ -149,7 +149,7 @@ export class WorkflowController {
     audit: AuditSink,
     isLeader: () => boolean,
   ) {
-    this.custom = kc.makeApiClient(CustomObjectsApi);
+    this.custom = apiClient(kc, CustomObjectsApi);
     this.workflows = workflows;
     this.recorder = recorder;
     this.audit = audit;
@@ -193,18 +193,16 @@ export class WorkflowController {
     if (sameJson(next, wf.status ?? {})) return;
     if (!this.isLeader()) throw new Error("not the leader any more: stopping writes");
     try {
-      await track("patch", "aiworkflows/status", () =>
-        this.custom.patchNamespacedCustomObjectStatus(
-          {
-            group: GROUP,
-            version: VERSION,
-            namespace: wf.metadata.namespace as string,
-            plural: "aiworkflows",
-            name: wf.metadata.name as string,
-            body: { status: next },
-          },
-          mergePatch,
-        ),
+      await this.custom.patchNamespacedCustomObjectStatus(
+        {
+          group: GROUP,
+          version: VERSION,
+          namespace: wf.metadata.namespace as string,
+          plural: "aiworkflows",
+          name: wf.metadata.name as string,
+          body: { status: next },
+        },
+        mergePatch,
       );
     } catch (err) {
       if (isNotFound(err)) return;

@@ -1,6 +1,10 @@
-// The InferenceTask reconciler: level-triggered, one key at a time. It reads the task, its Jobs
+// The steps controller: level-triggered, one InferenceTask at a time. It reads the task, its Jobs
 // and pods from the informer caches, asks the pure planner what should be, and makes only the
-// writes the plan asks for — at most one status write per reconcile, and only on change.
+// writes the plan asks for — the Jobs, then at most one status write per reconcile, and only on
+// change. It owns the task's status except status.resultsPublished (the results controller's);
+// it never waits for NATS: audit facts go to the task audit controller (noted here, recorded
+// there) and results to the results controller, so neither an audit repository nor a NATS outage
+// stops the Jobs of tasks in flight.
 import {
   BatchV1Api,
   CoreV1Api,
@@ -13,28 +17,28 @@ import {
   type AIWorkflow,
   GROUP,
   type InferenceTask,
+  type InferenceTaskStatus,
   LABEL_STEP,
   LABEL_TASK,
-  PRIORITY_ORDER,
   VERSION,
 } from "../api/v1alpha1/index.ts";
-import type { AuditFact, AuditSink } from "../audit/facts.ts";
 import type { OperatorConfig } from "../config/operator-config.ts";
 import { buildJob } from "../jobs/job-builder.ts";
 import { storageRefusal } from "../jobs/trust.ts";
-import { isAlreadyExists, isNotFound, mergePatch, track } from "../kube/client.ts";
+import { apiClient, isAlreadyExists, isNotFound, mergePatch, statusCode } from "../kube/client.ts";
+import type { Result } from "../kube/controller.ts";
 import type { Recorder } from "../kube/events.ts";
 import { type Cache, errMessage, keyOf } from "../kube/informer.ts";
 import { logger } from "../log/logger.ts";
 import { queueWait, stepDuration, tasksFinished } from "../metrics/metrics.ts";
-import { observeReviewWaits } from "./review-metrics.ts";
 import type { Dispatcher } from "./dispatcher.ts";
-import { FINALIZER, isTerminal, type JobView, type PodView, planTask, sameJson } from "./task-plan.ts";
+import { observeReviewWaits } from "./review-metrics.ts";
+import { worthWriting } from "./status-writes.ts";
+import type { TaskAuditor } from "./task-audit.ts";
+import { FINALIZER, isTerminal, type JobView, type PlanInput, type PodView, planTask, sameJson } from "./task-plan.ts";
 
 const log = logger("inferencetask");
 const PLURAL = "inferencetasks";
-
-export type ReconcileResult = { requeueAfterMs?: number };
 
 export interface TaskControllerDeps {
   kc: KubeConfig;
@@ -54,9 +58,12 @@ export interface TaskControllerDeps {
   workflows: Cache<AIWorkflow>;
   dispatcher: Dispatcher;
   recorder: Recorder;
-  audit: AuditSink;
-  /** publishes the results event(s); resolves once JetStream acknowledged them */
-  publishResults?: (task: InferenceTask) => Promise<void>;
+  /** notes the audit facts of each plan (recorded by the task audit controller); none: not audited */
+  auditor?: TaskAuditor;
+  /** asks the task audit controller to record what a task owes */
+  audited?: (key: string) => void;
+  /** results are published (by the results controller) before a finished task may be deleted */
+  resultsRequired: boolean;
   /** false as soon as this replica is not the leader: no write may follow */
   isLeader: () => boolean;
   now?: () => number;
@@ -100,6 +107,7 @@ export function jobView(j: V1Job): JobView {
     failed: j.status?.failed ?? 0,
     suspended: j.spec?.suspend === true,
     deleting: !!j.metadata?.deletionTimestamp,
+    created: j.metadata?.creationTimestamp ? toIso(j.metadata.creationTimestamp).replace(/\.\d{3}Z$/, "Z") : undefined,
     complete: complete
       ? {
           reason: complete.reason,
@@ -170,14 +178,18 @@ export class TaskController {
   private readonly core: CoreV1Api;
   /** our own last status writes: the informer may not have seen them yet */
   private readonly written = new Map<string, InferenceTask>();
+  /** status planned and not worth a write yet (status-writes.ts), with the version it was planned on */
+  private readonly unwritten = new Map<string, { rv: string | undefined; status: InferenceTaskStatus }>();
+  /** the resourceVersion of our last write of each task: its watch echo needs no reconcile */
+  private readonly ownVersions = new Map<string, string>();
   private readonly d: TaskControllerDeps;
   private readonly now: () => number;
 
   constructor(d: TaskControllerDeps) {
     this.d = d;
-    this.custom = d.kc.makeApiClient(CustomObjectsApi);
-    this.batch = d.kc.makeApiClient(BatchV1Api);
-    this.core = d.kc.makeApiClient(CoreV1Api);
+    this.custom = apiClient(d.kc, CustomObjectsApi);
+    this.batch = apiClient(d.kc, BatchV1Api);
+    this.core = apiClient(d.kc, CoreV1Api);
     this.now = d.now ?? Date.now;
   }
 
@@ -194,13 +206,37 @@ export class TaskController {
     return cached;
   }
 
-  async reconcile(key: string): Promise<ReconcileResult> {
-    const task = this.current(key);
-    if (!task) {
+  /** The informer's copy is the echo of our own last write: nothing in it is news to us. */
+  isOwnWrite(t: InferenceTask): boolean {
+    return t.metadata.resourceVersion !== undefined && this.ownVersions.get(keyOf(t)) === t.metadata.resourceVersion;
+  }
+
+  async reconcile(key: string): Promise<Result> {
+    const stored = this.current(key);
+    if (!stored) {
       this.d.dispatcher.forget(key);
+      this.unwritten.delete(key);
+      this.ownVersions.delete(key);
       return {};
     }
+    // plan from what we planned last, written or not (as long as nobody else wrote the task since)
+    const mem = this.unwritten.get(key);
+    let task: InferenceTask =
+      mem && mem.rv === stored.metadata.resourceVersion ? { ...stored, status: mem.status } : stored;
     const ns = task.metadata.namespace as string;
+    const guard = () => {
+      if (!this.d.isLeader()) throw new Error("not the leader any more: stopping writes");
+    };
+    // The finalizer first, before any slot is taken: a failed patch then holds nothing.
+    if (!task.metadata.deletionTimestamp && !(task.metadata.finalizers ?? []).includes(FINALIZER)) {
+      guard();
+      const finalizers = [...(task.metadata.finalizers ?? []), FINALIZER];
+      const rv = await this.patchFinalizers(task, finalizers);
+      task = {
+        ...task,
+        metadata: { ...task.metadata, finalizers, resourceVersion: rv ?? task.metadata.resourceVersion },
+      };
+    }
     const jobs = this.jobIndex
       .keys(key)
       .map((k) => this.d.jobs.get(k))
@@ -216,26 +252,26 @@ export class TaskController {
       created: String(task.metadata.creationTimestamp ?? ""),
     };
     const now = this.now();
-    const input = {
+    const input: PlanInput = {
       task,
       jobs: jobs.map(jobView),
       pods: pods.map(podView),
       now,
       capacity: 0,
-      resultsRequired: this.d.publishResults !== undefined,
+      resultsRequired: this.d.resultsRequired,
       gpuResource: this.d.config.gpuResource,
       terminationMessageMaxBytes: this.d.config.terminationMessageMaxBytes,
       startTimeoutSeconds: this.d.config.startTimeoutSeconds,
       defaultTtlSeconds: this.d.config.taskTtlSeconds,
-      jobConflicts: undefined as Record<string, string> | undefined,
       storageRefusal: storageRefusal(ns, task.spec.storage),
     };
     let plan = planTask(input);
     if (plan.needsLivePods) {
       // the cache lacks a finished pod whose termination message holds the outputs: ask the API server
-      const live = await track("list", "pods", () =>
-        this.core.listNamespacedPod({ namespace: ns, labelSelector: `${LABEL_TASK}=${task.metadata.name}` }),
-      );
+      const live = await this.core.listNamespacedPod({
+        namespace: ns,
+        labelSelector: `${LABEL_TASK}=${task.metadata.name}`,
+      });
       input.pods = live.items.map(podView);
       plan = planTask(input);
     }
@@ -245,10 +281,77 @@ export class TaskController {
       if (input.capacity > 0) plan = planTask(input);
     }
 
-    // Take the slots now, before any await: concurrent reconciles must not both see them free.
-    const jobs_ = plan.create.map((c) => buildJob(task, c.step, c.inputs, this.d.config));
-    if (!task.spec.kueue)
-      for (const j of jobs_) this.d.dispatcher.reserve(`${ns}/${j.metadata?.name}`, waiter.workflowKey);
+    // Take the slots now, with no await since capacityFor: concurrent reconciles must not both see them free.
+    const planned = plan.create.map((c) => buildJob(task, c.step, c.inputs, this.d.config));
+    const slot = (j: V1Job) => `${ns}/${j.metadata?.name}`;
+    if (!task.spec.kueue) for (const j of planned) this.d.dispatcher.reserve(slot(j), waiter.workflowKey);
+
+    const conflicts: Record<string, string> = {};
+    const refused: Record<string, { message: string; permanent: boolean }> = {};
+    let retryConflict = false;
+    for (const job of planned) {
+      const step = job.metadata?.labels?.[LABEL_STEP] as string;
+      try {
+        guard();
+        await this.batch.createNamespacedJob({ namespace: ns, body: job });
+      } catch (err) {
+        if (!this.d.isLeader()) {
+          for (const j of planned) this.d.dispatcher.observed(slot(j)); // release the slots
+          throw err;
+        }
+        this.d.dispatcher.observed(slot(job));
+        if (!isAlreadyExists(err)) {
+          refused[step] = createRefusal(job.metadata?.name as string, err);
+          continue;
+        }
+        // A restart re-plans the same Job: fine if it is ours. Anything else holding the name would
+        // leave the step waiting forever for a Job whose events never reach this task.
+        const verdict = await this.ownJob(task, job);
+        if (verdict === "ours") continue;
+        if (verdict === "leaving")
+          retryConflict = true; // an earlier incarnation's Job on its way out
+        else conflicts[step] = verdict.conflict;
+      }
+    }
+    if (Object.keys(conflicts).length || Object.keys(refused).length) {
+      input.jobConflicts = conflicts;
+      input.jobCreateFailures = refused;
+      plan = planTask(input);
+    }
+    for (const name of plan.deleteJobs) {
+      guard();
+      try {
+        await this.batch.deleteNamespacedJob({ name, namespace: ns, propagationPolicy: "Background" });
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+
+    // status.resultsPublished is the results controller's: never sent from here
+    const { resultsPublished: _stamp, ...status } = plan.status;
+    const { resultsPublished: _was, ...was } = stored.status ?? {};
+    const changed = !sameJson(plan.status, task.status ?? {});
+    if (!task.metadata.deletionTimestamp && worthWriting(status, was)) {
+      guard();
+      const body = { status: nullUndefined(status as Record<string, unknown>) };
+      const updated = (await this.custom.patchNamespacedCustomObjectStatus(
+        { group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, name: task.metadata.name as string, body },
+        mergePatch,
+      )) as InferenceTask;
+      const rv = updated.metadata?.resourceVersion;
+      this.written.set(key, { ...task, metadata: { ...task.metadata, resourceVersion: rv }, status: plan.status });
+      if (rv) this.ownVersions.set(key, rv);
+      this.unwritten.delete(key);
+    } else if (changed && !task.metadata.deletionTimestamp) {
+      this.unwritten.set(key, { rv: task.metadata.resourceVersion, status: plan.status });
+    }
+    if (changed) this.observeTransitions(task, plan.status, now);
+    // Facts are noted once their status is written (a crash before: the next reconcile plans
+    // them again); the task audit controller records them, retrying while the sink is away.
+    if (this.d.auditor && plan.audits.length) {
+      this.d.auditor.planned(task, plan.audits, new Date(now).toISOString());
+      this.d.audited?.(key);
+    }
 
     const target = {
       apiVersion: `${GROUP}/${VERSION}`,
@@ -257,108 +360,11 @@ export class TaskController {
       name: task.metadata.name as string,
       uid: task.metadata.uid,
     };
-    const guard = () => {
-      if (!this.d.isLeader()) throw new Error("not the leader any more: stopping writes");
-    };
-
-    if (plan.addFinalizer && !task.metadata.deletionTimestamp) {
-      guard();
-      await this.patchFinalizers(task, [...(task.metadata.finalizers ?? []), FINALIZER]);
-    }
-
-    const conflicts: Record<string, string> = {};
-    let retryConflict = false;
-    for (const job of jobs_) {
-      try {
-        guard();
-        await track("create", "jobs", () => this.batch.createNamespacedJob({ namespace: ns, body: job }));
-      } catch (err) {
-        if (!isAlreadyExists(err)) {
-          for (const j of jobs_) this.d.dispatcher.observed(`${ns}/${j.metadata?.name}`); // release the slots
-          throw err;
-        }
-        // A restart re-plans the same Job: fine if it is ours. Anything else holding the name would
-        // leave the step waiting forever for a Job whose events never reach this task.
-        const verdict = await this.ownJob(task, job);
-        if (verdict === "ours") continue;
-        this.d.dispatcher.observed(`${ns}/${job.metadata?.name}`);
-        if (verdict === "leaving")
-          retryConflict = true; // an earlier incarnation's Job on its way out
-        else conflicts[job.metadata?.labels?.[LABEL_STEP] as string] = verdict.conflict;
-      }
-    }
-    if (Object.keys(conflicts).length) {
-      input.jobConflicts = conflicts;
-      plan = planTask(input);
-    }
-    for (const name of plan.deleteJobs) {
-      guard();
-      try {
-        await track("delete", "jobs", () =>
-          this.batch.deleteNamespacedJob({ name, namespace: ns, propagationPolicy: "Background" }),
-        );
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-      }
-    }
-
-    // Audit before the status write and the results: a crash (or an audit sink that fails) between
-    // the write and the audit would lose the facts for good, since the next reconcile sees no
-    // transition; recorded first, a retry repeats them under the same ids (the sink drops repeats).
-    // It also keeps the trail in order: StepFinished and TaskSucceeded before ResultsPublished.
-    for (const a of plan.audits) {
-      const fact: AuditFact = {
-        id: `${task.metadata.uid}:${a.kind}:${a.step ?? ""}:${a.reason ?? ""}`,
-        kind: a.kind,
-        time: new Date(now).toISOString(),
-        outcome: a.outcome,
-        description: a.description,
-        namespace: ns,
-        workflow: task.spec.workflowRef.name,
-        task: task.metadata.name as string,
-        step: a.step,
-        reason: a.reason,
-        study: {
-          studyInstanceUID: task.spec.study.studyInstanceUID,
-          accessionNumber: task.spec.study.accessionNumber,
-          callingAETitle: task.spec.study.callingAETitle,
-          calledAETitle: task.spec.study.calledAETitle,
-        },
-      };
-      await this.d.audit.record(fact);
-    }
-
-    let publishError: unknown;
-    if (plan.publishResults && this.d.publishResults && isTerminal(plan.status.phase)) {
-      guard();
-      try {
-        await this.d.publishResults({ ...task, status: plan.status });
-        plan.status = { ...plan.status, resultsPublished: new Date(this.now()).toISOString() };
-      } catch (err) {
-        publishError = err; // status still records the outcome; the publish is retried
-      }
-    }
-
-    if (!task.metadata.deletionTimestamp && !sameJson(plan.status, task.status ?? {})) {
-      guard();
-      const body = { status: nullUndefined(plan.status as Record<string, unknown>) };
-      const updated = (await track("patch", `${PLURAL}/status`, () =>
-        this.custom.patchNamespacedCustomObjectStatus(
-          { group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, name: task.metadata.name as string, body },
-          mergePatch,
-        ),
-      )) as InferenceTask;
-      this.written.set(key, {
-        ...task,
-        metadata: { ...task.metadata, resourceVersion: updated.metadata?.resourceVersion },
-        status: plan.status,
-      });
-      this.observeTransitions(task, plan.status, now);
-    }
-
     for (const e of plan.events) this.d.recorder.event(target, e.type, e.reason, e.note);
 
     if (plan.removeFinalizer) {
+      // a task deleted before it ended owes its TaskCanceled fact: kept until that is recorded
+      if (this.d.auditor?.owes(key)) return { requeueAfterMs: 1000 };
       guard();
       try {
         await this.patchFinalizers(
@@ -369,19 +375,17 @@ export class TaskController {
         if (!isNotFound(err)) throw err;
       }
     }
-    if (plan.deleteTask && !publishError) {
+    if (plan.deleteTask) {
       guard();
       try {
-        await track("delete", PLURAL, () =>
-          this.custom.deleteNamespacedCustomObject({
-            group: GROUP,
-            version: VERSION,
-            namespace: ns,
-            plural: PLURAL,
-            name: task.metadata.name as string,
-            propagationPolicy: "Background",
-          }),
-        );
+        await this.custom.deleteNamespacedCustomObject({
+          group: GROUP,
+          version: VERSION,
+          namespace: ns,
+          plural: PLURAL,
+          name: task.metadata.name as string,
+          propagationPolicy: "Background",
+        });
       } catch (err) {
         if (!isNotFound(err)) throw err;
       }
@@ -391,7 +395,9 @@ export class TaskController {
     else this.d.dispatcher.forget(key);
     if (plan.deleteJobs.length || plan.create.length) this.d.dispatcher.capacityChanged();
 
-    if (publishError) throw new Error(`publishing results failed: ${errMessage(publishError)}`);
+    const failed = Object.entries(refused).filter(([, r]) => !r.permanent);
+    if (failed.length)
+      throw new Error(`creating Jobs failed: ${failed.map(([s, r]) => `step ${s}: ${r.message}`).join("; ")}`);
     if (retryConflict) return { requeueAfterMs: Math.min(plan.requeueAfterMs ?? 1000, 1000) };
     return { requeueAfterMs: plan.requeueAfterMs };
   }
@@ -401,9 +407,7 @@ export class TaskController {
   private async ownJob(task: InferenceTask, want: V1Job): Promise<"ours" | "leaving" | { conflict: string }> {
     const ns = task.metadata.namespace as string;
     const name = want.metadata?.name as string;
-    const found = await track("list", "jobs", () =>
-      this.batch.listNamespacedJob({ namespace: ns, fieldSelector: `metadata.name=${name}` }),
-    );
+    const found = await this.batch.listNamespacedJob({ namespace: ns, fieldSelector: `metadata.name=${name}` });
     const verdict = jobOwnership(task, want.metadata?.labels?.[LABEL_STEP] as string, found.items[0]);
     if (verdict !== "ours" && verdict !== "leaving")
       log.warn(
@@ -413,27 +417,20 @@ export class TaskController {
     return verdict;
   }
 
-  /** Merge patch of the finalizer list, guarded by the resourceVersion we planned from. */
-  private async patchFinalizers(task: InferenceTask, finalizers: string[]): Promise<void> {
-    await track("patch", PLURAL, () =>
-      this.custom.patchNamespacedCustomObject(
-        {
-          group: GROUP,
-          version: VERSION,
-          namespace: task.metadata.namespace as string,
-          plural: PLURAL,
-          name: task.metadata.name as string,
-          body: { metadata: { finalizers, resourceVersion: task.metadata.resourceVersion } },
-        },
-        mergePatch,
-      ),
-    );
-  }
-
-  /** Lane of a task in the work queue: its priority, so STAT keys jump the queue. */
-  laneOf(key: string): number {
-    const t = this.d.tasks.get(key);
-    return t ? PRIORITY_ORDER[t.spec.priority] : 3;
+  /** Merge patch of the finalizer list, guarded by the resourceVersion we planned from; the new one. */
+  private async patchFinalizers(task: InferenceTask, finalizers: string[]): Promise<string | undefined> {
+    const updated = (await this.custom.patchNamespacedCustomObject(
+      {
+        group: GROUP,
+        version: VERSION,
+        namespace: task.metadata.namespace as string,
+        plural: PLURAL,
+        name: task.metadata.name as string,
+        body: { metadata: { finalizers, resourceVersion: task.metadata.resourceVersion } },
+      },
+      mergePatch,
+    )) as InferenceTask;
+    return updated.metadata?.resourceVersion;
   }
 
   private observeTransitions(task: InferenceTask, next: InferenceTask["status"], now: number): void {
@@ -459,6 +456,26 @@ export class TaskController {
       log.info({ task: keyOf(task), workflow: wf, phase: next.phase, reason, duration: next.duration }, "task ended");
     }
   }
+}
+
+/**
+ * Why the API server refused a Job, for the step's message: the HTTP code and the Status reason
+ * only (its message may quote field values). 400/422 (invalid) and 403 with a quota will not
+ * pass by retrying the same Job... except a quota can free up, so only invalid is permanent.
+ */
+export function createRefusal(job: string, err: unknown): { message: string; permanent: boolean } {
+  const code = statusCode(err);
+  const body = (err as { body?: unknown })?.body;
+  let reason: string | undefined;
+  try {
+    const parsed =
+      typeof body === "string" ? (JSON.parse(body) as { reason?: unknown }) : (body as { reason?: unknown });
+    if (typeof parsed?.reason === "string" && /^[A-Za-z]{1,64}$/.test(parsed.reason)) reason = parsed.reason;
+  } catch {
+    // not a Status object
+  }
+  const why = code ? `HTTP ${code}${reason ? ` ${reason}` : ""}` : `no answer (${errMessage(err).slice(0, 200)})`;
+  return { message: `the API server refused Job ${job}: ${why}`, permanent: code === 400 || code === 422 };
 }
 
 /** Merge patch drops undefined members: send null so a field that went away is cleared. */

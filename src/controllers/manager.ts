@@ -1,8 +1,12 @@
-// Wires the operator: informers → work queues → reconcilers, under leader election, with study
-// ingest and results publishing on NATS when configured. Only the leader reconciles, ingests
-// and writes; followers keep warm caches so a hand-over is quick.
-import { performance } from "node:perf_hooks";
+// Wires the operator: informers → controllers (src/kube/controller.ts), under leader election.
+// Each part of a task's status has one owner (docs/ARCHITECTURE.md §9): the steps controller
+// (plan → Jobs → status), the results controller (publish → status.resultsPublished) and the task
+// audit controller (audit facts from what status records), beside the AIWorkflow controller. Only
+// the leader reconciles, ingests and writes; followers keep warm caches so a hand-over is quick.
+// This file is wiring only: what happens to a key lives in the controllers.
+
 import { CustomObjectsApi, type KubeConfig, type V1Job, type V1Pod } from "@kubernetes/client-node";
+import type { JetStreamClient } from "@nats-io/jetstream";
 import {
   AIWorkflow,
   GROUP,
@@ -18,23 +22,27 @@ import {
 import { type AuditSink, noAudit } from "../audit/facts.ts";
 import type { OperatorConfig } from "../config/operator-config.ts";
 import { cachedJob, cachedPod, cachedTask } from "../kube/cached-shapes.ts";
+import { apiClient } from "../kube/client.ts";
+import { Controller } from "../kube/controller.ts";
 import { EventRecorder } from "../kube/events.ts";
 import { type Cache, CombinedCache, errMessage, Informer, keyOf, type ListPage } from "../kube/informer.ts";
 import { LeaderElector } from "../kube/lease.ts";
-import { runWorkers, WorkQueue } from "../kube/work-queue.ts";
 import { logger } from "../log/logger.ts";
-import { oldestGpuWait, reconcileDuration, reconciles, tasksByPhase, waitingForGpu } from "../metrics/metrics.ts";
-import { updateReviewGauges } from "./review-metrics.ts";
+import { oldestGpuWait, tasksByPhase, waitingForGpu } from "../metrics/metrics.ts";
 import { WorkflowController } from "./aiworkflow.ts";
 import { Dispatcher } from "./dispatcher.ts";
-import { jobIsRunning, TaskController } from "./inferencetask.ts";
+import { jobIsRunning, jobView, podView, TaskController } from "./inferencetask.ts";
+import { needsResults, ResultsController } from "./results.ts";
+import { updateReviewGauges } from "./review-metrics.ts";
+import { TaskAuditor } from "./task-audit.ts";
+import { sameJson } from "./task-plan.ts";
 
 const log = logger("manager");
 
 export interface ManagerHooks {
   audit?: AuditSink;
-  /** publishes a finished task's results; resolves after JetStream acknowledged */
-  publishResults?: (task: InferenceTask) => Promise<void>;
+  /** where finished tasks' results go (the results controller runs only with it) */
+  results?: { js: JetStreamClient; monaiExport: boolean };
   /** started once this replica leads and the caches are synced (study ingest) */
   onLeading?: (workflows: () => AIWorkflow[]) => Promise<void>;
   /** leadership lost: by default the process exits so that it restarts clean */
@@ -66,7 +74,7 @@ const page = (p: ListPageRequest) => ({ limit: p.limit, _continue: p.continue })
 
 export async function startManager(kc: KubeConfig, cfg: OperatorConfig, hooks: ManagerHooks = {}): Promise<Manager> {
   const audit = hooks.audit ?? noAudit;
-  const custom = kc.makeApiClient(CustomObjectsApi);
+  const custom = apiClient(kc, CustomObjectsApi);
   const selector = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
   const customPath = (ns: string | undefined, plural: string) =>
     ns ? `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${plural}` : `/apis/${GROUP}/${VERSION}/${plural}`;
@@ -107,9 +115,10 @@ export async function startManager(kc: KubeConfig, cfg: OperatorConfig, hooks: M
   const isLeader = () => leading && (elector ? elector.isLeader() : true);
   recorder.gate(isLeader);
 
-  const taskQueue = new WorkQueue({ name: "inferencetask", lanes: 4 });
-  const wfQueue = new WorkQueue({ name: "aiworkflow", lanes: 1 });
-
+  const laneOfTask = (key: string) => {
+    const t = tasks.get(key);
+    return t ? PRIORITY_ORDER[t.spec.priority] : 3;
+  };
   const running = () => {
     let total = 0;
     const byWorkflow = new Map<string, number>();
@@ -121,15 +130,24 @@ export async function startManager(kc: KubeConfig, cfg: OperatorConfig, hooks: M
     }
     return { total, byWorkflow };
   };
-  const laneOfTask = (key: string) => {
-    const t = tasks.get(key);
-    return t ? PRIORITY_ORDER[t.spec.priority] : 3;
-  };
+
+  // --- the parts and their controllers
+  const auditor = hooks.audit ? new TaskAuditor(audit) : undefined;
+  const auditCtl = auditor
+    ? new Controller({
+        name: "task-audit",
+        workers: 2,
+        laneOf: laneOfTask,
+        active: isLeader,
+        reconcile: (k) => auditor.reconcile(k),
+      })
+    : undefined;
+  let steps: Controller | undefined;
   const dispatcher = new Dispatcher({
     globalCap: cfg.maxRunningJobs,
     workflowCap: (wk) => workflows.get(wk)?.spec.concurrency?.maxRunning,
     running,
-    wake: (key, priority) => taskQueue.add(key, PRIORITY_ORDER[priority]),
+    wake: (key, priority) => steps?.enqueue(key, PRIORITY_ORDER[priority]),
   });
   const tc = new TaskController({
     kc,
@@ -140,14 +158,53 @@ export async function startManager(kc: KubeConfig, cfg: OperatorConfig, hooks: M
     workflows,
     dispatcher,
     recorder,
-    audit,
-    publishResults: hooks.publishResults,
+    auditor,
+    audited: (k) => auditCtl?.enqueue(k),
+    resultsRequired: hooks.results !== undefined,
     isLeader,
   });
+  steps = new Controller({
+    name: "inferencetask",
+    workers: cfg.workers,
+    laneOf: laneOfTask,
+    active: isLeader,
+    reconcile: (k) => tc.reconcile(k),
+  });
+  const results = hooks.results
+    ? new ResultsController({ kc, ...hooks.results, tasks, workflows, audit, auditor, isLeader })
+    : undefined;
+  const resultsCtl = results
+    ? new Controller({
+        name: "results",
+        workers: 4,
+        laneOf: laneOfTask,
+        active: isLeader,
+        reconcile: (k) => results.reconcile(k),
+      })
+    : undefined;
   const wc = new WorkflowController(kc, workflows, recorder, audit, isLeader);
+  const wfCtl = new Controller({
+    name: "aiworkflow",
+    workers: 2,
+    queue: { lanes: 1 },
+    active: isLeader,
+    reconcile: async (k) => {
+      await wc.reconcile(k);
+      return {};
+    },
+  });
+  const controllers = [steps, wfCtl, ...(resultsCtl ? [resultsCtl] : []), ...(auditCtl ? [auditCtl] : [])];
 
-  // Handlers only index and enqueue; they never do I/O.
-  tasks.on((_type, t) => taskQueue.add(keyOf(t), PRIORITY_ORDER[t.spec.priority]));
+  // --- informer events → keys. Handlers only index and enqueue; they never do I/O.
+  tasks.on((type, t) => {
+    const key = keyOf(t);
+    if (type === "delete") auditor?.forget(t);
+    else if (auditor?.observe(t)) auditCtl?.enqueue(key);
+    if (type !== "delete" && resultsCtl && needsResults(t)) resultsCtl.enqueue(key);
+    // the echo of the steps controller's own write holds nothing it does not know
+    if (type === "update" && tc.isOwnWrite(t)) return;
+    steps.enqueue(key, PRIORITY_ORDER[t.spec.priority]);
+  });
   const ownerKey = (o: { metadata?: { namespace?: string; labels?: Record<string, string> } }) =>
     o.metadata?.labels?.[LABEL_TASK] ? `${o.metadata.namespace}/${o.metadata.labels[LABEL_TASK]}` : undefined;
   jobs.on((type, j, old) => {
@@ -155,18 +212,20 @@ export async function startManager(kc: KubeConfig, cfg: OperatorConfig, hooks: M
     else tc.jobIndex.add(j);
     dispatcher.observed(keyOf(j));
     const owner = ownerKey(j);
-    if (owner) taskQueue.add(owner, laneOfTask(owner));
+    // an update that changes nothing the planner reads (a status field radflow ignores) is no news
+    if (owner && !(type === "update" && old && sameJson(jobView(old), jobView(j)))) steps.enqueue(owner);
     // a slot frees when a Job ends or goes away
     if (type === "delete" || (old && jobIsRunning(old) && !jobIsRunning(j))) dispatcher.capacityChanged();
   });
-  pods.on((type, p) => {
+  pods.on((type, p, old) => {
     if (type === "delete") tc.podIndex.remove(p);
     else tc.podIndex.add(p);
     const owner = ownerKey(p);
-    if (owner) taskQueue.add(owner, laneOfTask(owner));
+    // most pod updates (IP, Ready conditions) change nothing the planner reads
+    if (owner && !(type === "update" && old && sameJson(podView(old), podView(p)))) steps.enqueue(owner);
   });
   workflows.on((_type, w) => {
-    wfQueue.add(keyOf(w));
+    wfCtl.enqueue(keyOf(w));
     dispatcher.capacityChanged(); // maxRunning may have changed
   });
 
@@ -206,51 +265,19 @@ export async function startManager(kc: KubeConfig, cfg: OperatorConfig, hooks: M
       { tasks: [...tasks.list()].length, workflows: [...workflows.list()].length },
       "caches synced: reconciling",
     );
-    for (const w of workflows.list()) wfQueue.add(keyOf(w));
-    for (const t of tasks.list()) taskQueue.add(keyOf(t), PRIORITY_ORDER[t.spec.priority]);
-    const taskWorkers = runWorkers(taskQueue, cfg.workers, async (key) => {
-      const t0 = performance.now();
-      const lane = laneOfTask(key);
-      try {
-        const r = await tc.reconcile(key);
-        taskQueue.forget(key);
-        if (r.requeueAfterMs !== undefined) taskQueue.addAfter(key, r.requeueAfterMs, lane);
-        reconciles.inc({ controller: "inferencetask", result: r.requeueAfterMs !== undefined ? "requeue" : "ok" });
-      } catch (err) {
-        reconciles.inc({ controller: "inferencetask", result: "error" });
-        if (!isLeader()) return;
-        log.warn(
-          { task: key, err: errMessage(err), retries: taskQueue.retries(key) },
-          "reconcile failed; retrying with backoff",
-        );
-        taskQueue.addRateLimited(key, lane);
-      } finally {
-        reconcileDuration.observe({ controller: "inferencetask" }, (performance.now() - t0) / 1000);
-      }
-    });
-    const wfWorkers = runWorkers(wfQueue, 2, async (key) => {
-      const t0 = performance.now();
-      try {
-        await wc.reconcile(key);
-        wfQueue.forget(key);
-        reconciles.inc({ controller: "aiworkflow", result: "ok" });
-      } catch (err) {
-        reconciles.inc({ controller: "aiworkflow", result: "error" });
-        if (!isLeader()) return;
-        log.warn({ workflow: key, err: errMessage(err) }, "workflow reconcile failed; retrying with backoff");
-        wfQueue.addRateLimited(key);
-      } finally {
-        reconcileDuration.observe({ controller: "aiworkflow" }, (performance.now() - t0) / 1000);
-      }
-    });
-    workersDone = Promise.all([taskWorkers, wfWorkers]).then(() => undefined);
+    for (const w of workflows.list()) wfCtl.enqueue(keyOf(w));
+    for (const t of tasks.list()) {
+      steps.enqueue(keyOf(t), PRIORITY_ORDER[t.spec.priority]);
+      if (resultsCtl && needsResults(t)) resultsCtl.enqueue(keyOf(t));
+      if (auditor?.owes(keyOf(t))) auditCtl?.enqueue(keyOf(t));
+    }
+    workersDone = Promise.all(controllers.map((c) => c.start())).then(() => undefined);
     if (hooks.onLeading) await hooks.onLeading(() => [...workflows.list()].filter(isReady));
   };
 
   const lost = () => {
     leading = false;
-    taskQueue.shutDown();
-    wfQueue.shutDown();
+    for (const c of controllers) c.queue.shutDown();
     (hooks.onLostLeadership ?? (() => process.exit(1)))();
   };
 
@@ -288,10 +315,11 @@ export async function startManager(kc: KubeConfig, cfg: OperatorConfig, hooks: M
     ready: synced,
     isLeader,
     async stop() {
-      // stop intake, let in-flight reconciles finish, then give the lease back
-      taskQueue.shutDown();
-      wfQueue.shutDown();
+      // stop intake, let in-flight reconciles finish, record the audit facts still owed (a GPU
+      // wait is in memory only), then give the lease back
+      for (const c of controllers) c.queue.shutDown();
       await workersDone;
+      await auditor?.flushAll(10_000).catch((err) => log.warn({ err: errMessage(err) }, "audit facts left unrecorded"));
       leading = false;
       await elector?.stop();
       clearInterval(phaseTimer);

@@ -28,6 +28,8 @@ export interface JobView {
   failed: number;
   suspended: boolean;
   deleting: boolean;
+  /** when the Job was created (RFC 3339) */
+  created?: string;
   complete?: { reason?: string; message?: string; at?: string };
   failedCondition?: { reason?: string; message?: string };
 }
@@ -66,6 +68,8 @@ export interface PlanInput {
   defaultTtlSeconds?: number;
   /** steps whose Job name is held by an object that is not this task's Job (step → what holds it) */
   jobConflicts?: Record<string, string>;
+  /** steps whose Job create the API server refused (step → why, no PHI; permanent: it never will accept it) */
+  jobCreateFailures?: Record<string, { message: string; permanent: boolean }>;
   /** why the task's storage may not be used (src/jobs/trust.ts): a step that would start fails instead */
   storageRefusal?: string;
 }
@@ -452,7 +456,8 @@ export function planTask(input: PlanInput): Plan {
       s = {
         name: step.name,
         jobName: job?.name,
-        startTime: before?.startTime ?? iso(now),
+        // the Job's creation is the step's start when no status recorded it (status-writes.ts)
+        startTime: before?.startTime ?? job?.created ?? iso(now),
         ...seen,
       };
       if (FINISHED_STEP.has(observed.phase)) s.completionTime = before?.completionTime ?? iso(now);
@@ -525,6 +530,18 @@ export function planTask(input: PlanInput): Plan {
             message: input.storageRefusal.slice(0, 1024),
             startTime: before?.startTime ?? iso(now),
             completionTime: iso(now),
+          };
+        } else if (input.jobCreateFailures?.[step.name] !== undefined) {
+          // the create was refused: say so on the step (and in a Warning Event) instead of
+          // claiming JobCreated; a refusal that can pass is tried again with backoff
+          const f = input.jobCreateFailures[step.name] as { message: string; permanent: boolean };
+          s = {
+            name: step.name,
+            phase: f.permanent ? "Failed" : "Pending",
+            reason: f.permanent ? "JobRejected" : "JobCreateFailed",
+            message: f.message.slice(0, 1024),
+            startTime: before?.startTime ?? iso(now),
+            ...(f.permanent ? { completionTime: iso(now) } : {}),
           };
         } else if (capacity > 0) {
           capacity -= 1;
@@ -732,6 +749,9 @@ export function planTask(input: PlanInput): Plan {
   for (const s of steps) {
     const wasStep = prevSteps.get(s.name);
     const was = wasStep?.phase;
+    if (s.reason === "JobCreateFailed" && input.jobCreateFailures?.[s.name]) {
+      plan.events.push({ type: "Warning", reason: "JobCreateFailed", note: `step ${s.name}: ${s.message ?? ""}` });
+    }
     if (s.phase === "Pending" && START_FAILURES.has(s.reason ?? "") && wasStep?.reason !== s.reason) {
       plan.events.push({ type: "Warning", reason: s.reason as string, note: `step ${s.name}: ${s.message ?? ""}` });
     }

@@ -15,6 +15,7 @@ import {
 } from "../api/v1alpha1/events.ts";
 import type { InferenceTask } from "../api/v1alpha1/inferencetask.ts";
 import { type AuditSink, noAudit } from "../audit/facts.ts";
+import { resultsPublishedFact } from "../audit/task-facts.ts";
 import { planExports } from "../export/plan.ts";
 import type { ExportRequestEvent } from "../export/request.ts";
 import { resultsPublished, turnaround } from "../metrics/metrics.ts";
@@ -224,22 +225,7 @@ export async function publishResults(
       Math.max(0, (Date.now() - eventTime) / 1000),
     );
   }
-  const uid = task.metadata.uid ?? "";
-  await (opts.audit ?? noAudit).record({
-    id: resultMsgId(uid, outcome, "results-published"),
-    kind: "ResultsPublished",
-    time: new Date().toISOString(),
-    outcome: "success",
-    namespace: task.metadata.namespace,
-    workflow: task.spec.workflowRef.name,
-    task: task.metadata.name,
-    destination: msgs.map((m) => m.subject).join(", "),
-    study: {
-      studyInstanceUID: task.spec.study.studyInstanceUID,
-      ...(task.spec.study.accessionNumber ? { accessionNumber: task.spec.study.accessionNumber } : {}),
-      ...(task.spec.study.callingAETitle ? { callingAETitle: task.spec.study.callingAETitle } : {}),
-      ...(task.spec.study.calledAETitle ? { calledAETitle: task.spec.study.calledAETitle } : {}),
-    },
-  });
+  const destination = msgs.map((m) => m.subject).join(", ");
+  await (opts.audit ?? noAudit).record(resultsPublishedFact(task, new Date().toISOString(), destination));
   return { outcome, messages: msgs.length, duplicates };
 }

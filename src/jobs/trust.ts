@@ -13,7 +13,7 @@
 // step's outputs, and outputs are bounded in depth as well as in bytes.
 import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import type { AIWorkflow, InferenceTask } from "../api/v1alpha1/index.ts";
-import { statusCode, track } from "../kube/client.ts";
+import { apiClient, statusCode } from "../kube/client.ts";
 import { logger } from "../log/logger.ts";
 
 const log = logger("trust");
@@ -159,13 +159,13 @@ export async function watchSecretValues(
   everyMs = 30_000,
 ): Promise<{ stop: () => void }> {
   if (trust.secrets.size === 0) return { stop: () => {} };
-  const core = kc.makeApiClient(CoreV1Api);
+  const core = apiClient(kc, CoreV1Api);
   const failing = new Set<string>();
   const readAll = async () => {
     for (const ref of trust.secrets) {
       const [namespace, name] = ref.split("/") as [string, string];
       try {
-        const s = await track("get", "secrets", () => core.readNamespacedSecret({ name, namespace }));
+        const s = await core.readNamespacedSecret({ name, namespace });
         addSecretValues(Object.values(s.data ?? {}).map((b64) => Buffer.from(b64, "base64").toString("utf8")));
         if (failing.delete(ref)) log.info({ secret: ref }, "allowed Secret readable again");
       } catch (err) {

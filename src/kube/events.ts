@@ -3,6 +3,7 @@
 // creating new ones. Notes must never carry PHI: callers pass workflow/step names only.
 import { EventsV1Api, type KubeConfig, V1MicroTime } from "@kubernetes/client-node";
 import { logger } from "../log/logger.ts";
+import { apiClient } from "./client.ts";
 import { errMessage } from "./informer.ts";
 
 const log = logger("events");
@@ -29,7 +30,7 @@ export class EventRecorder implements Recorder {
   private enabled = () => true;
 
   constructor(kc: KubeConfig, controller: string, instance: string) {
-    this.api = kc.makeApiClient(EventsV1Api);
+    this.api = apiClient(kc, EventsV1Api); // counted in radflow_kube_api_requests_total
     this.controller = controller;
     this.instance = instance;
   }

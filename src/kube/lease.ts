@@ -5,6 +5,7 @@
 import { CoordinationV1Api, type KubeConfig, type V1Lease, V1MicroTime } from "@kubernetes/client-node";
 import { logger } from "../log/logger.ts";
 import { leader as leaderGauge } from "../metrics/metrics.ts";
+import { apiClient } from "./client.ts";
 import { errMessage } from "./informer.ts";
 
 const log = logger("lease");
@@ -30,7 +31,7 @@ export class LeaderElector {
   private observed: { holder?: string; renewTime?: number; localSeenAt: number; rv?: string } = { localSeenAt: 0 };
 
   constructor(kc: KubeConfig, o: LeaderElectionOptions) {
-    this.api = kc.makeApiClient(CoordinationV1Api);
+    this.api = apiClient(kc, CoordinationV1Api); // Lease writes counted in radflow_kube_api_requests_total
     this.o = { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000, ...o };
   }
 

@@ -1,7 +1,7 @@
 // The operator against the real API server, Job controller, scheduler and KWOK GPU nodes.
 // Tasks are created directly here (ingest has its own tests); the operator runs as a child process.
 import { CoordinationV1Api, type V1Job, Watch } from "@kubernetes/client-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFailed } from "vitest";
 import type { InferenceTask } from "../../src/api/v1alpha1/index.ts";
 import { batch, core, custom, kubeConfig, useNamespace, waitFor } from "./helpers.ts";
 import { type OperatorProcess, startOperator } from "./operator-process.ts";
@@ -90,6 +90,9 @@ describe("radflow operator", () => {
   let op: OperatorProcess;
   beforeAll(async () => {
     op = startOperator({ namespace: ns.name, args: ["--leader-elect=false"] });
+  });
+  beforeEach(() => {
+    onTestFailed(() => console.error(`--- operator ${op.identity} ---\n${op.logs().slice(-6000)}`));
   });
   afterAll(async () => {
     await op?.stop();
@@ -236,6 +239,10 @@ describe("radflow operator", () => {
 describe("operator crash", () => {
   it("SIGKILLed mid-task and restarted, completes the task without a duplicate Job", async () => {
     let op = startOperator({ namespace: ns.name, args: ["--leader-elect=false"] });
+    const first = op;
+    onTestFailed(() =>
+      console.error(`--- operators ---\n${first.logs().slice(-5000)}\n---\n${op.logs().slice(-5000)}`),
+    );
     const steps = [
       step("first", {}, { KWOK_RUN: "3s", KWOK_RESULT: '{"ok":true}' }),
       step("second", { dependsOn: ["first"] }),
