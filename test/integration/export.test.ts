@@ -93,10 +93,11 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
       gwLog = (gwLog + d).slice(-50_000);
     });
     const proc = gw;
-    await waitFor("the gateway to be ready", 90_000, async () => {
+    // a loaded 2-core machine (eight agents) takes its time to start Node
+    await waitFor("the gateway to be ready", 180_000, async () => {
       if (proc.exitCode !== null) throw new Error(`the gateway exited (${proc.exitCode}):\n${gwLog.slice(-3000)}`);
       const ok = (await fetch(`http://127.0.0.1:${PORTS.gwMetrics}/readyz`).catch(() => undefined))?.ok;
-      return { done: ok === true };
+      return { done: ok === true, seen: gwLog.slice(-500) };
     });
 
     // the study: two CT series, sent by storescu to the gateway (which stores it where steps
@@ -129,7 +130,7 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
       timeoutSeconds: 5,
       checkIntervalSeconds: 5,
     });
-  }, 180_000);
+  }, 300_000);
 
   afterAll(async () => {
     if (gw && gw.exitCode === null) {
@@ -251,7 +252,7 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
     expect(sr?.modality).toBe("SR");
     const file = path.join(work, "sr.dcm");
     writeFileSync(file, await orthanc.file(sr?.id as string));
-    const dump = execFileSync("dsrdump", [file]).toString();
+    const dump = execFileSync("dsrdump", ["+Pl", file]).toString();
     expect(dump).toContain("Comprehensive SR Document");
     expect(dump).toContain("DOE^JANE"); // the patient, copied from the received headers
     expect(dump).toMatch(/"bleed"\)=\(373066001,SCT,"Yes"\)/);
