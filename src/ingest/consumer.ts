@@ -14,8 +14,15 @@
 // tasks removed by their TTL must not run again).
 // Nothing is redelivered until JetStream gives up: the last delivery dead-letters whatever
 // happens, and a delivery beyond it (an earlier one crashed or stalled) dead-letters at once.
-// max_ack_pending bounds how much is in flight (backpressure); a slow message is kept alive with
-// working(), for at most processTimeoutMs.
+//
+// Priority: JetStream delivers in stream order, so a STAT study published behind 2,000 batch
+// events would wait for all of them. The ingest therefore holds a window of delivered events
+// (max_ack_pending, default 4096): each is parsed and routed as it arrives (pure and cheap) and
+// waits in the lane of its most urgent task (priority-window.ts); `concurrency` workers take the
+// most urgent first, in stream order within a priority. Acks are unchanged — each only after its
+// tasks exist — so a crash anywhere loses nothing, and the deterministic names and the processed
+// bucket make the redelivery a no-op. Events held are kept alive with working() until taken; a
+// taken one for at most processTimeoutMs. On stop, events not yet taken are nak'ed at once.
 import * as k8s from "@kubernetes/client-node";
 import {
   AckPolicy,
@@ -42,7 +49,7 @@ import {
   TimeoutError,
 } from "@nats-io/transport-node";
 import type { AIWorkflow } from "../api/v1alpha1/aiworkflow.ts";
-import { GROUP, VERSION } from "../api/v1alpha1/common.ts";
+import { GROUP, PRIORITY_ORDER, VERSION } from "../api/v1alpha1/common.ts";
 import { type DeadLetter, eventKey, type StudyEvent, SUBJECT, toStudyEvent } from "../api/v1alpha1/events.ts";
 import type { InferenceTask } from "../api/v1alpha1/inferencetask.ts";
 import type { Study } from "../api/v1alpha1/study.ts";
@@ -57,6 +64,7 @@ import {
   tasksCreated,
 } from "../metrics/metrics.ts";
 import { connectNats, type NatsSettings, reconnectDelay } from "./connect.ts";
+import { PriorityWindow } from "./priority-window.ts";
 import { ProcessedTasks } from "./processed.ts";
 import { type RouteResult, route, stableId } from "./route.ts";
 import { ensureProcessedBucket, ensureStreams, PROCESSED_BUCKET, STREAM, type StreamOptions } from "./streams.ts";
@@ -85,7 +93,11 @@ export interface StudyIngestOptions {
   deliverPolicy?: "all" | "new";
   /** Create or update radflow's streams at start with these options; false leaves streams alone. */
   streams?: StreamOptions | false;
-  /** Messages delivered and not yet acked, at most (backpressure); default 256. */
+  /**
+   * Messages delivered and not yet acked, at most: the window of events routed ahead and taken
+   * most urgent first (a STAT event this far behind others is seen at once), and the
+   * backpressure; default 4096.
+   */
   maxAckPending?: number;
   /** Deliveries of one message before it goes to the DLQ as retries-exhausted; default 10. */
   maxDeliver?: number;
@@ -94,7 +106,7 @@ export interface StudyIngestOptions {
   /** nak delay: retryBaseMs · 2^(delivery-1), at most retryMaxMs; default 1 s … 60 s. */
   retryBaseMs?: number;
   retryMaxMs?: number;
-  /** Messages worked on at once; default 16. */
+  /** Messages worked on at once (taken from the window, most urgent first); default 16. */
   concurrency?: number;
   /** How often consumer lag is read into metrics; default 5 s. */
   lagIntervalMs?: number;
@@ -111,6 +123,33 @@ export interface StudyIngestOptions {
 }
 
 type Outcome = "matched" | "unmatched" | "invalid" | "duplicate" | "retried";
+
+/** What a delivered message is, known on arrival (parsing and routing are pure). */
+type Prepared =
+  | { kind: "exhausted" }
+  | { kind: "invalid"; reason: string; detail: string }
+  | { kind: "routing-failed"; event: StudyEvent; error: unknown }
+  | { kind: "routed"; event: StudyEvent; routed: RouteResult };
+
+/** A delivered message in the window. */
+interface Held {
+  m: JsMsg;
+  reply: Reply;
+  deliveries: number;
+  prepared: Prepared;
+}
+
+/** Lanes of the window: the priorities, most urgent first. */
+const LANES = Math.max(...Object.values(PRIORITY_ORDER)) + 1;
+
+/**
+ * The lane of an event: that of its most urgent task. An event that makes no task (invalid,
+ * unmatched, routing failed) waits in the last lane: no study is waiting on it.
+ */
+export function laneOf(p: Prepared): number {
+  if (p.kind !== "routed" || p.routed.tasks.length === 0) return LANES - 1;
+  return Math.min(...p.routed.tasks.map((t) => PRIORITY_ORDER[t.spec.priority]));
+}
 
 /** A failure creating a task: permanent (the API server will never accept it) or not. */
 class CreateError extends Error {
@@ -213,7 +252,7 @@ export class StudyIngest {
       ...opts,
       consumer: opts.consumer ?? "radflow-ingest",
       stream: opts.stream ?? STREAM.studies,
-      maxAckPending: opts.maxAckPending ?? 256,
+      maxAckPending: opts.maxAckPending ?? 4096,
       maxDeliver: opts.maxDeliver ?? 10,
       ackWaitMs: opts.ackWaitMs ?? 30_000,
       retryBaseMs: opts.retryBaseMs ?? 1_000,
@@ -267,9 +306,9 @@ export class StudyIngest {
     this.processed = new ProcessedTasks(this.js as JetStreamClient, jsm, this.o.processedBucket);
     await this.ensureConsumer(jsm);
     this.consumer = await (this.js as JetStreamClient).consumers.get(this.o.stream, this.o.consumer);
-    const messages = await this.consumer.consume({
-      max_messages: Math.min(this.o.maxAckPending, this.o.concurrency * 2),
-    });
+    // the client pulls again as messages arrive (not as they are acked), so the window fills up
+    // to max_ack_pending whatever the batch size; 256 keeps each pull request moderate
+    const messages = await this.consumer.consume({ max_messages: Math.min(this.o.maxAckPending, 256) });
     this.messages = messages;
     void this.watch(messages);
     return messages;
@@ -340,14 +379,65 @@ export class StudyIngest {
     }
   }
 
+  /**
+   * Reads every delivered message into the window at once (routing it), while `concurrency`
+   * workers take from the window most urgent first. Held messages are kept alive until answered.
+   */
   private async run(messages: ConsumerMessages): Promise<void> {
-    const inflight = new Set<Promise<void>>();
-    for await (const m of messages) {
-      const p: Promise<void> = this.handle(m).finally(() => inflight.delete(p));
-      inflight.add(p);
-      if (inflight.size >= this.o.concurrency) await Promise.race(inflight);
+    const window = new PriorityWindow<Held>(LANES);
+    const held = new Set<Held>();
+    const keepAlive = setInterval(
+      () => {
+        for (const h of held) h.reply.working();
+      },
+      Math.max(1_000, this.o.ackWaitMs / 3),
+    );
+    const worker = async () => {
+      for (let h = await window.take(); h; h = await window.take()) {
+        await this.handle(h);
+        held.delete(h);
+      }
+    };
+    const workers = Array.from({ length: this.o.concurrency }, worker);
+    try {
+      let n = 0;
+      for await (const m of messages) {
+        const h = this.hold(m);
+        held.add(h);
+        window.push(h, laneOf(h.prepared));
+        // a burst of thousands is routed in slices: the workers and the rest of the operator run between
+        if (++n % 64 === 0) await new Promise((r) => setImmediate(r));
+      }
+    } finally {
+      // the iterator ended (stop(), or the consumer is gone): what no worker took goes back to
+      // JetStream at once for whoever consumes next; what the workers hold they finish
+      for (const h of window.drain()) {
+        h.reply.nak(0);
+        held.delete(h);
+      }
+      window.close();
+      await Promise.all(workers);
+      clearInterval(keepAlive);
     }
-    await Promise.all(inflight);
+  }
+
+  /** Parses and routes a message as it arrives: both are pure, and what they say sets its lane. */
+  private hold(m: JsMsg): Held {
+    const deliveries = m.info.deliveryCount;
+    const h = (prepared: Prepared): Held => ({ m, reply: new Reply(m), deliveries, prepared });
+    // every delivery we try has been used: the last one crashed or stalled the process
+    if (deliveries > this.o.maxDeliver) return h({ kind: "exhausted" });
+    const parsed = toStudyEvent(m.data, m.time.toISOString(), {
+      maxBytes: this.o.maxEventBytes,
+      maxDepth: this.o.maxEventDepth,
+    });
+    if (!parsed.ok) return h({ kind: "invalid", reason: parsed.reason, detail: parsed.detail });
+    try {
+      const routed = route(parsed.event, this.o.workflows.list(), { budgetMs: this.o.routeBudgetMs });
+      return h({ kind: "routed", event: parsed.event, routed });
+    } catch (error) {
+      return h({ kind: "routing-failed", event: parsed.event, error });
+    }
   }
 
   private async exportLag(): Promise<void> {
@@ -361,24 +451,21 @@ export class StudyIngest {
     }
   }
 
-  /** Never rejects: every path acks or naks. */
-  private async handle(m: JsMsg): Promise<void> {
-    const deliveries = m.info.deliveryCount;
+  /** Never rejects: every path acks or naks. (The window keeps the message alive meanwhile.) */
+  private async handle(h: Held): Promise<void> {
+    const { m, reply, deliveries } = h;
     if (deliveries > 1) natsRedeliveries.inc({ consumer: this.o.consumer });
-    const reply = new Reply(m);
-    const keepAlive = setInterval(() => reply.working(), Math.max(1_000, this.o.ackWaitMs / 3));
     let timer: NodeJS.Timeout | undefined;
     let outcome: Outcome;
     try {
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new ProcessingTimeout(this.o.processTimeoutMs)), this.o.processTimeoutMs);
       });
-      outcome = await Promise.race([this.process(m, reply, deliveries), timeout]);
+      outcome = await Promise.race([this.process(h), timeout]);
     } catch (e) {
       outcome = await this.failed(m, reply, deliveries, e);
     } finally {
       clearTimeout(timer);
-      clearInterval(keepAlive);
     }
     studyEvents.inc({ outcome });
   }
@@ -412,9 +499,9 @@ export class StudyIngest {
     return Math.min(this.o.retryMaxMs, this.o.retryBaseMs * 2 ** Math.max(0, deliveries - 1));
   }
 
-  private async process(m: JsMsg, reply: Reply, deliveries: number): Promise<Outcome> {
-    if (deliveries > this.o.maxDeliver) {
-      // every delivery we try has been used: the last one crashed or stalled the process
+  private async process(h: Held): Promise<Outcome> {
+    const { m, reply, deliveries, prepared } = h;
+    if (prepared.kind === "exhausted") {
       await this.reject(
         m,
         "retries-exhausted",
@@ -423,29 +510,21 @@ export class StudyIngest {
       reply.ack();
       return "invalid";
     }
-    const parsed = toStudyEvent(m.data, m.time.toISOString(), {
-      maxBytes: this.o.maxEventBytes,
-      maxDepth: this.o.maxEventDepth,
-    });
-    if (!parsed.ok) {
-      await this.reject(m, parsed.reason, parsed.detail);
+    if (prepared.kind === "invalid") {
+      await this.reject(m, prepared.reason, prepared.detail);
       reply.ack();
       return "invalid";
     }
-    const event = parsed.event;
+    const event = prepared.event;
+    if (prepared.kind === "routing-failed") {
+      // routing is pure: what threw once throws again, so no retry
+      await this.reject(m, "routing-failed", `routing threw ${safeError(prepared.error)}`, event);
+      reply.ack();
+      return "invalid";
+    }
     const key = eventKey(event);
     const ref = studyRef(event.study.studyInstanceUID);
-
-    let routed: RouteResult;
-    try {
-      routed = route(event, this.o.workflows.list(), { budgetMs: this.o.routeBudgetMs });
-    } catch (e) {
-      // routing is pure: what threw once throws again, so no retry
-      await this.reject(m, "routing-failed", `routing threw ${safeError(e)}`, event);
-      reply.ack();
-      return "invalid";
-    }
-    const { tasks, errors } = routed;
+    const { tasks, errors } = prepared.routed;
     for (const e of errors) {
       log.warn(
         { namespace: e.namespace, workflow: e.workflow, field: e.field, studyRef: ref, err: e.error },
