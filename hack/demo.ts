@@ -7,6 +7,8 @@
 //   npm run demo [-- --keep] [-- --studies N]
 //     --keep      leave the cluster and operator running after the summary (explore with kubectl)
 //     --fast      skip the pauses between waves of studies
+//     --real-node the head-CT step really runs: the example model (hack/images) on the cluster's
+//                 real node (hack/cluster up --real-node) reads each study's DICOM files
 //
 // On a fresh machine it first installs what it needs (hack/deps.sh: dcmtk for the DICOM files).
 // Whatever fails, it stops what it started — the operator and, unless it was already running, the
@@ -15,6 +17,7 @@
 // one that does not exist to check the cleanup).
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import {
+  chmodSync,
   cpSync,
   existsSync,
   mkdirSync,
@@ -33,6 +36,8 @@ import { CoreV1Api, CustomObjectsApi, KubeConfig } from "@kubernetes/client-node
 import yaml from "js-yaml";
 import type { AIWorkflow, InferenceTask } from "../src/api/v1alpha1/index.ts";
 import { buildTools, defaultOptions, down, isUp, up } from "./cluster.ts";
+import { imagesDir } from "./real-node/images.ts";
+import { loadImages } from "./real-node/node.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const NS = "radiology";
@@ -43,7 +48,7 @@ const METRICS_PORT = Number(process.env.RADFLOW_DEMO_METRICS_PORT ?? 9464);
 const DUMP2DCM = process.env.RADFLOW_DEMO_DUMP2DCM ?? "dump2dcm";
 
 const { values: flags } = parseArgs({
-  options: { keep: { type: "boolean" }, fast: { type: "boolean" } },
+  options: { keep: { type: "boolean" }, fast: { type: "boolean" }, "real-node": { type: "boolean" } },
   allowPositionals: false,
 });
 const tty = process.stdout.isTTY === true;
@@ -192,7 +197,11 @@ const MODEL: Record<string, Record<string, string>> = {
   compare: { KWOK_RUN: "1s", KWOK_RESULT: '{"agree":true}' },
 };
 
-function demoWorkflows(): AIWorkflow[] {
+/** With --real-node: the step that really runs, on the real node, and the image it runs. */
+const REAL_STEP = "ich-detect";
+const EXAMPLE_MODEL = "radflow.local/example-model:dev";
+
+function demoWorkflows(realNode: boolean): AIWorkflow[] {
   const out: AIWorkflow[] = [];
   for (const f of readdirSync(path.join(root, "examples"))
     .filter((x) => x.endsWith(".yaml"))
@@ -202,6 +211,13 @@ function demoWorkflows(): AIWorkflow[] {
     // there is no Kueue in the local cluster: radflow's own concurrency limit applies instead
     delete wf.spec.kueue;
     for (const st of wf.spec.steps) {
+      if (realNode && st.name === REAL_STEP) {
+        // the example model on the real node's CPU instead of a GPU model KWOK would play
+        st.image = EXAMPLE_MODEL;
+        delete st.args;
+        st.resources = { gpu: 0, cpu: "500m", memory: "256Mi", nodeSelector: { "radflow.io/real-node": "true" } };
+        continue;
+      }
       const extra = MODEL[st.name] ?? { KWOK_RUN: "2s" };
       st.env = [...(st.env ?? []), ...Object.entries(extra).map(([name, value]) => ({ name, value }))];
     }
@@ -210,14 +226,14 @@ function demoWorkflows(): AIWorkflow[] {
   return out;
 }
 
-const STORAGE = `apiVersion: v1
+const storageYaml = (imaging: string) => `apiVersion: v1
 kind: PersistentVolume
 metadata: {name: radflow-demo-imaging-studies}
 spec:
   capacity: {storage: 100Gi}
   accessModes: [ReadWriteMany]
   storageClassName: ""
-  hostPath: {path: /var/lib/radflow-demo/imaging}
+  hostPath: {path: ${imaging}}
   claimRef: {namespace: ${NS}, name: imaging-studies}
 ---
 apiVersion: v1
@@ -273,6 +289,10 @@ async function stopOperator(operator: ChildProcess | undefined): Promise<void> {
 
 async function main(): Promise<void> {
   const o = defaultOptions();
+  const realNode = flags["real-node"] === true;
+  if (realNode) o.realNode = true;
+  // the imaging volume: on the real node a folder of the cluster's (steps read it for real)
+  const imaging = realNode ? path.join(o.dir, "demo-imaging") : "/var/lib/radflow-demo/imaging";
   const hadCluster = await isUp(o);
   let operator: ChildProcess | undefined;
   let work: string | undefined;
@@ -315,7 +335,20 @@ async function main(): Promise<void> {
   ensureDeps();
   say(dim("1/6 local cluster: etcd, kube-apiserver, controller-manager, scheduler, KWOK GPU nodes, NATS JetStream"));
   const bin = buildTools();
+  if (realNode) {
+    say(dim("   --real-node: building the example model image (hack/images/build.sh) for the real node"));
+    execFileSync(path.join(root, "hack", "images", "build.sh"), ["example-model"], {
+      stdio: ["ignore", "ignore", "inherit"],
+    });
+  }
   const env = await up({ ...o, quiet: false });
+  if (realNode) {
+    // a cluster that was already up imported the images it found then
+    loadImages(o.dir, bin, [path.join(imagesDir(), "example-model.oci.tar")]);
+    mkdirSync(path.join(imaging, "ed", "results"), { recursive: true });
+    // the model runs as a non-root user: it must be able to write its results
+    chmodSync(path.join(imaging, "ed", "results"), 0o777);
+  }
   const kubectl = (args: string[], input?: string) =>
     execFileSync(path.join(bin, "kubectl"), ["--kubeconfig", env.KUBECONFIG, ...args], {
       input,
@@ -363,7 +396,7 @@ async function main(): Promise<void> {
   kubectl(["wait", "--for=condition=Established", "crd/aiworkflows.radflow.io", "crd/inferencetasks.radflow.io"]);
   // PersistentVolumes of an earlier run are Released and would not bind again
   kubectl(["delete", "pv", "radflow-demo-imaging-studies", "radflow-demo-neuro-studies", "--ignore-not-found"]);
-  kubectl(["apply", "-f", "-"], STORAGE);
+  kubectl(["apply", "-f", "-"], storageYaml(imaging));
   kubectl(["apply", "-f", "-"], `apiVersion: v1\nkind: Namespace\nmetadata: {name: radflow-system}\n`);
 
   say(dim(`3/6 starting the operator (leader election, ingest from NATS, metrics on :${METRICS_PORT})`));
@@ -413,7 +446,7 @@ async function main(): Promise<void> {
   });
 
   say(dim(`4/6 applying the example AIWorkflows (examples/*.yaml) to namespace ${NS}`));
-  const wfs = demoWorkflows();
+  const wfs = demoWorkflows(realNode);
   kubectl(["apply", "--server-side", "--force-conflicts", "-f", "-"], wfs.map((w) => yaml.dump(w)).join("---\n"));
   const kc = new KubeConfig();
   kc.loadFromFile(env.KUBECONFIG);
@@ -436,7 +469,13 @@ async function main(): Promise<void> {
   const studies = dayOfStudies();
   // a day, compressed: shuffle, then send in waves
   studies.sort(() => Math.random() - 0.5);
-  for (const [i, s] of studies.entries()) writeStudy(path.join(work as string, `study-${i}`), i, s);
+  for (const [i, s] of studies.entries()) {
+    writeStudy(path.join(work as string, `study-${i}`), i, s);
+    // on the real node the head CTs are read from the imaging volume, where --location says
+    if (realNode && s.kind.startsWith("head CT")) {
+      cpSync(path.join(work as string, `study-${i}`), path.join(imaging, "ed", `study-${i}`), { recursive: true });
+    }
+  }
   const files = studies.reduce((n, s) => n + s.series.reduce((m, x) => m + x.instances, 0), 0);
   say(`   ${studies.length} studies, ${files} files`);
 
