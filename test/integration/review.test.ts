@@ -77,7 +77,7 @@ const getTask = async (name: string) =>
     plural: "inferencetasks",
     name,
   })) as InferenceTask;
-const waitTask = (name: string, what: string, pred: (t: InferenceTask) => boolean, timeoutMs = 90_000) =>
+const waitTask = (name: string, what: string, pred: (t: InferenceTask) => boolean, timeoutMs = 120_000) =>
   waitFor(`task ${name}: ${what}`, timeoutMs, async () => {
     const t = await getTask(name);
     return { done: pred(t), value: t, seen: t.status };
@@ -99,7 +99,7 @@ async function review(args: string[], kubeconfig: string): Promise<{ code: numbe
   }
 }
 
-describe("clinical review gate", () => {
+describe("clinical review gate", { timeout: 300_000 }, () => {
   let op: OperatorProcess;
   let tmp: string;
   /** a kubeconfig that authenticates as ServiceAccount dr-house (a reviewer), by its token */
@@ -207,7 +207,7 @@ describe("clinical review gate", () => {
     const again = await review(["reject", name, "--step", "review"], reviewerConfig);
     expect(again.code).toBe(1);
     expect(again.err).toContain("has its verdict already");
-  });
+  }, 300_000);
 
   it("reject: outputs.accepted false, the gated step is skipped, the task succeeds", async () => {
     const name = await createTask("reject-1", gated({ timeoutSeconds: 600 }));
@@ -223,7 +223,7 @@ describe("clinical review gate", () => {
     expect(stepOf(done, "send")).toMatchObject({ phase: "Skipped" });
     expect(stepOf(done, "send")?.jobName).toBeUndefined();
     expect(cond(done, "AwaitingReview")).toMatchObject({ status: "False", reason: "Rejected" });
-  });
+  }, 300_000);
 
   it("timeout, onTimeout Fail: the task fails with ReviewTimeout", async () => {
     const name = await createTask("timeout-fail", gated({ timeoutSeconds: 4 }));
