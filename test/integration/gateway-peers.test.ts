@@ -290,7 +290,9 @@ describe.skipIf(missing.length > 0 || !existsSync(natsBin))("radflow gateway aga
   });
 
   describe("the real DICOM files pydicom ships", () => {
-    it("every storage instance storescu sends is stored as sent: same transfer syntax, the bytes storescp (bit-preserving) keeps, and the event's series match the headers", async (ctx) => {
+    it("every storage instance storescu sends is stored as sent: same transfer syntax, the bytes storescp (bit-preserving) keeps, and the event's series match the headers", {
+      timeout: 900_000,
+    }, async (ctx) => {
       const cache = path.join(homedir(), ".cache/radflow/pydicom");
       const wheel = path.join(cache, "pydicom-3.0.2-py3-none-any.whl");
       if (!existsSync(wheel)) {
