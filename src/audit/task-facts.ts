@@ -37,7 +37,7 @@ export function lifecycleRank(f: Pick<AuditFact, "kind">): number {
 
 /** The study participants of a task's facts (audit records exist to hold them). */
 export function taskStudy(task: InferenceTask): NonNullable<AuditFact["study"]> {
-  const s = task.spec.study;
+  const s = task.spec.study ?? { studyInstanceUID: "" }; // a settled task in the cache has none
   return {
     studyInstanceUID: s.studyInstanceUID,
     ...(s.accessionNumber ? { accessionNumber: s.accessionNumber } : {}),

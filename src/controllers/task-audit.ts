@@ -45,13 +45,18 @@ export class TaskAuditor {
   observe(task: InferenceTask): boolean {
     const key = keyOf(task);
     const uid = task.metadata.uid ?? "";
-    // published results: every fact of the task was recorded before the stamp
-    if (!this.ledgers.get(key)?.get(uid) && task.status?.resultsPublished) return this.owes(key);
+    // published results: every fact of the task was recorded before the stamp (and the cache may
+    // keep such a task without its study and steps: src/kube/cached-shapes.ts)
+    if (task.status?.resultsPublished) {
+      const settled = this.ledgers.get(key)?.get(uid);
+      if (settled) settled.gone = true;
+      this.tidy(key);
+      return this.owes(key);
+    }
     const l = this.ledger(task);
     const facts = taskFacts(task);
     if (task.metadata.deletionTimestamp && !isTerminal(task.status?.phase)) facts.push(taskDeletedFact(task));
     for (const f of facts) if (!l.recorded.has(f.id) && !l.pending.has(f.id)) l.pending.set(f.id, f);
-    if (task.status?.resultsPublished) l.gone = true; // stamped: nothing more will be owed
     this.tidy(key);
     return this.owes(key);
   }

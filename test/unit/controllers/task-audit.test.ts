@@ -171,3 +171,17 @@ describe("TaskAuditor", () => {
     expect(s.got.map((f) => f.id)).toEqual([`${UID}:StepStarted:detect:`]);
   });
 });
+
+describe("TaskAuditor and the trimmed cache", () => {
+  it("drops a stamped task's ledger without reading its study (the cache keeps settled tasks without it)", async () => {
+    const s = sink();
+    const a = new TaskAuditor(s);
+    a.observe(task(succeeded));
+    await a.flush(KEY);
+    const trimmed = task({ ...succeeded, resultsPublished: "2025-03-01T10:00:10Z" });
+    (trimmed.spec as { study?: unknown }).study = undefined;
+    expect(() => a.observe(trimmed)).not.toThrow();
+    expect(a.pendingCount).toBe(0);
+    expect(a.owes(KEY)).toBe(false);
+  });
+});
