@@ -49,6 +49,31 @@ export function argoVersion(): string {
   return /github\.com\/argoproj\/argo-workflows\/v4 (v\S+)/.exec(mod)?.[1] ?? "unknown";
 }
 
+/**
+ * Applies the release's CRDs with kubectl (server-side, from their kustomization) and waits until
+ * they are Established. Not through client-node's typed CRD model: it drops the schemas'
+ * `x-kubernetes-preserve-unknown-fields`, and the API server then prunes every Workflow's spec.
+ */
+export function applyArgoCrds(kubeconfig: string, dir: string): void {
+  // hack/tools/build.sh prints the cached bin directory on its last line (kubectl is built already)
+  const bin = execFileSync(path.join(repo, "hack/tools/build.sh"), ["kubernetes"], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "ignore"],
+  });
+  const kubectl = path.join(bin.trim().split("\n").pop() as string, "kubectl");
+  const run = (args: string[]) =>
+    execFileSync(kubectl, ["--kubeconfig", kubeconfig, ...args], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+  run(["apply", "--server-side", "--force-conflicts", "-k", dir]);
+  const crds = readdirSync(dir).flatMap((f) => {
+    const m = /^argoproj\.io_(.+)\.yaml$/.exec(f);
+    return m ? [`crd/${m[1]}.argoproj.io`] : [];
+  });
+  run(["wait", "--for=condition=Established", "--timeout=60s", ...crds]);
+}
+
 export const CONFIGMAP = "workflow-controller-configmap";
 
 export interface ArgoOptions {

@@ -5,7 +5,7 @@
 // workflow: the whole cluster's (API server) and the controller's own (its request counter).
 // KWOK plays the kubelet for Argo's pods as it does for the Jobs' pods.
 import { performance } from "node:perf_hooks";
-import { ArgoController, argoBinary, argoCrdDir, argoVersion, writeConfig } from "../lib/argo.ts";
+import { ArgoController, applyArgoCrds, argoBinary, argoCrdDir, argoVersion, writeConfig } from "../lib/argo.ts";
 import type { Context } from "../lib/context.ts";
 import { log } from "../lib/context.ts";
 import { coresLine, coresUsed } from "../lib/cpu.ts";
@@ -58,7 +58,7 @@ export async function argoScenario(ctx: Context): Promise<ScenarioResult> {
   const n = ctx.opts.throughputStudies;
   log("argo: workflow-controller from hack/tools/argo (built on first use, then cached)");
   const binary = await argoBinary();
-  await ctx.kube.applyCrds(argoCrdDir());
+  applyArgoCrds(ctx.cluster.KUBECONFIG, argoCrdDir());
   const ns = await ctx.namespace("argo");
   await writeConfig(ctx.kube, ns, ARGO_METRICS_PORT);
   const ctl = new ArgoController({
