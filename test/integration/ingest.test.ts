@@ -362,6 +362,54 @@ async function removeTasks(workflow: string): Promise<void> {
 }
 
 /** Waits until the consumer has delivered at least `n` messages and every one is acked. */
+describe("priority at ingest (issue 15: a STAT study behind queued batch events)", () => {
+  it("creates a STAT study's task before most of the batch tasks queued in front of it in the stream", async () => {
+    const batch = AIWorkflow.parse({
+      ...workflow("queue-batch", { match: { modalities: ["MR"] } }),
+      spec: { ...workflow("queue-batch", { match: { modalities: ["MR"] } }).spec, priority: "batch" },
+    });
+    const stat = workflow("queue-stat", { match: { modalities: ["CT"] } });
+    // queued before the ingest runs: its consumer is created afterwards and takes the stream from the start
+    const subject = `radflow.study.test-${RUN}-queue`;
+    const n = 150;
+    const events = Array.from({ length: n }, (_, i) => studyEvent(`queue-${RUN}-${i}`, "MR"));
+    for (let i = 0; i < n; i += 100)
+      await Promise.all(events.slice(i, i + 100).map((e) => js.publish(subject, JSON.stringify(e), { msgID: e.id })));
+    const urgent = studyEvent(`queue-${RUN}-stat`, "CT");
+    await js.publish(subject, JSON.stringify(urgent), { msgID: urgent.id });
+
+    const consumer = `test-${RUN}-queue`;
+    const ingest = new StudyIngest({
+      nc,
+      kubeConfig: kubeConfig(),
+      workflows: { list: () => [batch, stat] },
+      consumer,
+      subjects: [subject],
+      lagIntervalMs: 500,
+    });
+    await ingest.start();
+    started.push({ ingest, consumer, subject });
+    const ours = (ts: InferenceTask[]) => ts.filter((t) => t.spec.workflowRef.name.startsWith("queue-"));
+    const all = await waitFor(
+      `${n + 1} tasks`,
+      540_000,
+      async () => {
+        const ts = ours(await tasks());
+        return { done: ts.length >= n + 1, value: ts, seen: { tasks: ts.length } };
+      },
+      1_000,
+    );
+    // the order the API server stored them in: resourceVersion (etcd's revision) of each create
+    const byRv = [...all].sort((a, b) => Number(a.metadata.resourceVersion) - Number(b.metadata.resourceVersion));
+    const rank = byRv.findIndex((t) => t.spec.workflowRef.name === "queue-stat");
+    expect(rank).toBeGreaterThanOrEqual(0);
+    // in stream order it would be last (rank n); taken from the window it comes after at most the
+    // events the workers had already started while the rest was being routed
+    expect(rank).toBeLessThan(n / 2);
+    expect(all).toHaveLength(n + 1);
+  }, 600_000);
+});
+
 async function consumed(consumer: string, n: number): Promise<void> {
   await waitFor(`${consumer}: ${n} messages delivered and acked`, 60_000, async () => {
     const ci = await jsm.consumers.info(STREAM.studies, consumer);
