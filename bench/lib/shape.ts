@@ -63,6 +63,8 @@ export function argoWorkflow(job: V1Job, name: string): Record<string, unknown> 
     spec: {
       entrypoint: "infer",
       securityContext: pod?.securityContext,
+      // the container mounts the Job's volumes (an emptyDir on /tmp under a read-only root)
+      volumes: pod?.volumes,
       priorityClassName: pod?.priorityClassName,
       templates: [
         {

@@ -38,6 +38,8 @@ describe("JobShape", () => {
     const { name: _n, ...container } = job.spec?.template.spec?.containers[0] ?? {};
     expect(wf.metadata).toMatchObject({ name: "bench-argo-0", namespace: "bench-x-baseline" });
     expect(wf.spec.entrypoint).toBe("infer");
+    // Argo refuses a container that mounts a volume the workflow does not declare
+    expect((wf.spec as { volumes?: unknown }).volumes).toEqual(job.spec?.template.spec?.volumes);
     expect(wf.spec.templates[0]).toMatchObject({
       name: "infer",
       activeDeadlineSeconds: job.spec?.activeDeadlineSeconds,
