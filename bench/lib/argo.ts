@@ -7,6 +7,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { closeSync, openSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { IMAGE } from "../scenarios/common.ts";
 import type { Kube } from "./kube.ts";
 import { sleep } from "./operator.ts";
 import { type Scrape, scrape } from "./prom.ts";
@@ -98,7 +99,9 @@ export async function writeConfig(kube: Kube, namespace: string, metricsPort: nu
     namespace,
     body: {
       metadata: { name: CONFIGMAP, namespace },
-      data: { metricsConfig: metrics },
+      // Argo's emissary must know a container's command; with no registry to ask (the image does
+      // not exist: KWOK runs nothing), the image index names it, so the Workflow stays the Job's
+      data: { metricsConfig: metrics, images: `${IMAGE}:\n  cmd: [/model]\n` },
     },
   });
 }
