@@ -66,7 +66,10 @@ tags_for() { [ "$1" = runc ] && echo seccomp || echo ""; }
 
 for tool in "${order[@]}"; do
   [ -d "$here/$tool" ] || { echo "unknown tool: $tool" >&2; exit 2; }
-  key="$(cat "$here/$tool/go.mod" "$here/$tool/go.sum" <(go env GOVERSION) "$here/build.sh" | sha256sum | cut -c1-16)"
+  # The key is what decides this tool's bytes: its pins, Go, and its own recipe (packages, flags).
+  # Not all of build.sh: adding a tool must not rebuild the others (a cold rebuild is ~40 min).
+  recipe="pkgs=${pkgs[$tool]} ldflags=$(ldflags_for "$tool") cgo=$(cgo_for "$tool") tags=$(tags_for "$tool") etcd-rename"
+  key="$(cat "$here/$tool/go.mod" "$here/$tool/go.sum" <(go env GOVERSION) <(echo "$recipe") | sha256sum | cut -c1-16)"
   stamp="$cache/stamps/$tool-$key"
   if [ -f "$stamp" ]; then
     echo "tools: $tool up to date ($key)" >&2
