@@ -206,7 +206,7 @@ describe("radflow CRDs on a real API server", () => {
     expect(got.spec.study.series[0]!.attributes).toEqual(task.spec.study.series[0]!.attributes);
     expect(InferenceTask.safeParse(got).error?.issues).toBeUndefined();
     const table = await kubectl(["get", "itask", "-n", ns.name]);
-    expect(table.split("\n")[0]).toMatch(/^NAME\s+WORKFLOW\s+PHASE\s+STEP\s+DURATION\s+AGE/);
+    expect(table.split("\n")[0]).toMatch(/^NAME\s+WORKFLOW\s+PHASE\s+STEP\s+REVIEW\s+DURATION\s+AGE/);
     expect(table).toMatch(/base-5f2c9a\s+base\s+Running\s+detect/);
   });
 });
