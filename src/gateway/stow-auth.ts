@@ -12,7 +12,7 @@ export type AuthResult = { ok: true } | { ok: false; status: 401; challenge: str
 export class BearerTokens {
   private readonly file: string;
   private tokens: Buffer[] = [];
-  private loadedMtime = -1;
+  private loaded = "";
   private checkedAt = 0;
   private readonly recheckMs: number;
 
@@ -25,19 +25,22 @@ export class BearerTokens {
   async load(): Promise<void> {
     const st = await stat(this.file);
     this.checkedAt = Date.now();
-    if (st.mtimeMs === this.loadedMtime) return;
+    // inode too: a rotated Secret is a new file behind a swapped symlink, maybe with the same mtime
+    const version = `${st.ino}:${st.size}:${st.mtimeMs}`;
+    if (version === this.loaded) return;
     const tokens = (await readFile(this.file, "utf8"))
       .split(/\r?\n/)
       .map((l) => l.trim())
       .filter((l) => l && !l.startsWith("#"));
     if (tokens.length === 0) throw new Error(`${this.file}: no token in the file`);
     this.tokens = tokens.map(digest);
-    this.loadedMtime = st.mtimeMs;
+    this.loaded = version;
   }
 
   /** Checks a request's Authorization header. */
   async check(authorization: string | undefined): Promise<AuthResult> {
-    if (Date.now() - this.checkedAt > this.recheckMs) {
+    // >=: a recheck interval of 0 means every request (with > two checks in one millisecond skipped it)
+    if (Date.now() - this.checkedAt >= this.recheckMs) {
       // keep the tokens we have if the file is briefly unreadable (a Secret being swapped)
       await this.load().catch(() => {});
     }
