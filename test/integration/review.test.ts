@@ -8,9 +8,11 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
+import * as k8s from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { InferenceTask } from "../../src/api/v1alpha1/index.ts";
-import { core, custom, kubeConfig, kubeconfigPath, kubectl, useNamespace, waitFor } from "./helpers.ts";
+import { mergePatch } from "../../src/kube/client.ts";
+import { core, custom, kubeConfig, kubeconfigPath, kubectl, toolBin, useNamespace, waitFor } from "./helpers.ts";
 import { type OperatorProcess, startOperator } from "./operator-process.ts";
 
 const run = promisify(execFile);
@@ -101,6 +103,8 @@ async function review(args: string[], kubeconfig: string): Promise<{ code: numbe
 
 describe("clinical review gate", { timeout: 300_000 }, () => {
   let op: OperatorProcess;
+  /** the chart's reviewer policy, while applied (cluster-scoped: removed after the file) */
+  let policyApplied: string | undefined;
   let tmp: string;
   /** a kubeconfig that authenticates as ServiceAccount dr-house (a reviewer), by its token */
   let reviewerConfig: string;
@@ -155,6 +159,7 @@ describe("clinical review gate", { timeout: 300_000 }, () => {
     );
   });
   afterAll(async () => {
+    if (policyApplied) await kubectl(["delete", "-f", "-", "--ignore-not-found"], policyApplied).catch(() => undefined);
     await op?.stop();
     rmSync(tmp, { recursive: true, force: true });
   });
@@ -288,6 +293,67 @@ describe("clinical review gate", { timeout: 300_000 }, () => {
         (e: Error) => e.message,
       );
     expect(wrong).toContain("every review must name a review step of this task");
+  });
+
+  it("the chart's admission policy refuses a verdict written in someone else's name, by anyone", async () => {
+    // the chart's policy alone, bound to this file's namespace (helm template, as the chart renders it)
+    const rendered = (
+      await run(toolBin("helm"), [
+        "template",
+        `review-${ns.name}`,
+        path.resolve(import.meta.dirname, "../../helm/radflow"),
+        "--namespace",
+        ns.name,
+        "--set-json",
+        `watchNamespaces=["${ns.name}"]`,
+        "--api-versions",
+        "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy",
+        "--show-only",
+        "templates/review-policy.yaml",
+      ])
+    ).stdout;
+    await kubectl(["apply", "-f", "-"], rendered);
+    policyApplied = rendered;
+    const name = await createTask("forged-1", gated({ timeoutSeconds: 600 }));
+    await waitTask(name, "AwaitingReview", awaiting);
+    const forge = (kc: k8s.KubeConfig, reviewer: string, dryRun?: string) =>
+      kc
+        .makeApiClient(k8s.CustomObjectsApi)
+        .patchNamespacedCustomObject(
+          {
+            ...G,
+            namespace: ns.name,
+            plural: "inferencetasks",
+            name,
+            dryRun,
+            body: {
+              spec: { reviews: [{ step: "review", verdict: "Accepted", reviewer, time: new Date().toISOString() }] },
+            },
+          },
+          mergePatch,
+        )
+        .then(
+          () => "accepted",
+          (e: Error) => e.message,
+        );
+    const reviewerKc = new k8s.KubeConfig();
+    reviewerKc.loadFromFile(reviewerConfig);
+    // a policy takes a moment to reach the API server's admission chain: probe with dry runs
+    await waitFor("the reviewer policy in force", 60_000, async () => {
+      const r = await forge(kubeConfig(), "dr-cuddy", "All");
+      return { done: r !== "accepted", seen: r };
+    });
+    const asReviewer = await forge(reviewerKc, "dr-cuddy");
+    expect(asReviewer).toContain(`a verdict must name its reviewer as the API server knows the requester`);
+    expect(asReviewer).toMatch(/not \\*"dr-cuddy\\*" \(step review\)/);
+    // the cluster admin cannot sign for someone else either
+    expect(await forge(kubeConfig(), reviewerName())).toContain("a verdict must name its reviewer");
+    expect((await getTask(name)).spec.reviews ?? []).toEqual([]);
+    // the reviewer in their own name, as radflow review writes it, passes; the task goes on
+    const r = await review(["accept", name], reviewerConfig);
+    expect(r.err).toBe("");
+    const done = await waitTask(name, "Succeeded", (t) => t.status?.phase === "Succeeded");
+    expect(stepOf(done, "review")?.review).toMatchObject({ verdict: "Accepted", reviewer: reviewerName() });
   });
 });
 

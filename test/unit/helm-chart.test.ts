@@ -489,19 +489,42 @@ describe("helm chart: storage workflows may use (docs/security.md)", () => {
   it("a ValidatingAdmissionPolicy with the same lists, bound to the watched namespaces, where the cluster serves it", () => {
     expect(render(values).filter((o) => o.kind.startsWith("ValidatingAdmissionPolicy"))).toEqual([]);
     const objs = render(values, VAP);
-    const vap = one(objs, "ValidatingAdmissionPolicy");
+    const named = (kind: string, suffix: string) =>
+      one(
+        objs.filter((o) => o.metadata.name.endsWith(suffix)),
+        kind,
+      );
+    const vap = named("ValidatingAdmissionPolicy", "-storage");
     const vars = Object.fromEntries(vap.spec.variables.map((v: { name: string; expression: string }) => [v.name, v]));
     expect(JSON.parse(vars.allowedSecrets.expression)).toEqual(values.storageTrust.secrets);
     expect(JSON.parse(vars.allowedPvcs.expression)).toEqual(values.storageTrust.pvcs);
     expect(vap.spec.failurePolicy).toBe("Fail");
     expect(vap.spec.matchConstraints.resourceRules[0].resources).toEqual(["aiworkflows", "inferencetasks"]);
-    const binding = one(objs, "ValidatingAdmissionPolicyBinding");
+    const binding = named("ValidatingAdmissionPolicyBinding", "-storage");
     expect(binding.spec.policyName).toBe(vap.metadata.name);
     expect(binding.spec.validationActions).toEqual(["Deny"]);
     expect(binding.spec.matchResources.namespaceSelector.matchExpressions[0].values).toEqual(values.watchNamespaces);
-    expect(render({ storageTrust: { admissionPolicy: { enabled: false } } }, VAP).map((o) => o.kind)).not.toContain(
-      "ValidatingAdmissionPolicy",
-    );
+    expect(
+      render({ storageTrust: { admissionPolicy: { enabled: false } } }, VAP).map((o) => o.metadata.name),
+    ).not.toContain(vap.metadata.name);
+  }, 30_000);
+});
+
+describe("helm chart: a review verdict names the user who gave it (issue 13)", () => {
+  const reviewerPolicy = (objs: Obj[]) => objs.filter((o) => o.metadata.name.endsWith("-reviewer"));
+
+  it("a ValidatingAdmissionPolicy on new spec.reviews entries, bound to the watched namespaces, where the cluster serves it", () => {
+    expect(reviewerPolicy(render({}))).toEqual([]);
+    const objs = reviewerPolicy(render({ watchNamespaces: ["radiology"] }, VAP));
+    const vap = one(objs, "ValidatingAdmissionPolicy");
+    expect(vap.spec.failurePolicy).toBe("Fail");
+    expect(vap.spec.matchConstraints.resourceRules[0].resources).toEqual(["inferencetasks"]);
+    expect(vap.spec.validations[0].expression).toBe("size(variables.forged) == 0");
+    const binding = one(objs, "ValidatingAdmissionPolicyBinding");
+    expect(binding.spec.policyName).toBe(vap.metadata.name);
+    expect(binding.spec.validationActions).toEqual(["Deny"]);
+    expect(binding.spec.matchResources.namespaceSelector.matchExpressions[0].values).toEqual(["radiology"]);
+    expect(reviewerPolicy(render({ reviewIdentity: { admissionPolicy: { enabled: false } } }, VAP))).toEqual([]);
   }, 30_000);
 });
 
