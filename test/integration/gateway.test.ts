@@ -1,28 +1,28 @@
 // `radflow gateway` as a process, against peers nobody here wrote: dcmtk's echoscu/storescu as
 // the modality, fetch as the STOW-RS client, a real nats-server (started here, so the test can
 // read the stream without touching the shared cluster's), and the DICOM files pydicom ships.
-import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import path from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { StudyReceivedEvent } from "../../src/api/v1alpha1/events.ts";
 import { uidKey } from "../../src/gateway/storage.ts";
+import {
+  DEFAULT_GATEWAY_ARGS,
+  GatewayProcess,
+  type NatsServer,
+  pydicomFiles,
+  startNats,
+  storescu as storescuTo,
+  waitFor as waitForIt,
+  writeFiles,
+} from "../support/gateway-process.ts";
 import { makeInstance, makeStudy } from "../unit/gateway/dicom-fixture.ts";
 import { rawCStore } from "../unit/gateway/raw-scu.ts";
 
-const ROOT = path.resolve(import.meta.dirname, "../..");
 // the integration setup's tools (nats-server); run on its own, the bootstrap's cache
 const BIN = (inject("toolsBin") as string | undefined) || path.join(homedir(), ".cache/radflow/bin");
 // below the ephemeral range (32768+), away from the local clusters' port blocks
@@ -39,85 +39,26 @@ const RUN = `1.2.826.0.1.3680043.10.1099.${Date.now() % 1e9}`;
 
 const work = mkdtempSync(path.join(tmpdir(), "rf-gw-it-"));
 const storageDir = path.join(work, "store");
-let nats: ChildProcess | undefined;
-let gw: ChildProcess | undefined;
-let gwLog = "";
+let nats: NatsServer | undefined;
 let nc: NatsConnection;
+const natsUrl = `nats://127.0.0.1:${PORTS.nats}`;
+const gw = new GatewayProcess({
+  storage: storageDir,
+  ports: { dicom: PORTS.dicom, http: PORTS.http, metrics: PORTS.metrics },
+  natsUrl,
+  args: [...DEFAULT_GATEWAY_ARGS, "--max-wait-seconds", "60"],
+});
 
 function hasTool(t: string): boolean {
   return spawnSync(t, ["--version"], { stdio: "ignore" }).status === 0;
 }
 
-async function waitFor<T>(
-  f: () => Promise<T | undefined> | T | undefined,
-  ms = 20_000,
-  what = "condition",
-): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n${gwLog.slice(-3000)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const waitFor = <T>(f: () => Promise<T | undefined> | T | undefined, ms = 20_000, what = "condition") =>
+  waitForIt(f, ms, what, () => gw.log);
 
-async function startGateway(extra: string[] = [], quiet = "1", metricsPort = PORTS.metrics): Promise<void> {
-  gwLog = "";
-  gw = spawn(
-    process.execPath,
-    [
-      path.join(ROOT, "src/cmd/radflow.ts"),
-      "gateway",
-      "--storage-dir",
-      storageDir,
-      "--dicom-port",
-      String(PORTS.dicom),
-      "--http-port",
-      String(PORTS.http),
-      "--metrics-port",
-      String(PORTS.metrics),
-      "--ae-title",
-      "RADFLOW",
-      "--source",
-      "CT_EAST=RADFLOW;STORESCU",
-      "--quiet-seconds",
-      quiet,
-      "--max-wait-seconds",
-      "60",
-      "--nats-url",
-      `nats://127.0.0.1:${PORTS.nats}`,
-      "--metrics-port",
-      String(metricsPort),
-      ...extra,
-    ],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RADFLOW_PHI_HMAC_KEY: "gateway-test-key-0123456789" } },
-  );
-  gw.stdout?.on("data", (d) => {
-    gwLog += d;
-  });
-  gw.stderr?.on("data", (d) => {
-    gwLog += d;
-  });
-  const proc = gw;
-  await waitFor(
-    async () => {
-      if (proc.exitCode !== null) throw new Error(`the gateway exited (${proc.exitCode}):\n${gwLog.slice(-3000)}`);
-      return (await fetch(`http://127.0.0.1:${metricsPort}/readyz`).catch(() => undefined))?.ok || undefined;
-    },
-    90_000, // a loaded 2-core machine takes its time to start Node
-    "the gateway to be ready",
-  );
-}
-
-async function stopGateway(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
-  const p = gw;
-  gw = undefined;
-  if (!p || p.exitCode !== null) return;
-  const done = new Promise((r) => p.once("exit", r));
-  p.kill(signal);
-  await done;
-}
+/** (Re)starts the gateway with a quiet window of `quiet` seconds. */
+const startGateway = (extra: string[] = [], quiet = "1") => gw.start([...extra, "--quiet-seconds", quiet], {}, 90_000);
+const stopGateway = (signal: NodeJS.Signals = "SIGTERM") => gw.stop(signal);
 
 /** Every study event in the stream (by sequence), parsed. */
 type Received = { msgId: string; event: StudyReceivedEvent & { radflowrevision?: number } };
@@ -135,50 +76,21 @@ async function studyEvents(): Promise<Received[]> {
 
 const eventsOf = async (study: string) => (await studyEvents()).filter((e) => e.event.data.studyInstanceUID === study);
 
-function writeFiles(dir: string, bufs: Buffer[]): string[] {
-  mkdirSync(dir, { recursive: true });
-  return bufs.map((b, i) => {
-    const f = path.join(dir, `${i}.dcm`);
-    writeFileSync(f, b);
-    return f;
-  });
-}
-
-function storescu(files: string[], calling = "CT_EAST", called = "RADFLOW", extra: string[] = []) {
-  return spawnSync(
-    "storescu",
-    ["-aet", calling, "-aec", called, "-nh", ...extra, "127.0.0.1", String(PORTS.dicom), ...files],
-    { encoding: "utf8", maxBuffer: 64 << 20 },
-  );
-}
+const storescu = (files: string[], calling = "CT_EAST", called = "RADFLOW", extra: string[] = []) =>
+  storescuTo(PORTS.dicom, files, { calling, called, extra });
 
 const tools = ["storescu", "echoscu", "dcmdump"].filter((t) => !hasTool(t));
 const natsBin = path.join(BIN, "nats-server");
 
 describe.skipIf(tools.length > 0 || !existsSync(natsBin))("radflow gateway (dcmtk, STOW-RS, JetStream)", () => {
   beforeAll(async () => {
-    nats = spawn(natsBin, ["-js", "-a", "127.0.0.1", "-p", String(PORTS.nats), "-sd", path.join(work, "js")], {
-      stdio: "ignore",
-    });
-    let exited = false;
-    nats.once("exit", () => {
-      exited = true;
-    });
-    nc = await waitFor(
-      () => {
-        // another server on the port would hand us its (older) stream: refuse to test against it
-        if (exited) throw new Error(`nats-server exited: is port ${PORTS.nats} in use?`);
-        return connect({ servers: `127.0.0.1:${PORTS.nats}` }).catch(() => undefined);
-      },
-      10_000,
-      "NATS",
-    );
+    nats = await startNats(natsBin, PORTS.nats, path.join(work, "js"));
+    nc = nats.nc;
     await startGateway();
-  });
+  }, 180_000);
   afterAll(async () => {
     await stopGateway();
-    await nc?.close();
-    nats?.kill("SIGTERM");
+    await nats?.stop();
     rmSync(work, { recursive: true, force: true });
   });
 
@@ -343,21 +255,9 @@ describe.skipIf(tools.length > 0 || !existsSync(natsBin))("radflow gateway (dcmt
   });
 
   it("receives the real DICOM files pydicom ships (every acknowledged instance is announced)", async (ctx) => {
-    const cache = path.join(homedir(), ".cache/radflow/pydicom");
-    const wheel = path.join(cache, "pydicom-3.0.2-py3-none-any.whl");
-    if (!existsSync(wheel)) {
-      const dl = spawnSync(
-        "python3",
-        ["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "pydicom==3.0.2", "-d", cache],
-        { encoding: "utf8", timeout: 120_000 },
-      );
-      if (dl.status !== 0) return ctx.skip("pydicom's wheel could not be downloaded with pip (offline?)");
-    }
-    const files = path.join(cache, "files");
-    if (!existsSync(files)) execFileSync("python3", ["-m", "zipfile", "-e", wheel, files]);
-    const dcm = readdirSync(path.join(files, "pydicom/data/test_files"), { recursive: true })
-      .map((f) => path.join(files, "pydicom/data/test_files", String(f)))
-      .filter((f) => f.endsWith(".dcm") && statSync(f).isFile());
+    const py = pydicomFiles();
+    if ("skip" in py) return ctx.skip(py.skip);
+    const dcm = py.files;
     expect(dcm.length).toBeGreaterThan(50);
     const journalDir = path.join(storageDir, ".radflow-gateway/journal");
     const instanceRecords = () =>
@@ -413,7 +313,7 @@ describe.skipIf(tools.length > 0 || !existsSync(natsBin))("radflow gateway (dcmt
       "no pending study",
     );
     const after = (await studyEvents()).slice(before.length);
-    expect(after.length, gwLog.slice(-4000)).toBeGreaterThan(20);
+    expect(after.length, gw.log.slice(-4000)).toBeGreaterThan(20);
     // …and every distinct acknowledged instance is in its study's latest event
     const latest = new Map<string, (typeof after)[number]>();
     for (const e of after) latest.set(e.event.data.studyInstanceUID, e);
@@ -438,27 +338,26 @@ describe.skipIf(tools.length > 0 || !existsSync(natsBin))("radflow gateway (dcmt
     expect(text).not.toContain(RUN);
     expect(text).not.toContain("DOE");
     expect((await fetch(`http://127.0.0.1:${PORTS.metrics}/healthz`)).status).toBe(200);
-    expect(gwLog).not.toContain(RUN);
-    expect(gwLog).not.toContain("DOE^JANE");
+    expect(gw.log).not.toContain(RUN);
+    expect(gw.log).not.toContain("DOE^JANE");
   });
   it("a full disk: A700 (out of resources), nothing left half-written, no event", async (ctx) => {
     const tiny = path.join(work, "tiny");
+    const full = new GatewayProcess({
+      storage: tiny,
+      ports: { dicom: PORTS.dicom2, http: 0, metrics: PORTS.metrics2 },
+      natsUrl,
+      args: DEFAULT_GATEWAY_ARGS,
+    });
     mkdirSync(tiny, { recursive: true });
     const m = spawnSync("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", tiny], { encoding: "utf8" });
     if (m.status !== 0) return ctx.skip(`cannot mount a small tmpfs here (${m.stderr.trim()})`);
     try {
       await stopGateway();
-      const ports = ["--dicom-port", String(PORTS.dicom2), "--http-port", "0"];
-      await startGateway(["--storage-dir", tiny, ...ports], "1", PORTS.metrics2);
+      await full.start(["--quiet-seconds", "1"], {}, 90_000);
       const study = `${RUN}.4`;
       const files = writeFiles(path.join(work, "study4"), makeStudy(study, 1, 3, { pixelBytes: 120_000 }));
-      const r = spawnSync(
-        "storescu",
-        ["-v", "-aet", "CT_EAST", "-aec", "RADFLOW", "-nh", "127.0.0.1", String(PORTS.dicom2), ...files],
-        {
-          encoding: "utf8",
-        },
-      );
+      const r = storescuTo(PORTS.dicom2, files, { extra: ["-v"] });
       const ok = (r.stderr.match(/Received Store Response \(Success\)/g) ?? []).length;
       expect(r.stderr).toMatch(/Store Response \(Refused: OutOfResources/i);
       expect(ok).toBeLessThan(3);
@@ -478,7 +377,7 @@ describe.skipIf(tools.length > 0 || !existsSync(natsBin))("radflow gateway (dcmt
       }
       if (ok === 0) expect(await eventsOf(study)).toEqual([]);
     } finally {
-      await stopGateway("SIGKILL");
+      await full.stop("SIGKILL");
       spawnSync("umount", [tiny]);
     }
   });
