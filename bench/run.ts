@@ -19,10 +19,11 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { type ClusterOptions, down, up } from "../hack/cluster.ts";
 import { sideBySide } from "./lib/compare.ts";
-import { type ClusterAccess, Context, log } from "./lib/context.ts";
+import { benchPortBase, type ClusterAccess, Context, log } from "./lib/context.ts";
 import { formatProfile } from "./lib/cpuprofile.ts";
 import { parseOptions, type Scenario, usage } from "./lib/options.ts";
 import { plotSideBySide } from "./lib/plot.ts";
+import { killAllProcesses, stopAllProcesses } from "./lib/process.ts";
 import type { ScenarioResult } from "./lib/result.ts";
 import { snapshotSources } from "./lib/snapshot.ts";
 import { argoScenario } from "./scenarios/argo.ts";
@@ -83,6 +84,34 @@ function table(results: ScenarioResult[]): string {
   return [line(rows[0] as string[]), sep, ...rows.slice(1).map(line)].join("\n");
 }
 
+/** What an interrupted run must clean up: set as the run gets there. */
+const current: { ctx?: Context; own?: ClusterOptions; keepCluster: boolean } = { keepCluster: false };
+let interrupted = false;
+
+/**
+ * SIGINT/SIGTERM: stop every child this run started (operator, Argo's controller), then treat
+ * the cluster as a finished run would: its own is torn down (kept with --keep-cluster), a
+ * cluster it was given is left up. A second signal kills the children at once and exits.
+ */
+async function onSignal(signal: NodeJS.Signals): Promise<void> {
+  const code = signal === "SIGINT" ? 130 : 143;
+  if (interrupted) {
+    log(`${signal} again: killing the benchmark's children and exiting`);
+    killAllProcesses();
+    process.exit(code);
+  }
+  interrupted = true;
+  log(`${signal}: stopping the benchmark's processes`);
+  const stopped = [...((await current.ctx?.stopOperators()) ?? []), ...(await stopAllProcesses())];
+  log(stopped.length ? `stopped ${stopped.join(", ")}` : "no child process was running");
+  await current.ctx?.close().catch(() => undefined);
+  if (current.own && !current.keepCluster) {
+    log(`tearing down the benchmark's cluster (${current.own.dir})`);
+    await down(current.own).catch((e: Error) => log(`cluster teardown failed: ${e.message}`));
+  } else if (current.own) log(`cluster left up (--keep-cluster): ${current.own.dir}`);
+  process.exit(code);
+}
+
 async function cluster(): Promise<{ access: ClusterAccess; own?: ClusterOptions }> {
   if (process.env.KUBECONFIG && process.env.RADFLOW_NATS_URL) {
     log(
@@ -99,9 +128,10 @@ async function cluster(): Promise<{ access: ClusterAccess; own?: ClusterOptions 
   }
   const o: ClusterOptions = {
     dir: process.env.RADFLOW_BENCH_CLUSTER_DIR ?? "/tmp/radflow-bench-cluster",
-    portBase: Number(process.env.RADFLOW_BENCH_PORT_BASE ?? 21300),
+    portBase: benchPortBase(),
   };
-  log(`bringing up the benchmark's own cluster in ${o.dir} (ports ${o.portBase}…${o.portBase + 7})`);
+  log(`bringing up the benchmark's own cluster in ${o.dir} (ports ${o.portBase}…${o.portBase + 14})`);
+  current.own = o; // an interrupt from here on tears it down
   const env = await up(o);
   // up() waits for the API server and the nodes; the scheduler and the Job controller must be
   // serving too, or the first scenario measures a cluster that does not run pods yet
@@ -149,6 +179,10 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(usage);
     return 0;
   }
+  current.keepCluster = opts.keepCluster;
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => void onSignal(signal));
+  // last resort (an uncaught error on the way out): no child outlives the benchmark
+  process.on("exit", killAllProcesses);
   const started = new Date();
   const stamp = started.toISOString().replace(/[:.]/g, "-");
   const runId = Date.now().toString(36).slice(-6);
@@ -163,6 +197,7 @@ async function main(argv: string[]): Promise<number> {
   const loadBefore = os.loadavg();
   const { access, own } = await cluster();
   const ctx = new Context(opts, access, runId, workDir);
+  current.ctx = ctx;
   ctx.sourceRoot = sources.root;
   ctx.compareRoot = compare?.root;
   const results: ScenarioResult[] = [];

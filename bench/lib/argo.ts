@@ -3,13 +3,13 @@
 // the same release in the module cache, run as a child process on the benchmark's cluster,
 // namespaced to one namespace, with its own request counter (argo_workflows_k8s_request_total)
 // served on a fixed port.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { closeSync, openSync, readdirSync, readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { IMAGE } from "../scenarios/common.ts";
 import type { Kube } from "./kube.ts";
-import { sleep } from "./operator.ts";
+import { BenchProcess, sleep } from "./process.ts";
 import { type Scrape, scrape } from "./prom.ts";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -108,16 +108,24 @@ export async function writeConfig(kube: Kube, namespace: string, metricsPort: nu
 
 export class ArgoController {
   readonly o: ArgoOptions;
-  private proc?: ChildProcess;
-  private exited?: Promise<number | null>;
-  private logFd?: number;
+  private readonly proc: BenchProcess;
 
   constructor(o: ArgoOptions) {
     this.o = o;
+    this.proc = new BenchProcess({
+      name: "workflow-controller",
+      command: o.binary,
+      args: this.args(),
+      env: { ...process.env, LEADER_ELECTION_DISABLE: "true", KUBECONFIG: o.kubeconfig },
+      logFile: o.logFile,
+      // its health endpoint is hard-wired to :6060 (cmd/workflow-controller/main.go) and only
+      // logs a failure to bind, so it is not ours to check; the metrics port is
+      ports: [o.metricsPort],
+    });
   }
 
   get pid(): number | undefined {
-    return this.proc?.pid;
+    return this.proc.pid;
   }
 
   /** Argo's flags as run, for the results file. */
@@ -136,32 +144,14 @@ export class ArgoController {
     ];
   }
 
+  /** Refuses to start when another process (a controller left by an earlier run) holds the metrics port. */
   start(): void {
-    this.logFd = openSync(this.o.logFile, "a");
-    const proc = spawn(this.o.binary, this.args(), {
-      env: { ...process.env, LEADER_ELECTION_DISABLE: "true", KUBECONFIG: this.o.kubeconfig },
-      stdio: ["ignore", this.logFd, this.logFd],
-    });
-    this.proc = proc;
-    this.exited = new Promise((resolve) => proc.on("exit", (code) => resolve(code)));
+    this.proc.start();
   }
 
-  /** Waits until the controller serves its metrics: it runs (the warm-up workflow shows it works). */
+  /** Waits until this controller (not a stale one) serves its metrics. */
   async waitReady(timeoutMs = 120_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (this.proc?.exitCode !== null && this.proc?.exitCode !== undefined)
-        throw new Error(
-          `workflow-controller exited with ${this.proc.exitCode}; log ${this.o.logFile}:\n${this.tail()}`,
-        );
-      try {
-        await this.metrics();
-        return;
-      } catch {}
-      if (Date.now() > deadline)
-        throw new Error(`workflow-controller not serving metrics after ${timeoutMs} ms; log ${this.o.logFile}`);
-      await sleep(250);
-    }
+    await this.proc.waitReady(async () => (await this.metrics(), true), timeoutMs, 250);
   }
 
   metrics(): Promise<Scrape> {
@@ -170,34 +160,19 @@ export class ArgoController {
 
   /** CPU seconds (user + system) the controller has used, from /proc. */
   cpuSeconds(): number {
-    const f = readFileSync(`/proc/${this.pid}/stat`, "utf8");
-    const after = f.slice(f.lastIndexOf(")") + 2).split(" ");
-    return (Number(after[11]) + Number(after[12])) / 100;
+    return this.proc.cpuSeconds();
   }
 
   /** Resident set in bytes. */
   rss(): number {
-    const s = readFileSync(`/proc/${this.pid}/status`, "utf8");
-    return Number(/^VmRSS:\s+(\d+) kB/m.exec(s)?.[1] ?? 0) * 1024;
+    return this.proc.memory().rss;
   }
 
   tail(lines = 20): string {
-    try {
-      return readFileSync(this.o.logFile, "utf8").trim().split("\n").slice(-lines).join("\n");
-    } catch {
-      return "";
-    }
+    return this.proc.tail(lines);
   }
 
-  async stop(graceMs = 15_000): Promise<void> {
-    const p = this.proc;
-    if (p && p.exitCode === null) {
-      p.kill("SIGTERM");
-      const t = setTimeout(() => p.kill("SIGKILL"), graceMs);
-      await this.exited;
-      clearTimeout(t);
-    }
-    if (this.logFd !== undefined) closeSync(this.logFd);
-    this.logFd = undefined;
+  stop(graceMs = 15_000): Promise<void> {
+    return this.proc.stop(graceMs);
   }
 }

@@ -1,6 +1,5 @@
 // What every scenario gets: options, the cluster's clients, the study publisher, and a way to
 // run the operator (one instance at a time, each watching only the scenario's namespaces).
-import net from "node:net";
 import { type CpuSnapshot, clusterPids, snapshot } from "./cpu.ts";
 import { type ProfileSummary, summarizeProfile } from "./cpuprofile.ts";
 import { Kube } from "./kube.ts";
@@ -15,6 +14,24 @@ export interface ClusterAccess {
   dir?: string; // hack/cluster.ts state directory, when known: its pid files name the components
 }
 
+/** The benchmark's port range starts here (its cluster uses base…base+14). */
+export function benchPortBase(env: NodeJS.ProcessEnv = process.env): number {
+  return Number(env.RADFLOW_BENCH_PORT_BASE ?? 21300);
+}
+
+/**
+ * Fixed ports of the benchmark's own processes, inside its range and below the ephemeral one:
+ * Argo's controller at base+100…, the operator at base+120… (two per instance, cycling over 40
+ * instances; one operator runs at a time).
+ */
+export const PORTS = {
+  argoMetrics: (base: number) => base + 101,
+  operator: (base: number, instance: number) => {
+    const p = base + 120 + 2 * (instance % 40);
+    return { metrics: p, health: p + 1 };
+  },
+};
+
 export class Context {
   readonly opts: Options;
   readonly cluster: ClusterAccess;
@@ -28,7 +45,10 @@ export class Context {
   /** --compare: the other revision's sources, for a side-by-side measurement */
   compareRoot?: string;
   readonly namespaces: string[] = [];
+  readonly portBase = benchPortBase();
   private instances = 0;
+  /** operators started and not stopped yet: an interrupted run stops them (run.ts) */
+  private readonly running = new Set<Operator>();
 
   constructor(opts: Options, cluster: ClusterAccess, runId: string, workDir: string) {
     this.opts = opts;
@@ -61,6 +81,8 @@ export class Context {
     extra: { maxRunningJobs?: number; profile?: boolean; sourceRoot?: string } = {},
   ): Promise<Operator> {
     await this.pub.prepareConsumer(this.consumer);
+    const instance = ++this.instances;
+    const ports = PORTS.operator(this.portBase, instance);
     const op = new Operator(
       {
         name,
@@ -68,17 +90,18 @@ export class Context {
         kubeconfig: this.cluster.KUBECONFIG,
         natsUrl: this.cluster.RADFLOW_NATS_URL,
         consumer: this.consumer,
-        metricsPort: await freePort(),
-        healthPort: await freePort(),
+        metricsPort: ports.metrics,
+        healthPort: ports.health,
         workDir: this.workDir,
         profile: extra.profile ?? this.opts.profile,
         workers: this.opts.workers,
         maxRunningJobs: extra.maxRunningJobs,
         sourceRoot: extra.sourceRoot ?? this.sourceRoot,
       },
-      ++this.instances,
+      instance,
     );
     op.start();
+    this.running.add(op);
     await op.waitReady();
     return op;
   }
@@ -86,6 +109,7 @@ export class Context {
   /** Stops the operator and summarises its CPU profile when there is one. */
   async stopOperator(op: Operator): Promise<ProfileSummary | undefined> {
     const file = await op.stop();
+    this.running.delete(op);
     if (!file) return undefined;
     try {
       return summarizeProfile(file);
@@ -103,21 +127,18 @@ export class Context {
     return snapshot(pids);
   }
 
+  /** Stops every operator still running (an interrupted run); names what it stopped. */
+  async stopOperators(graceMs = 10_000): Promise<string[]> {
+    const ops = [...this.running];
+    this.running.clear();
+    await Promise.all(ops.map((op) => op.stop(graceMs).catch(() => undefined)));
+    return ops.map((op) => `operator (pid ${op.pid})`);
+  }
+
   async close(): Promise<void> {
     await this.pub.deleteConsumer(this.consumer);
     await this.pub.close();
   }
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 export function log(msg: string): void {

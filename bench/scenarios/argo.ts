@@ -7,7 +7,7 @@
 import { performance } from "node:perf_hooks";
 import { ArgoController, applyArgoCrds, argoBinary, argoCrdDir, argoVersion, writeConfig } from "../lib/argo.ts";
 import type { Context } from "../lib/context.ts";
-import { log } from "../lib/context.ts";
+import { log, PORTS } from "../lib/context.ts";
 import { coresLine, coresUsed } from "../lib/cpu.ts";
 import { apiserverMetrics, pool, Recorder, waitUntil } from "../lib/kube.ts";
 import { sleep } from "../lib/operator.ts";
@@ -19,8 +19,6 @@ import { apiserverWrites, type WriteCount } from "../lib/writes.ts";
 import { PEER_CONCURRENCY } from "./baseline.ts";
 import { singleStep } from "./common.ts";
 
-/** Argo's metrics port: fixed, in the benchmark's own range (24500–24599). */
-export const ARGO_METRICS_PORT = 24501;
 const WF = { group: "argoproj.io", version: "v1alpha1", plural: "workflows" };
 const WF_LABEL = "workflows.argoproj.io/workflow";
 
@@ -60,12 +58,13 @@ export async function argoScenario(ctx: Context): Promise<ScenarioResult> {
   const binary = await argoBinary();
   applyArgoCrds(ctx.cluster.KUBECONFIG, argoCrdDir());
   const ns = await ctx.namespace("argo");
-  await writeConfig(ctx.kube, ns, ARGO_METRICS_PORT);
+  const metricsPort = PORTS.argoMetrics(ctx.portBase);
+  await writeConfig(ctx.kube, ns, metricsPort);
   const ctl = new ArgoController({
     binary,
     kubeconfig: ctx.cluster.KUBECONFIG,
     namespace: ns,
-    metricsPort: ARGO_METRICS_PORT,
+    metricsPort,
     logFile: `${ctx.workDir}/argo-workflow-controller.log`,
     qps: 200,
     burst: 400,
