@@ -2,7 +2,7 @@
 // dcmtk's storescp (bit-preserving) as the reference receiver, dcmdump as the reader, xmllint and
 // HL7's R4 checker for the PS3.15 records, and a real nats-server. Ports 24200-24299 (the other
 // gateway test uses 23100+).
-import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import {
   existsSync,
   mkdirSync,
@@ -16,17 +16,28 @@ import {
 import { homedir, tmpdir } from "node:os";
 import path from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { StudyReceivedEvent } from "../../src/api/v1alpha1/events.ts";
 import type { FhirAuditEvent } from "../../src/audit/fhir-audit-event.ts";
 import { AUDIT_STREAM, SPOOL_STREAM } from "../../src/audit/pipeline.ts";
 import { uidKey } from "../../src/gateway/storage.ts";
+import {
+  DEFAULT_GATEWAY_ARGS,
+  type GatewayPorts,
+  GatewayProcess,
+  type NatsServer,
+  pydicomFiles,
+  startNats,
+  storescuAsync,
+  storescu as storescuTo,
+  waitFor as waitForIt,
+  writeFiles,
+} from "../support/gateway-process.ts";
 import { withoutShared } from "../support/shared.ts";
 import { convertedSchema, validate } from "../unit/audit/tools.ts";
 import { makeInstance, makeStudy } from "../unit/gateway/dicom-fixture.ts";
 
-const ROOT = path.resolve(import.meta.dirname, "../..");
 const BIN = (inject("toolsBin") as string | undefined) || path.join(homedir(), ".cache/radflow/bin");
 const BASE = Number(process.env.RADFLOW_GATEWAY_PEERS_PORT_BASE ?? 24200);
 const PORTS = {
@@ -47,74 +58,22 @@ const PORTS = {
 };
 const RUN = `1.2.826.0.1.3680043.10.1099.${(Date.now() % 1e9) + 7}`;
 const work = mkdtempSync(path.join(tmpdir(), "rf-gw-peers-"));
-let nats: ChildProcess | undefined;
+let nats: NatsServer | undefined;
 let nc: NatsConnection;
 
-async function waitFor<T>(
-  f: () => Promise<T | undefined> | T | undefined,
-  ms = 30_000,
-  what = "condition",
-): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const waitFor = <T>(f: () => Promise<T | undefined> | T | undefined, ms = 30_000, what = "condition") =>
+  waitForIt(f, ms, what);
 
-/** A gateway process with its own storage and ports. */
-class GatewayProc {
-  log = "";
-  proc?: ChildProcess;
-  readonly storage: string;
-  readonly ports: { dicom: number; http: number; metrics: number };
-  constructor(name: string, ports: { dicom: number; http: number; metrics: number }, storage?: string) {
-    this.storage = storage ?? path.join(work, name);
-    this.ports = ports;
-  }
-  async start(extra: string[] = [], env: Record<string, string> = {}): Promise<void> {
-    this.log = "";
-    const p = spawn(
-      process.execPath,
-      [
-        path.join(ROOT, "src/cmd/radflow.ts"),
-        "gateway",
-        ...["--storage-dir", this.storage, "--dicom-port", String(this.ports.dicom)],
-        ...["--http-port", String(this.ports.http), "--metrics-port", String(this.ports.metrics)],
-        ...["--ae-title", "RADFLOW", "--source", "CT_EAST=RADFLOW;STORESCU", "--quiet-seconds", "1"],
-        ...["--nats-url", `nats://127.0.0.1:${PORTS.nats}`, "--audit", "syslog"],
-        ...extra,
-      ],
-      {
-        stdio: ["ignore", "pipe", "pipe"],
-        env: { ...process.env, RADFLOW_PHI_HMAC_KEY: "gateway-peers-key-0123456789", ...env },
-      },
-    );
-    this.proc = p;
-    p.stdout?.on("data", (d) => {
-      this.log += d;
+/** A gateway process with its own storage and ports, auditing to the syslog spool too. */
+class GatewayProc extends GatewayProcess {
+  constructor(name: string, ports: GatewayPorts, storage?: string) {
+    super({
+      storage: storage ?? path.join(work, name),
+      ports,
+      natsUrl: `nats://127.0.0.1:${PORTS.nats}`,
+      args: [...DEFAULT_GATEWAY_ARGS, "--quiet-seconds", "1", "--audit", "syslog"],
+      env: { RADFLOW_PHI_HMAC_KEY: "gateway-peers-key-0123456789" },
     });
-    p.stderr?.on("data", (d) => {
-      this.log += d;
-    });
-    await waitFor(
-      async () => {
-        if (p.exitCode !== null) throw new Error(`the gateway exited (${p.exitCode}):\n${this.log.slice(-3000)}`);
-        return (await fetch(`http://127.0.0.1:${this.ports.metrics}/readyz`).catch(() => undefined))?.ok || undefined;
-      },
-      120_000, // a loaded 2-core machine takes its time to start Node
-      "the gateway to be ready",
-    );
-  }
-  async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
-    const p = this.proc;
-    this.proc = undefined;
-    if (!p || p.exitCode !== null) return;
-    const done = new Promise((r) => p.once("exit", r));
-    p.kill(signal);
-    await done;
   }
 }
 
@@ -144,25 +103,8 @@ async function auditEventsOf(study: string): Promise<(FhirAuditEvent & { kind: s
     .filter((e) => e.entity?.some((x) => x.what.identifier?.value === `urn:oid:${study}`));
 }
 
-function writeFiles(dir: string, bufs: Buffer[]): string[] {
-  mkdirSync(dir, { recursive: true });
-  return bufs.map((b, i) => {
-    const f = path.join(dir, `${i}.dcm`);
-    writeFileSync(f, b);
-    return f;
-  });
-}
-
-function storescu(port: number, files: string[], extra: string[] = [], calling = "CT_EAST") {
-  return spawnSync(
-    "storescu",
-    ["-aet", calling, "-aec", "RADFLOW", "-nh", ...extra, "127.0.0.1", String(port), ...files],
-    {
-      encoding: "utf8",
-      maxBuffer: 64 << 20,
-    },
-  );
-}
+const storescu = (port: number, files: string[], extra: string[] = [], calling = "CT_EAST") =>
+  storescuTo(port, files, { calling, extra });
 
 /** The data set of a Part-10 file: what follows the preamble and the meta group. */
 function dataSetOf(file: string): Buffer {
@@ -194,28 +136,14 @@ describe.skipIf(missing.length > 0 || !existsSync(natsBin))("radflow gateway aga
   const gw = new GatewayProc("a", { dicom: PORTS.dicom, http: PORTS.http, metrics: PORTS.metrics });
 
   beforeAll(async () => {
-    nats = spawn(natsBin, ["-js", "-a", "127.0.0.1", "-p", String(PORTS.nats), "-sd", path.join(work, "js")], {
-      stdio: "ignore",
-    });
-    let exited = false;
-    nats.once("exit", () => {
-      exited = true;
-    });
-    nc = await waitFor(
-      () => {
-        if (exited) throw new Error(`nats-server exited: is port ${PORTS.nats} in use?`);
-        return connect({ servers: `127.0.0.1:${PORTS.nats}` }).catch(() => undefined);
-      },
-      20_000,
-      "NATS",
-    );
+    nats = await startNats(natsBin, PORTS.nats, path.join(work, "js"));
+    nc = nats.nc;
     await gw.start();
   }, 180_000);
 
   afterAll(async () => {
     await gw.stop();
-    await nc?.close();
-    nats?.kill("SIGTERM");
+    await nats?.stop();
     rmSync(work, { recursive: true, force: true });
   });
 
@@ -293,22 +221,9 @@ describe.skipIf(missing.length > 0 || !existsSync(natsBin))("radflow gateway aga
     it("every storage instance storescu sends is stored as sent: same transfer syntax, the bytes storescp (bit-preserving) keeps, and the event's series match the headers", {
       timeout: 900_000,
     }, async (ctx) => {
-      const cache = path.join(homedir(), ".cache/radflow/pydicom");
-      const wheel = path.join(cache, "pydicom-3.0.2-py3-none-any.whl");
-      if (!existsSync(wheel)) {
-        const dl = spawnSync(
-          "python3",
-          ["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "pydicom==3.0.2", "-d", cache],
-          { encoding: "utf8", timeout: 120_000 },
-        );
-        if (dl.status !== 0) return ctx.skip("pydicom's wheel could not be downloaded from PyPI with pip (offline?)");
-      }
-      const files = path.join(cache, "files");
-      if (!existsSync(files)) execFileSync("python3", ["-m", "zipfile", "-e", wheel, files]);
-      const dir = path.join(files, "pydicom/data/test_files");
-      const all = readdirSync(dir, { recursive: true })
-        .map((f) => path.join(dir, String(f)))
-        .filter((f) => f.endsWith(".dcm") && statSync(f).isFile());
+      const py = pydicomFiles();
+      if ("skip" in py) return ctx.skip(py.skip);
+      const all = py.files;
       // storage instances: a storage SOP class and a study (dcmdump is the reader, not our code)
       const storage = all
         .map((f) => {
@@ -620,17 +535,7 @@ describe.skipIf(missing.length > 0 || !existsSync(natsBin))("radflow gateway aga
     });
 
     /** storescu in the background: both replicas receive the same study at the same time. */
-    const send = (port: number, files: string[]) =>
-      new Promise<number>((resolve) => {
-        const p = spawn(
-          "storescu",
-          ["-aet", "CT_EAST", "-aec", "RADFLOW", "-nh", "127.0.0.1", String(port), ...files],
-          {
-            stdio: "ignore",
-          },
-        );
-        p.once("exit", (code) => resolve(code ?? -1));
-      });
+    const send = (port: number, files: string[]) => storescuAsync(port, files);
     const metric = async (g: GatewayProc, re: RegExp) =>
       Number(re.exec(await (await fetch(`http://127.0.0.1:${g.ports.metrics}/metrics`)).text())?.[1] ?? 0);
 
