@@ -5,8 +5,8 @@ import { describe, expect, it } from "vitest";
 import { AIWorkflow, type Condition, InferenceTask } from "../../../src/api/v1alpha1/index.ts";
 import { missingOutputs } from "../../../src/controllers/required-outputs.ts";
 import { awaitingReviews, reviewWaits } from "../../../src/controllers/review.ts";
-import { FINALIZER, type JobView, type Plan, type PodView, planTask } from "../../../src/controllers/task-plan.ts";
-import { jobName } from "../../../src/jobs/job-builder.ts";
+import { FINALIZER, type Plan, planTask } from "../../../src/controllers/task-plan.ts";
+import { stepViews } from "./views.ts";
 
 const TASK = "fracture-0123456789abcdef";
 const T0 = Date.parse("2026-03-01T10:00:00Z");
@@ -66,27 +66,10 @@ function makeTask(o: { steps?: Obj[]; reviews?: Obj[]; status?: unknown } = {}):
   });
 }
 
-function job(step: string, o: Partial<JobView> = {}): JobView {
-  return {
-    name: jobName(TASK, step),
-    step,
-    active: 1,
-    succeeded: 0,
-    failed: 0,
-    suspended: false,
-    deleting: false,
-    ...o,
-  };
-}
-const completeJob = (step: string) =>
-  job(step, { active: 0, succeeded: 1, complete: { reason: "CompletionsReached", at: iso(at(10)) } });
-const succeededPod = (step: string, message?: string): PodView => ({
-  name: `${jobName(TASK, step)}-x7k2p`,
-  step,
-  phase: "Succeeded",
-  created: iso(T0),
-  terminated: { exitCode: 0, reason: "Completed", message },
-});
+const views = stepViews(TASK, iso(T0));
+const { job, succeededPod } = views;
+/** Complete at 10 s: a Job whose pod is missing waits from there for it (the pod-visibility grace). */
+const completeJob = (step: string) => views.completeJob(step, { at: iso(at(10)) });
 const detectDone = { jobs: [completeJob("detect")], pods: [succeededPod("detect", '{"fracture":true}')] };
 
 function plan(task: InferenceTask, o: Partial<Parameters<typeof planTask>[0]> = {}): Plan {

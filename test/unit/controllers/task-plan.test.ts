@@ -17,6 +17,7 @@ import {
   summariseSteps,
 } from "../../../src/controllers/task-plan.ts";
 import { jobName } from "../../../src/jobs/job-builder.ts";
+import { stepViews } from "./views.ts";
 
 const TASK = "head-ct-0123456789abcdef";
 const T0 = Date.parse("2025-03-01T10:00:00Z");
@@ -78,26 +79,7 @@ function written(task: InferenceTask, p: Plan): InferenceTask {
   });
 }
 
-function job(step: string, o: Partial<JobView> = {}): JobView {
-  return {
-    name: jobName(TASK, step),
-    step,
-    active: 1,
-    succeeded: 0,
-    failed: 0,
-    suspended: false,
-    deleting: false,
-    ...o,
-  };
-}
-const completeJob = (step: string) =>
-  job(step, { active: 0, succeeded: 1, complete: { reason: "CompletionsReached" } });
-
-function pod(step: string, o: Partial<PodView> = {}): PodView {
-  return { name: `${jobName(TASK, step)}-x7k2p`, step, phase: "Pending", created: iso(T0), ...o };
-}
-const succeededPod = (step: string, message?: string) =>
-  pod(step, { phase: "Succeeded", terminated: { exitCode: 0, reason: "Completed", message } });
+const { job, completeJob, pod, succeededPod } = stepViews(TASK, iso(T0));
 
 function plan(task: InferenceTask, o: Partial<Omit<PlanInput, "task">> = {}): Plan {
   return planTask({ task, jobs: [], pods: [], now: T0, capacity: 1, ...o });
