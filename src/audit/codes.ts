@@ -84,6 +84,7 @@ export const AUDIT_EVENT_KINDS = [
   "BeginTransferring",
   "InstancesTransferred",
   "ReviewVerdict",
+  "InstancesExported",
 ] as const satisfies readonly AuditEventKind[];
 
 // compile-time check that the list above names every kind
@@ -170,6 +171,9 @@ function defaults(): AuditCodeTable {
       ),
       // a person's verdict on AI results (src/controllers/review.ts): the reviewer is the requestor
       ReviewVerdict: own("ReviewVerdict", "Clinical review verdict on AI results", "E"),
+      // the gateway's C-STORE / STOW-RS of an export to a DICOMDestination (src/export/audit.ts):
+      // PS3.15 A.5.3.6 Export, whose action is R (the data is read to be sent)
+      InstancesExported: typed(EXPORT, [rf("InstancesExported", "Gateway sent DICOM instances to a destination")], "R"),
       OperatorStarted: typed(APPLICATION_ACTIVITY, [APPLICATION_START], "E"),
       OperatorStopped: typed(APPLICATION_ACTIVITY, [APPLICATION_STOP], "E"),
     },

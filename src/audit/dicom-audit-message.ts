@@ -55,6 +55,8 @@ export const TRANSFER_KINDS: ReadonlySet<AuditEventKind> = new Set([
   "BeginTransferring",
   "InstancesTransferred",
 ]);
+/** Facts that are a DICOM Export event: radflow is the Source and names the media (110154). */
+export const EXPORT_KINDS: ReadonlySet<AuditEventKind> = new Set(["ResultsPublished", "InstancesExported"]);
 /** Who sent a study when neither an AE title nor the event's source says (never an empty UserID). */
 export const UNKNOWN_SENDER = "unknown";
 
@@ -68,7 +70,7 @@ function senderNetwork(fact: AuditFact): { NetworkAccessPointID?: string; Networ
 function participants(fact: AuditFact, codes: AuditCodeTable, src: AuditSource): XmlElement[] {
   const s = fact.study;
   const fromAE = !!s?.callingAETitle;
-  const exporting = fact.kind === "ResultsPublished";
+  const exporting = EXPORT_KINDS.has(fact.kind);
   const transfer = TRANSFER_KINDS.has(fact.kind);
   const out: XmlElement[] = [
     el(
@@ -117,6 +119,23 @@ function participants(fact: AuditFact, codes: AuditCodeTable, src: AuditSource):
       el(
         "ActiveParticipant",
         { UserID: s.calledAETitle, AlternativeUserID: `AETITLES=${s.calledAETitle}`, UserIsRequestor: false },
+        coded("RoleIDCode", codes.roles.destination),
+      ),
+    );
+  }
+  // the node an export went to: its AE title or host, at its network address
+  const node = fact.exportNode;
+  if (node) {
+    out.push(
+      el(
+        "ActiveParticipant",
+        {
+          UserID: node.userId,
+          ...(node.aeTitle ? { AlternativeUserID: `AETITLES=${node.aeTitle}` } : {}),
+          UserIsRequestor: false,
+          NetworkAccessPointID: node.address,
+          NetworkAccessPointTypeCode: isIP(node.address) ? "2" : "1",
+        },
         coded("RoleIDCode", codes.roles.destination),
       ),
     );

@@ -22,7 +22,8 @@ export type AuditEventKind =
   | "OperatorStopped"
   | "BeginTransferring" // the gateway began receiving a study's instances from a sender (PS3.15 A.5.3.2)
   | "InstancesTransferred" // the gateway finished receiving them: what was stored, or why not (A.5.3.4)
-  | "ReviewVerdict"; // a reviewer accepted or rejected a review step, or its review timed out
+  | "ReviewVerdict" // a reviewer accepted or rejected a review step, or its review timed out
+  | "InstancesExported"; // the gateway sent (or failed to send) an export's instances to a DICOMDestination
 
 export type AuditOutcome = "success" | "minorFailure" | "seriousFailure" | "majorFailure";
 
@@ -45,6 +46,12 @@ export interface AuditFact {
   sender?: string;
   /** The sender's network address (IP), for the Source participant's network access point. */
   senderAddress?: string;
+  /**
+   * The node an export went to (InstancesExported): its AE title (DIMSE) or the URL's host
+   * (DICOMweb) as the Destination participant, with its network address; `destination` is then
+   * the media identifier.
+   */
+  exportNode?: { userId: string; aeTitle?: string; address: string };
   /** The person who acted (a reviewer's Kubernetes user name): the requesting participant. */
   user?: string;
   study?: {

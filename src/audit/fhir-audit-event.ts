@@ -7,7 +7,7 @@
 // typed with HL7 v2 table 0203 (MR) instead of the DICOM message's RFC-3881 code.
 import { isIP } from "node:net";
 import type { AuditCodeTable, CodedValue } from "./codes.ts";
-import { OUTCOME_INDICATOR, outcomeText, TRANSFER_KINDS, UNKNOWN_SENDER } from "./dicom-audit-message.ts";
+import { EXPORT_KINDS, OUTCOME_INDICATOR, outcomeText, TRANSFER_KINDS, UNKNOWN_SENDER } from "./dicom-audit-message.ts";
 import { type AuditFact, auditTime } from "./facts.ts";
 import type { AuditSource } from "./source.ts";
 
@@ -90,7 +90,7 @@ const WORKFLOW_LIFECYCLE: Partial<Record<AuditFact["kind"], Coding>> = {
 function agents(fact: AuditFact, codes: AuditCodeTable, src: AuditSource): AuditEventAgent[] {
   const s = fact.study;
   const transfer = TRANSFER_KINDS.has(fact.kind);
-  const exporting = fact.kind === "ResultsPublished";
+  const exporting = EXPORT_KINDS.has(fact.kind);
   const out: AuditEventAgent[] = [
     {
       type: {
@@ -124,6 +124,17 @@ function agents(fact: AuditFact, codes: AuditCodeTable, src: AuditSource): Audit
     out.push({ type: { coding: [coding(codes.roles.source)] }, who: { display: sender }, requestor: true, ...network });
   }
   if (s?.calledAETitle) out.push(ae(s.calledAETitle, codes.roles.destination, false));
+  // the node an export went to, at its network address
+  const node = fact.exportNode;
+  if (node) {
+    out.push({
+      type: { coding: [coding(codes.roles.destination)] },
+      who: { identifier: { value: node.userId }, display: node.userId },
+      ...(node.aeTitle ? { altId: `AETITLES=${node.aeTitle}` } : {}),
+      requestor: false,
+      network: { address: node.address, type: isIP(node.address) ? "2" : "1" },
+    });
+  }
   if (fact.destination) {
     out.push({
       type: { coding: [coding(exporting ? codes.roles.media : codes.roles.destination)] },

@@ -4,6 +4,7 @@
 import { parseArgs } from "node:util";
 import { SPOOL_CONSUMER, SPOOL_STREAM, SPOOL_SUBJECT } from "../audit/pipeline.ts";
 import { kubeDestinations, kubeExportRecorder } from "../export/record.ts";
+import { startExportAudit } from "../export/audit-trail.ts";
 import { type ExportSettings, startExportWorker } from "../export/worker.ts";
 import { parseAETitles, parseSources } from "../gateway/ae-policy.ts";
 import { type GatewayConfig, startGateway } from "../gateway/gateway.ts";
@@ -207,6 +208,7 @@ export async function main(args: string[]): Promise<number> {
   const ex = cfg.export;
   const exportNc = ex ? await connectNats({ ...cfg.nats, name: "radflow-gateway-export" }) : undefined;
   const kc = ex ? loadKubeConfig(ex.kubeconfig) : undefined;
+  const exportAudit = exportNc ? await startExportAudit(exportNc, cfg.audit) : undefined;
   const exporter =
     ex && exportNc && kc
       ? await startExportWorker({
@@ -221,10 +223,12 @@ export async function main(args: string[]): Promise<number> {
           recorder: kubeExportRecorder(kc, new EventRecorder(kc, "radflow-gateway", process.env.POD_NAME ?? "gateway")),
           attempts: ex.attempts,
           backoffMs: ex.backoffMs,
+          audit: exportAudit?.sink,
         })
       : undefined;
   await signalled;
   await exporter?.stop();
+  await exportAudit?.stop();
   await exportNc?.drain().catch(() => {});
   await gw.stop();
   return 0;

@@ -8,7 +8,10 @@ import { isPart10, readHeaderFile } from "../dicom/header.ts";
 import type { ExportRequestData } from "./request.ts";
 import { buildSR, type SourceInstance } from "./sr.ts";
 
-export type Instance = { kind: "file"; path: string } | { kind: "bytes"; bytes: Uint8Array; sopInstanceUID: string };
+export type Instance =
+  | { kind: "file"; path: string }
+  /** built in memory (the SR); `header` holds what the audit record reads of it (PatientID, SOPClassUID) */
+  | { kind: "bytes"; bytes: Uint8Array; sopInstanceUID: string; header?: Record<string, unknown> };
 
 export class ExportContentError extends Error {
   readonly reason: string;
@@ -93,8 +96,22 @@ export async function studySources(
   return { source, references };
 }
 
-/** The instances one export request sends (content auto: the model's files, else an SR). */
+/** The received study's own Part-10 files, as they were stored (forwarding: sent unchanged). */
+export async function studyFiles(root: string, location: string | undefined): Promise<string[]> {
+  if (!location) throw new ExportContentError("StudyNotFound", "the task's study has no location");
+  const all: string[] = [];
+  await walk(underRoot(root, location), all);
+  const dicom: string[] = [];
+  for (const p of all) if (await part10(p)) dicom.push(p);
+  if (!dicom.length) throw new ExportContentError("StudyNotFound", "no DICOM instance of the study is on the volume");
+  return dicom;
+}
+
+/** The instances one export request sends (content auto: the model's files, else an SR; study: the study). */
 export async function instancesFor(root: string, req: ExportRequestData): Promise<Instance[]> {
+  // the study is read from the gateway's own volume, wherever the steps' storage is
+  if (req.content === "study")
+    return (await studyFiles(root, req.study.location)).map((p) => ({ kind: "file", path: p }));
   if (req.storage?.s3) throw new ExportContentError("UnsupportedStorage", "exports read PVC storage, not S3");
   const files = req.content === "sr" ? [] : await outputFiles(root, req.outputPath);
   if (files.length) return files.map((p) => ({ kind: "file", path: p }));
@@ -112,5 +129,13 @@ export async function instancesFor(root: string, req: ExportRequestData): Promis
     references,
     time: new Date(req.completionTime ?? 0),
   });
-  return [{ kind: "bytes", bytes: sr.bytes, sopInstanceUID: sr.sopInstanceUID }];
+  const pid = source?.["00100020"]?.Value?.[0];
+  return [
+    {
+      kind: "bytes",
+      bytes: sr.bytes,
+      sopInstanceUID: sr.sopInstanceUID,
+      header: { SOPClassUID: sr.sopClassUID, ...(typeof pid === "string" ? { PatientID: pid } : {}) },
+    },
+  ];
 }

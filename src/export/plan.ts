@@ -4,7 +4,7 @@
 // other step depends on) to the destination of each name. Every entry ends as a request — a
 // false `when` or a step that did not run is a request the gateway records as Skipped, so the
 // task says why nothing was sent instead of saying nothing.
-import type { StepExport } from "../api/v1alpha1/aiworkflow.ts";
+import { isForwardStep, type StepExport } from "../api/v1alpha1/aiworkflow.ts";
 import type { InferenceTask } from "../api/v1alpha1/inferencetask.ts";
 import { cachedBool } from "../expr/cel.ts";
 import { stableId } from "../ingest/route.ts";
@@ -33,7 +33,8 @@ export function exportEntries(task: InferenceTask): { step: string; exp: StepExp
     for (const d of task.spec.export ?? []) {
       if (own.some((e) => e.destination === d.name)) continue;
       if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(d.name) || d.name.length > 253) continue; // not a DICOMDestination name
-      out.push({ step: s.name, exp: { destination: d.name, content: "auto" } });
+      // a forwarding step has no results of its own: what it sends is the study
+      out.push({ step: s.name, exp: { destination: d.name, content: isForwardStep(s) ? "study" : "auto" } });
     }
   }
   return out;

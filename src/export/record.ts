@@ -8,7 +8,7 @@ import type { DICOMDestination } from "../api/v1alpha1/dicomdestination.ts";
 import type { ExportStatus } from "../api/v1alpha1/inferencetask.ts";
 import { isNotFound, mergePatch } from "../kube/client.ts";
 import type { Recorder } from "../kube/events.ts";
-import type { Credentials } from "./send.ts";
+import { type Credentials, SendError } from "./send.ts";
 
 const apply = setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply);
 
@@ -92,9 +92,41 @@ export function kubeDestinations(kc: KubeConfig, namespaces?: string[]): Destina
       }
     },
     async credentials(d) {
+      const namespace = d.metadata.namespace as string;
+      const secretValue = async (name: string, key: string) => {
+        const s = await core.readNamespacedSecret({ name, namespace });
+        return s.data?.[key] ? Buffer.from(s.data[key], "base64").toString("utf8") : undefined;
+      };
+      const tls = d.spec.dimse?.tls;
+      if (tls) {
+        // a missing Secret, ConfigMap or key is a configuration error the task's message names
+        const need = async (what: string, v: Promise<string | undefined>) => {
+          const got = await v.catch((e) => {
+            if (isNotFound(e)) return undefined;
+            throw e;
+          });
+          if (!got) throw new SendError(`DICOM TLS: ${what} not found in namespace ${namespace}`, "TLSConfigError");
+          return got;
+        };
+        const caRef = tls.caSecretKeyRef ?? tls.caConfigMapKeyRef;
+        const ca = tls.caSecretKeyRef
+          ? await need(`Secret ${caRef?.name} key ${caRef?.key}`, secretValue(caRef!.name, caRef!.key ?? "ca.crt"))
+          : tls.caConfigMapKeyRef
+            ? await need(
+                `ConfigMap ${caRef?.name} key ${caRef?.key}`,
+                core
+                  .readNamespacedConfigMap({ name: caRef!.name, namespace })
+                  .then((c) => c.data?.[caRef!.key ?? "ca.crt"]),
+              )
+            : undefined;
+        const client = tls.clientCertificateSecretName;
+        const cert = client ? await need(`Secret ${client} key tls.crt`, secretValue(client, "tls.crt")) : undefined;
+        const key = client ? await need(`Secret ${client} key tls.key`, secretValue(client, "tls.key")) : undefined;
+        return { tls: { ...(ca ? { ca } : {}), ...(cert && key ? { cert, key } : {}) } };
+      }
       const secret = d.spec.dicomweb?.secretName;
       if (!secret) return undefined;
-      const s = await core.readNamespacedSecret({ name: secret, namespace: d.metadata.namespace as string });
+      const s = await core.readNamespacedSecret({ name: secret, namespace });
       const v = (k: string) => (s.data?.[k] ? Buffer.from(s.data[k], "base64").toString("utf8") : undefined);
       return { username: v("username"), password: v("password"), token: v("token") };
     },

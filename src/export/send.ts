@@ -13,17 +13,32 @@ const { Client } = dimse;
 const { CStoreRequest, CEchoRequest } = dimse.requests;
 dimse.log.setLevel("silent");
 
-export class SendError extends Error {}
+export class SendError extends Error {
+  /** the status.exports reason when the attempts run out (SendFailed unless something more exact is known) */
+  readonly reason: string;
+  constructor(message: string, reason = "SendFailed") {
+    super(message);
+    this.reason = reason;
+  }
+}
 
 export interface Credentials {
   username?: string;
   password?: string;
   token?: string;
+  /** DICOM TLS towards a DIMSE destination: PEM CA (undefined: the system's), client cert and key */
+  tls?: { ca?: string; cert?: string; key?: string };
 }
+
+// Node's TLS and X.509 verification error codes: a handshake that failed on trust, not on the network
+const TLS_CODE =
+  /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH|ERR_OSSL_)/;
 
 export interface SendResult {
   sent: number;
   failed: number;
+  /** stored with a warning status (0001, Bxxx: e.g. coerced or elements discarded) */
+  warnings?: number;
   /** the first failure's status or reason, for the task's message */
   detail?: string;
 }
@@ -35,6 +50,7 @@ function associate(
   d: Dimse,
   requests: InstanceType<typeof CStoreRequest | typeof CEchoRequest>[],
   timeoutMs: number,
+  tls?: Credentials["tls"],
 ): Promise<(number | undefined)[]> {
   return new Promise((resolve, reject) => {
     const client = new Client();
@@ -46,12 +62,15 @@ function associate(
       client.addRequest(r);
     });
     let failure: string | undefined;
+    let reason: string | undefined;
     const timer = setTimeout(() => {
       failure ??= `no answer within ${timeoutMs} ms`;
       client.abort();
     }, timeoutMs);
-    client.on("networkError", (e: Error) => {
-      failure ??= `network error: ${e.message}`;
+    client.on("networkError", (e: NodeJS.ErrnoException) => {
+      const trust = d.tls !== undefined && TLS_CODE.test(e.code ?? "");
+      if (!failure && trust) reason = "TLSHandshakeFailed";
+      failure ??= `${trust ? "TLS handshake failed" : "network error"}: ${e.message}${e.code && trust ? ` (${e.code})` : ""}`;
     });
     client.on("associationRejected", (r: { result: number; source: number; reason: number }) => {
       failure ??= `association rejected (result ${r.result}, source ${r.source}, reason ${r.reason})`;
@@ -59,13 +78,23 @@ function associate(
     client.on("closed", () => {
       clearTimeout(timer);
       if (failure && statuses.every((s) => s === undefined))
-        reject(new SendError(`${d.calledAETitle}@${d.host}:${d.port}: ${failure}`));
+        reject(new SendError(`${d.calledAETitle}@${d.host}:${d.port}: ${failure}`, reason));
       else resolve(statuses);
     });
     client.send(d.host, d.port, d.callingAETitle ?? "RADFLOW", d.calledAETitle, {
       connectTimeout: timeoutMs,
       associationTimeout: timeoutMs,
       pduTimeout: timeoutMs,
+      ...(d.tls
+        ? {
+            securityOptions: {
+              ...(tls?.ca ? { ca: tls.ca } : {}),
+              ...(tls?.cert && tls.key ? { cert: tls.cert, key: tls.key } : {}),
+              rejectUnauthorized: true,
+              minVersion: "TLSv1.2",
+            },
+          }
+        : {}),
     });
   });
 }
@@ -74,7 +103,12 @@ const hex = (n: number | undefined) => (n === undefined ? "none" : n.toString(16
 // 0000 success; 0001 and Bxxx are warnings (stored, with a remark)
 const stored = (s: number | undefined) => s !== undefined && (s === 0 || s === 1 || (s & 0xf000) === 0xb000);
 
-async function storeDimse(d: Dimse, instances: Instance[], timeoutMs: number): Promise<SendResult> {
+async function storeDimse(
+  d: Dimse,
+  instances: Instance[],
+  timeoutMs: number,
+  tls?: Credentials["tls"],
+): Promise<SendResult> {
   const dir = await mkdtemp(path.join(tmpdir(), "radflow-export-"));
   try {
     const paths: string[] = [];
@@ -90,11 +124,14 @@ async function storeDimse(d: Dimse, instances: Instance[], timeoutMs: number): P
       d,
       paths.map((p) => new CStoreRequest(p)),
       timeoutMs,
+      tls,
     );
     const bad = statuses.filter((s) => !stored(s));
+    const warnings = statuses.filter((s) => stored(s) && s !== 0).length;
     return {
       sent: statuses.length - bad.length,
       failed: bad.length,
+      ...(warnings ? { warnings } : {}),
       ...(bad.length ? { detail: `C-STORE status ${hex(bad[0])}` } : {}),
     };
   } finally {
@@ -167,7 +204,7 @@ export async function sendInstances(
   creds?: Credentials,
 ): Promise<SendResult> {
   const timeoutMs = (spec.timeoutSeconds ?? 60) * 1000;
-  if (spec.dimse) return storeDimse(spec.dimse, instances, timeoutMs);
+  if (spec.dimse) return storeDimse(spec.dimse, instances, timeoutMs, creds?.tls);
   if (spec.dicomweb) return storeStow(spec.dicomweb.url, instances, timeoutMs, creds);
   throw new SendError("the destination has neither dimse nor dicomweb");
 }
@@ -177,7 +214,7 @@ export async function checkDestination(spec: DICOMDestinationSpec, creds?: Crede
   const timeoutMs = Math.min((spec.timeoutSeconds ?? 60) * 1000, 30_000);
   try {
     if (spec.dimse) {
-      const [status] = await associate(spec.dimse, [new CEchoRequest()], timeoutMs);
+      const [status] = await associate(spec.dimse, [new CEchoRequest()], timeoutMs, creds?.tls);
       return status === 0 ? undefined : `C-ECHO status ${hex(status)}`;
     }
     if (spec.dicomweb) {

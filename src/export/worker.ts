@@ -17,9 +17,12 @@ import {
   jetstreamManager,
 } from "@nats-io/jetstream";
 import { type NatsConnection, nanos } from "@nats-io/transport-node";
+import type { DICOMDestination } from "../api/v1alpha1/dicomdestination.ts";
 import type { ExportStatus } from "../api/v1alpha1/inferencetask.ts";
+import type { AuditSink } from "../audit/facts.ts";
 import { STREAM } from "../ingest/streams.ts";
 import { logger } from "../log/logger.ts";
+import { type ExportSubject, exportAuditFact, exportSubject } from "./audit.ts";
 import { ExportContentError, instancesFor } from "./instances.ts";
 import type { DestinationSource, ExportRecorder } from "./record.ts";
 import { EXPORT_SUBJECT, ExportRequestEvent } from "./request.ts";
@@ -48,6 +51,8 @@ export interface ExportWorkerOptions {
   /** how often destinations are checked, at most (their own checkIntervalSeconds applies); 0 = never */
   checkEveryMs?: number;
   concurrency?: number;
+  /** PS3.15 Export records of every Sent / Failed outcome (src/export/audit.ts); none when absent */
+  audit?: AuditSink;
 }
 
 export interface ExportWorker {
@@ -61,10 +66,20 @@ export function backoff(n: number, baseMs: number): number {
 
 export type Outcome = Omit<ExportStatus, "step" | "destination" | "lastAttemptTime" | "attempts">;
 
+/** What an attempt learnt on the way, for its audit record (filled by performExport). */
+export interface ExportSeen {
+  destination?: DICOMDestination;
+  subject?: ExportSubject;
+  warnings?: number;
+}
+
+const CONTENT_REASON = { study: "Study", sr: "StructuredReport", files: "ModelFiles" } as const;
+
 /** Handles one request and says what to record; throws only on a transient, retryable error. */
 export async function performExport(
   o: Pick<ExportWorkerOptions, "storageDir" | "destinations">,
   ev: ExportRequestEvent,
+  seen: ExportSeen = {},
 ): Promise<Outcome> {
   const r = ev.data;
   if (r.decision !== "send")
@@ -74,6 +89,7 @@ export async function performExport(
       ...(r.message ? { message: r.message } : {}),
     };
   const dest = await o.destinations.get(r.task.namespace, r.destination);
+  if (dest) seen.destination = dest;
   if (!dest)
     return {
       phase: "Failed",
@@ -87,13 +103,16 @@ export async function performExport(
     if (e instanceof ExportContentError) return { phase: "Failed", reason: e.reason, message: e.message };
     throw e;
   }
+  seen.subject = await exportSubject(instances);
   const creds = await o.destinations.credentials(dest);
   const res = await sendInstances(dest.spec, instances, creds);
   if (res.failed > 0)
     throw new SendError(`${res.failed} of ${instances.length} instances refused (${res.detail ?? "no detail"})`);
+  if (res.warnings) seen.warnings = res.warnings;
   return {
     phase: "Sent",
-    reason: instances.some((i) => i.kind === "bytes") ? "StructuredReport" : "ModelFiles",
+    reason:
+      CONTENT_REASON[r.content === "study" ? "study" : instances.some((i) => i.kind === "bytes") ? "sr" : "files"],
     message: `${res.sent} instance(s) stored by ${dest.spec.dimse ? "C-STORE" : "STOW-RS"}`,
     instances: res.sent,
   };
@@ -158,8 +177,9 @@ export async function startExportWorker(o: ExportWorkerOptions): Promise<ExportW
     });
     try {
       let out: Outcome;
+      const seen: ExportSeen = {};
       try {
-        out = await performExport(o, ev);
+        out = await performExport(o, ev, seen);
       } catch (e) {
         const message = (e as Error).message.slice(0, 900);
         if (attempt < attempts) {
@@ -172,9 +192,15 @@ export async function startExportWorker(o: ExportWorkerOptions): Promise<ExportW
           m.nak(delay);
           return;
         }
-        out = { phase: "Failed", reason: "SendFailed", message: `after ${attempt} attempts: ${message}` };
+        const reason = e instanceof SendError ? e.reason : "SendFailed";
+        out = { phase: "Failed", reason, message: `after ${attempt} attempts: ${message}` };
       }
-      const recorded = await o.recorder.record(r.task, entry(out));
+      const final = entry(out);
+      const recorded = await o.recorder.record(r.task, final);
+      // audited before the ack: a crash in between redelivers the request, and the record's
+      // deterministic id keeps the repeat out of the audit stream
+      const fact = o.audit && exportAuditFact(r, final, { ...seen, time: new Date(final.lastAttemptTime as string) });
+      if (fact) await o.audit?.record(fact);
       log.info(
         { task: r.task.name, step: r.step, destination: r.destination, phase: out.phase, reason: out.reason, recorded },
         "export finished",
@@ -209,8 +235,12 @@ export async function startExportWorker(o: ExportWorkerOptions): Promise<ExportW
         const key = `${d.metadata.namespace}/${d.metadata.name}/${d.metadata.generation}`;
         if (every === 0 || Date.now() - (lastCheck.get(key) ?? 0) < every) continue;
         lastCheck.set(key, Date.now());
-        const creds = await o.destinations.credentials(d).catch(() => undefined);
-        const problem = await checkDestination(d.spec, creds);
+        let problem: string | undefined;
+        try {
+          problem = await checkDestination(d.spec, await o.destinations.credentials(d));
+        } catch (e) {
+          problem = (e as Error).message; // e.g. the TLS CA's Secret is missing
+        }
         await o.destinations.setReachable(d, problem, new Date());
       }
     } catch (e) {

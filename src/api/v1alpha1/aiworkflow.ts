@@ -102,7 +102,8 @@ export const StepReview = z
   );
 export type StepReview = z.infer<typeof StepReview>;
 
-const STEP_NEEDS_IMAGE = "a step needs an image (the model it runs), unless it is a review step";
+const STEP_NEEDS_IMAGE =
+  "a step needs an image (the model it runs), unless it is a review step or a forwarding step (no image, every export with content: study)";
 const REVIEW_HAS_NO_IMAGE = "a review step runs no container: set image or review, not both";
 
 export const StepExport = z
@@ -116,10 +117,10 @@ export const StepExport = z
         "CEL condition over `outputs` (this step's outputs), `steps` and `study`; the step's results are sent only when it is true (e.g. outputs.bleed == true), and the task's status.exports says Skipped otherwise.",
       ),
     content: z
-      .enum(["auto", "files", "sr"])
+      .enum(["auto", "files", "sr", "study"])
       .default("auto")
       .describe(
-        "What is sent: files — the DICOM files the model wrote under RADFLOW_OUTPUT_DIR; sr — a Comprehensive SR radflow builds from the step's outputs; auto — the files, or the SR when the model wrote none.",
+        "What is sent: files — the DICOM files the model wrote under RADFLOW_OUTPUT_DIR; sr — a Comprehensive SR radflow builds from the step's outputs; auto — the files, or the SR when the model wrote none; study — the received study's own instances, as they were received (forwarding).",
       ),
   })
   .describe("Send the step's results to a DICOM destination once the task succeeds.");
@@ -134,7 +135,7 @@ export const Step = z
       .max(512)
       .optional()
       .describe(
-        "Container image of the model, e.g. registry.example.org/ich-triage:1.4. Required unless the step is a review.",
+        "Container image of the model, e.g. registry.example.org/ich-triage:1.4. Required unless the step is a review, or a forwarding step: one without image and review whose every export has content: study runs no Job and succeeds at once, so a workflow can forward studies to a DICOMDestination.",
       ),
     review: StepReview.optional(),
     outputs: z
@@ -189,7 +190,7 @@ export const Step = z
   .meta({
     "x-kubernetes-validations": [
       {
-        rule: "has(self.image) || has(self.review)",
+        rule: "has(self.image) || has(self.review) || (has(self.export) && size(self.export) > 0 && self.export.all(e, has(e.content) && e.content == 'study'))",
         message: STEP_NEEDS_IMAGE,
         fieldPath: ".image",
         reason: "FieldValueRequired",
@@ -204,12 +205,22 @@ export const Step = z
   })
   // the same rules for in-process parsing (toJSONSchema does not see refinements)
   .superRefine((s, ctx) => {
-    if (s.image === undefined && s.review === undefined)
+    if (s.image === undefined && s.review === undefined && !isForwardStep(s))
       ctx.addIssue({ code: "custom", path: ["image"], message: STEP_NEEDS_IMAGE });
     if (s.image !== undefined && s.review !== undefined)
       ctx.addIssue({ code: "custom", path: ["review"], message: REVIEW_HAS_NO_IMAGE });
   });
 export type Step = z.infer<typeof Step>;
+
+/** A step that runs no Job: no image, no review, and every export sends the received study. */
+export function isForwardStep(s: { image?: string; review?: unknown; export?: { content?: string }[] }): boolean {
+  return (
+    s.image === undefined &&
+    s.review === undefined &&
+    (s.export?.length ?? 0) > 0 &&
+    (s.export ?? []).every((e) => e.content === "study")
+  );
+}
 
 /** Why a workflow name is refused (admission and workflow validation say the same). */
 export const WORKFLOW_NAME_RULE = `metadata.name must be a DNS label: at most ${WORKFLOW_NAME_MAX} lower-case letters, digits and '-', no dots (it becomes the radflow.io/workflow label of every task)`;

@@ -6,6 +6,52 @@ import { AETitle, Condition, DnsLabel, keyedList, ObjectMeta } from "./common.ts
 
 const ONE_OF = "exactly one of dimse or dicomweb must be set";
 
+const KeyRef = (what: string) =>
+  z
+    .object({
+      name: DnsLabel(253).describe(`Name of the ${what} in the destination's namespace.`),
+      key: z
+        .string()
+        .min(1)
+        .max(253)
+        .regex(/^[-._a-zA-Z0-9]+$/, "must be a Secret or ConfigMap key")
+        .default("ca.crt")
+        .describe("Key holding the PEM certificate(s)."),
+    })
+    .describe(`A key of a ${what}.`);
+
+export const DimseTls = z
+  .object({
+    caSecretKeyRef: KeyRef("Secret")
+      .optional()
+      .describe("The CA certificate(s) (PEM) that must have signed the node's certificate, from a Secret key."),
+    caConfigMapKeyRef: KeyRef("ConfigMap")
+      .optional()
+      .describe("The same from a ConfigMap key (a CA certificate is no secret). Without either, the system's CAs."),
+    clientCertificateSecretName: DnsLabel(253)
+      .optional()
+      .describe(
+        "A kubernetes.io/tls Secret (tls.crt, tls.key) with radflow's client certificate, for nodes that require one.",
+      ),
+  })
+  .describe(
+    "DICOM TLS (PS3.15 B.1, TLS ≥ 1.2) on the association: the node's certificate must chain to the CA and name `host` (a DNS name, or an IP address in its subjectAltName).",
+  )
+  .meta({
+    "x-kubernetes-validations": [
+      {
+        rule: "!(has(self.caSecretKeyRef) && has(self.caConfigMapKeyRef))",
+        message: "set caSecretKeyRef or caConfigMapKeyRef, not both",
+        reason: "FieldValueInvalid",
+      },
+    ],
+  })
+  .superRefine((t, ctx) => {
+    if (t.caSecretKeyRef && t.caConfigMapKeyRef)
+      ctx.addIssue({ code: "custom", message: "set caSecretKeyRef or caConfigMapKeyRef, not both" });
+  });
+export type DimseTls = z.infer<typeof DimseTls>;
+
 export const DimseEndpoint = z
   .object({
     host: z.string().min(1).max(253).describe("Host name or address of the DICOM node."),
@@ -14,6 +60,7 @@ export const DimseEndpoint = z
     callingAETitle: AETitle.default("RADFLOW").describe(
       "AE title radflow calls with; the node must know it as a sender.",
     ),
+    tls: DimseTls.optional(),
   })
   .describe("A DIMSE node: results are sent with C-STORE, checked with C-ECHO.");
 

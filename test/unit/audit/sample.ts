@@ -70,6 +70,24 @@ export function sampleFact(kind: AuditEventKind, i = 0): AuditFact {
       study: { studyInstanceUID: STUDY.studyInstanceUID, accessionNumber: STUDY.accessionNumber },
     };
   }
+  if (kind === "InstancesExported") {
+    // the gateway's export of a task's results to a DICOMDestination (src/export/audit.ts)
+    return {
+      ...base,
+      namespace: "radiology",
+      workflow: "head-ct-hemorrhage",
+      task: "head-ct-hemorrhage-5f2a9c1e",
+      step: "detect",
+      description: "1 instance(s) sent (content auto)",
+      destination: "/apis/radflow.io/v1alpha1/namespaces/radiology/dicomdestinations/pacs",
+      exportNode: { userId: "PACS_MAIN", aeTitle: "PACS_MAIN", address: "10.20.30.40" },
+      study: {
+        studyInstanceUID: STUDY.studyInstanceUID,
+        accessionNumber: STUDY.accessionNumber,
+        patientId: STUDY.patientId,
+      },
+    };
+  }
   if (kind.startsWith("Workflow")) return { ...base, namespace: "radiology", workflow: "head-ct-hemorrhage" };
   return { ...base, description: kind === "OperatorStopped" ? "SIGTERM" : undefined };
 }
