@@ -151,7 +151,14 @@ export class ArgoController {
 
   /** Waits until this controller (not a stale one) serves its metrics. */
   async waitReady(timeoutMs = 120_000): Promise<void> {
-    await this.proc.waitReady(async () => (await this.metrics(), true), timeoutMs, 250);
+    await this.proc.waitReady(
+      async () => {
+        await this.metrics();
+        return true;
+      },
+      timeoutMs,
+      250,
+    );
   }
 
   metrics(): Promise<Scrape> {

@@ -3,7 +3,7 @@
 import { type CpuSnapshot, clusterPids, snapshot } from "./cpu.ts";
 import { type ProfileSummary, summarizeProfile } from "./cpuprofile.ts";
 import { Kube } from "./kube.ts";
-import { Operator } from "./operator.ts";
+import { Operator, type OperatorOptions } from "./operator.ts";
 import type { Options } from "./options.ts";
 import { Publisher } from "./studies.ts";
 
@@ -73,14 +73,23 @@ export class Context {
 
   /**
    * Starts the operator on these namespaces with a fresh durable consumer (so no study event of
-   * an earlier scenario reaches it) and waits for /readyz.
+   * an earlier scenario reaches it; `keepConsumer` keeps the one there is) and waits for /readyz.
    */
   async operator(
     name: string,
     namespaces: string[],
-    extra: { maxRunningJobs?: number; profile?: boolean; sourceRoot?: string } = {},
+    extra: {
+      maxRunningJobs?: number;
+      profile?: boolean;
+      sourceRoot?: string;
+      /** take over the durable consumer as it is, with the events queued for it (no fresh one) */
+      keepConsumer?: boolean;
+      /** the rss scenario: node flags, and a memory cgroup at the chart's limit */
+      nodeArgs?: string[];
+      memoryCgroup?: OperatorOptions["memoryCgroup"];
+    } = {},
   ): Promise<Operator> {
-    await this.pub.prepareConsumer(this.consumer);
+    if (!extra.keepConsumer) await this.pub.prepareConsumer(this.consumer);
     const instance = ++this.instances;
     const ports = PORTS.operator(this.portBase, instance);
     const op = new Operator(
@@ -97,6 +106,8 @@ export class Context {
         workers: this.opts.workers,
         maxRunningJobs: extra.maxRunningJobs,
         sourceRoot: extra.sourceRoot ?? this.sourceRoot,
+        nodeArgs: extra.nodeArgs,
+        memoryCgroup: extra.memoryCgroup,
       },
       instance,
     );

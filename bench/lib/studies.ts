@@ -86,7 +86,7 @@ export class Publisher {
       deliver_policy: DeliverPolicy.New,
       ack_wait: nanos(30_000),
       max_deliver: 11,
-      max_ack_pending: 256,
+      max_ack_pending: 4096, // the operator's default: its STAT-first window is this wide
     });
   }
 
