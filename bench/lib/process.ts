@@ -47,6 +47,11 @@ export class BenchProcess {
     return this.proc?.exitCode ?? null;
   }
 
+  /** How it ended, for messages: "code 3", "signal SIGKILL" (the OOM killer's shows as a signal). */
+  exitText(): string {
+    return this.proc?.signalCode ? `signal ${this.proc.signalCode}` : `code ${this.proc?.exitCode}`;
+  }
+
   get running(): boolean {
     return this.proc !== undefined && this.proc.exitCode === null && this.proc.signalCode === null;
   }
@@ -84,9 +89,7 @@ export class BenchProcess {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (this.proc && !this.running)
-        throw new Error(
-          `${this.o.name} exited with ${this.proc.exitCode ?? this.proc.signalCode}; log ${this.o.logFile}:\n${this.tail()}`,
-        );
+        throw new Error(`${this.o.name} exited with ${this.exitText()}; log ${this.o.logFile}:\n${this.tail()}`);
       let ok = false;
       try {
         ok = await probe();

@@ -109,7 +109,9 @@ describe("BenchProcess", () => {
     });
     p.start();
     const t0 = Date.now();
-    await expect(p.waitReady(async () => false, 60_000)).rejects.toThrow(/operator exited with 3[\s\S]*no kubeconfig/);
+    await expect(p.waitReady(async () => false, 60_000)).rejects.toThrow(
+      /operator exited with code 3[\s\S]*no kubeconfig/,
+    );
     expect(Date.now() - t0).toBeLessThan(20_000);
   });
 
