@@ -7,7 +7,8 @@
 // the router's predecessor (nothing, when the router is the entry). Export tasks become
 // spec.export destinations (radflow exports once the whole task has succeeded); an export that
 // runs only under a condition becomes a step export (its `when`) of the model it follows; one
-// that forwards the study without a model is refused (a step export sends what a model wrote).
+// that forwards the received study becomes a step export with content study — of the model it
+// follows, or of a forwarding step (no image, no Job) when no model comes before it.
 //
 // An aide_clinical_review task becomes a review step (src/controllers/review.ts) with onReject
 // Fail: the task waits for `radflow review accept|reject`, and a rejection stops it, so nothing
@@ -206,7 +207,70 @@ export function importMonai(input: unknown, opts: ImportOptions = {}): ImportRes
   // MONAI's export services). One reached under a condition becomes a step export of the model it
   // follows (its `when`, radflow's gateway sending to a DICOMDestination). Forwarding the received
   // study itself has no equivalent: a step export sends what a model wrote, or an SR of its outputs.
-  const stepExports = new Map<string, { destination: string; when: string }[]>();
+  const stepExports = new Map<string, { destination: string; when?: string; content?: "study" }[]>();
+  /** MONAI's export destinations as DICOMDestination names (DNS labels); the untranslatable ones told. */
+  const destinationNames = (t: MonaiTask): string[] => {
+    const names: string[] = [];
+    for (const d of t.export_destinations) {
+      const destination = dnsLabel(d.name, 253);
+      if (!destination)
+        problems.push(`task "${t.id}": export destination ${JSON.stringify(d.name)} cannot name a DICOMDestination`);
+      else names.push(destination);
+    }
+    return names;
+  };
+  // Forwarding the received study (an export whose input is {{ context.input.dicom }}): after a
+  // model, a step export of that model with content study; with no model before it, a forwarding
+  // step (no image, no Job) whose export sends the study. Conditions on the way become the export's `when`.
+  const forwardTask = (
+    t: MonaiTask,
+    depStep: string | undefined,
+    dep: MonaiTask | undefined,
+    conditions: { owner: string; c: string }[],
+  ) => {
+    if (t.task_destinations.length > 0) problems.push(`task "${t.id}": tasks after an export are not supported`);
+    if (t.export_destinations.length === 0) problems.push(`task "${t.id}": an export task without export_destinations`);
+    const { nodes, reads } = translate(conditions);
+    const anc = new Set(dep ? [dep.id, ...(ancestors.get(dep.id) ?? [])] : []);
+    for (const r of reads) {
+      if (!anc.has(r.task))
+        problems.push(
+          `task "${r.owner}": condition ${JSON.stringify(r.c)} reads the result of "${r.task}", which has not run before "${t.id}"`,
+        );
+    }
+    const when = allOf(nodes);
+    const cel = when ? renderCel(when) : undefined;
+    if (cel) {
+      const err = checkBool(cel);
+      if (err) problems.push(`task "${t.id}": the translated condition does not compile (${err}): ${cel}`);
+    }
+    // a task's other inputs (a model's artifacts) are not sent: MONAI would send them too
+    const others = t.artifacts.input.filter((a) => artifactSource(a.value).kind !== "study");
+    if (others.length > 0)
+      problems.push(
+        `task "${t.id}": exports the received study and ${others.map((a) => `"${a.name}"`).join(", ")} in one task; radflow sends the study or a step's results per export — split it into two export tasks`,
+      );
+    const names = destinationNames(t);
+    const entries = names.map((destination) => ({
+      destination,
+      content: "study" as const,
+      ...(cel ? { when: cel } : {}),
+    }));
+    let owner = depStep;
+    if (!owner) {
+      const base = dnsLabel(t.id, 40) || "forward";
+      let name = base;
+      for (let n = 2; used.has(name); n++) name = `${base.slice(0, 40 - String(n).length - 1)}-${n}`;
+      used.add(name);
+      stepNames.set(t.id, name);
+      steps.push({ name });
+      owner = name;
+    }
+    stepExports.set(owner, [...(stepExports.get(owner) ?? []), ...entries]);
+    notes.push(
+      `export "${t.id}": forwards the received study${cel ? ` when ${cel}` : ""}, as received, ${depStep ? `after step "${depStep}"` : `from step "${owner}", which runs no Job`}, by radflow's gateway to DICOMDestination ${names.join(", ")} (create ${names.length === 1 ? "it" : "them"}; MONAI named ${t.export_destinations.map((d) => d.name).join(", ")}).`,
+    );
+  };
   const exportTask = (t: MonaiTask) => {
     const { dep: first, conditions } = pathTo(t, new Set());
     // after a clinical review, the results exported are the reviewed model's (a rejection fails the task)
@@ -214,9 +278,13 @@ export function importMonai(input: unknown, opts: ImportOptions = {}): ImportRes
     while (dep && REVIEW_TYPES.has(dep.type)) dep = pathTo(dep, new Set()).dep;
     const depStep = dep ? stepOf(dep.id) : undefined;
     const forwards = t.artifacts.input.some((a) => artifactSource(a.value).kind === "study");
-    if (!depStep || forwards) {
+    if (forwards) {
+      forwardTask(t, depStep, dep, conditions);
+      return;
+    }
+    if (!depStep) {
       problems.push(
-        `task "${t.id}": an export of the received study itself (forwarding without a model) has no radflow equivalent: a step's export sends what its model wrote or an SR of its outputs, not the study`,
+        `task "${t.id}": an export with neither the received study nor a model's results as input has nothing radflow can send`,
       );
     } else if (conditions.length > 0) {
       const { nodes, reads } = translate(conditions);
@@ -326,7 +394,6 @@ export function importMonai(input: unknown, opts: ImportOptions = {}): ImportRes
       `export tasks ${[...exportSets].map(([id, d]) => `"${id}" (to ${d.join(", ")})`).join(" and ")}: unconditional exports to different destinations per task have no radflow equivalent (spec.export sends every result to every destination)`,
     );
   }
-  // (a workflow that only forwards the study has been told so above)
   for (const [name, list] of stepExports) {
     const step = steps.find((s) => s.name === name);
     if (step) step.export = list;

@@ -411,18 +411,72 @@ describe("importMonai: read as MONAI reads it", () => {
     expect(importMonai(input(false), { images }).notes.join("\n")).toContain('optional input artifact "y"');
   });
 
-  it("refuses forwarding the study, and unconditional exports to different destinations per task", () => {
-    const forward = wf([
+  it("forwarding the study: alone, a forwarding step (no Job); after a model, its step export with content study", () => {
+    const fwd = (extra: Task = {}) => ({
+      id: "fwd",
+      type: "export",
+      export_destinations: [{ Name: "PACS" }, { Name: "Archive_2" }],
+      artifacts: { input: [{ name: "study", value: "{{ context.input.dicom }}", mandatory: true }] },
+      ...extra,
+    });
+    const alone = importMonai(wf([fwd()]));
+    expect(alone.workflow.spec.steps).toEqual([
       {
-        id: "fwd",
-        type: "export",
-        export_destinations: [{ Name: "PACS" }],
-        artifacts: { input: [{ name: "study", value: "{{ context.input.dicom }}" }] },
+        name: "fwd",
+        export: [
+          { destination: "pacs", content: "study" },
+          { destination: "archive-2", content: "study" },
+        ],
       },
     ]);
-    expect(problems(forward)).toEqual([
-      'task "fwd": an export of the received study itself (forwarding without a model) has no radflow equivalent: a step\'s export sends what its model wrote or an SR of its outputs, not the study',
+    expect(alone.workflow.spec.export).toBeUndefined();
+    expect(AIWorkflow.safeParse(alone.workflow).success).toBe(true);
+    expect(alone.notes.join("\n")).toContain(
+      'forwards the received study, as received, from step "fwd", which runs no Job',
+    );
+
+    // the input exported after a model, only for a positive finding
+    const after = importMonai(
+      wf([
+        docker("detect", [{ name: "fwd", conditions: ["{{ context.executions.detect.result.bleed }} == 'true'"] }]),
+        fwd(),
+      ]),
+    );
+    const [detect, ...rest] = after.workflow.spec.steps;
+    expect(rest).toEqual([]);
+    expect(detect?.export).toEqual([
+      { destination: "pacs", content: "study", when: expect.stringContaining("outputs") },
+      { destination: "archive-2", content: "study", when: expect.stringContaining("outputs") },
     ]);
+    const when = compileBool(detect?.export?.[0]?.when as string);
+    const bound = (bleed: string) => ({
+      outputs: { bleed },
+      steps: { detect: { phase: "Succeeded", outputs: { bleed } } },
+      study: {},
+    });
+    expect([when(bound("true")), when(bound("false"))]).toEqual([
+      { ok: true, value: true },
+      { ok: true, value: false },
+    ]);
+
+    // the study and a model's artifact in one export task: two kinds of content, told to split
+    const mixed = wf([
+      docker("detect", [{ name: "fwd" }]),
+      fwd({
+        artifacts: {
+          input: [
+            { name: "study", value: "{{ context.input.dicom }}" },
+            { name: "seg", value: "{{ context.executions.detect.artifacts.seg }}" },
+          ],
+        },
+      }),
+    ]);
+    expect(problems(mixed)).toEqual([
+      expect.stringMatching(/^task "fwd": exports the received study and "seg" in one task/),
+    ]);
+  });
+
+  it("refuses unconditional exports to different destinations per task", () => {
     const split = wf([
       router("r", [{ name: "a" }, { name: "b" }]),
       docker("a", [{ name: "xa" }]),
