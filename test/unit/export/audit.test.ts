@@ -70,7 +70,7 @@ const web: DICOMDestination = {
 };
 
 /** Sent by C-STORE (the study, forwarded), Sent with warnings, Failed by STOW-RS, Failed with no destination. */
-async function facts(): Promise<Record<string, AuditFact>> {
+async function facts(): Promise<Record<"sent" | "warned" | "failed" | "nowhere", AuditFact>> {
   const dir = path.join(root, "studies/ex1/s1");
   mkdirSync(dir, { recursive: true });
   for (const i of [1, 2])
@@ -104,7 +104,7 @@ async function facts(): Promise<Record<string, AuditFact>> {
     ),
   };
   for (const [k, v] of Object.entries(out)) if (!v) throw new Error(`no fact for ${k}`);
-  return out as Record<string, AuditFact>;
+  return out as Record<keyof typeof out, AuditFact>;
 }
 
 describe("export audit facts", () => {
