@@ -1,8 +1,11 @@
 // `npm run demo`: a hospital's day on a laptop. Brings up the local cluster (real API server,
 // Job controller, scheduler, KWOK GPU nodes, JetStream), installs radflow's CRDs and RBAC with
-// the Helm chart, starts the operator, applies the example AIWorkflows, makes a day of synthetic
-// studies as real DICOM Part-10 files with dcmtk, sends them with `radflow send`, shows live
-// progress and ends with a per-workflow summary. Ctrl-C stops it and cleans up.
+// the Helm chart, starts the operator, `radflow gateway` (receiving C-STORE, and exporting results)
+// and Orthanc as the hospital's PACS, applies the example AIWorkflows, makes a day of synthetic
+// studies as real DICOM Part-10 files with dcmtk, sends them with dcmtk's storescu to the gateway
+// as the modalities would, shows live progress and ends with a per-workflow summary and the
+// results that reached the PACS (head-CT findings as DICOM SRs in Orthanc). Ctrl-C stops it and
+// cleans up.
 //
 //   npm run demo [-- --keep] [-- --studies N]
 //     --keep      leave the cluster and operator running after the summary (explore with kubectl)
@@ -12,9 +15,10 @@
 //
 // On a fresh machine it first installs what it needs (hack/deps.sh: dcmtk for the DICOM files).
 // Whatever fails, it stops what it started — the operator and, unless it was already running, the
-// cluster — and keeps their logs in a directory it names. RADFLOW_CLUSTER_DIR / RADFLOW_PORT_BASE
-// choose the cluster (hack/cluster.ts); RADFLOW_DEMO_DUMP2DCM the dcmtk program (tests point it at
-// one that does not exist to check the cleanup).
+// cluster, the gateway, Orthanc — and keeps their logs in a directory it names.
+// RADFLOW_CLUSTER_DIR / RADFLOW_PORT_BASE choose the cluster (hack/cluster.ts); RADFLOW_DEMO_DUMP2DCM
+// the dcmtk program (tests point it at one that does not exist to check the cleanup); the ports
+// below are RADFLOW_DEMO_*_PORT variables.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import {
   chmodSync,
@@ -36,6 +40,7 @@ import { CoreV1Api, CustomObjectsApi, KubeConfig } from "@kubernetes/client-node
 import yaml from "js-yaml";
 import type { AIWorkflow, InferenceTask } from "../src/api/v1alpha1/index.ts";
 import { buildTools, defaultOptions, down, isUp, up } from "./cluster.ts";
+import { type Orthanc, startOrthanc } from "./orthanc.ts";
 import { imagesDir } from "./real-node/images.ts";
 import { loadImages } from "./real-node/node.ts";
 
@@ -46,6 +51,12 @@ const DEMO_PVCS = [`${NS}/imaging-studies`, `${NS}/neuro-studies`];
 const DEMO_SECRETS = [`${NS}/imaging-s3-credentials`, `${NS}/research-s3-credentials`];
 const METRICS_PORT = Number(process.env.RADFLOW_DEMO_METRICS_PORT ?? 9464);
 const DUMP2DCM = process.env.RADFLOW_DEMO_DUMP2DCM ?? "dump2dcm";
+// the DICOM side: the gateway's C-STORE port (the DICOM default) and metrics, Orthanc's (its defaults)
+const GATEWAY_PORT = Number(process.env.RADFLOW_DEMO_GATEWAY_PORT ?? 11112);
+const GATEWAY_METRICS_PORT = Number(process.env.RADFLOW_DEMO_GATEWAY_METRICS_PORT ?? METRICS_PORT + 2);
+const ORTHANC_HTTP_PORT = Number(process.env.RADFLOW_DEMO_ORTHANC_HTTP_PORT ?? 8042);
+const ORTHANC_DICOM_PORT = Number(process.env.RADFLOW_DEMO_ORTHANC_DICOM_PORT ?? 4242);
+const GATEWAY_AE_TITLES = "RADFLOW-GW,RADFLOW-NEURO,RADFLOW-VALID";
 
 const { values: flags } = parseArgs({
   options: { keep: { type: "boolean" }, fast: { type: "boolean" }, "real-node": { type: "boolean" } },
@@ -211,6 +222,12 @@ function demoWorkflows(realNode: boolean): AIWorkflow[] {
     // there is no Kueue in the local cluster: radflow's own concurrency limit applies instead
     delete wf.spec.kueue;
     for (const st of wf.spec.steps) {
+      if (st.name === REAL_STEP) {
+        // a positive finding goes back to the PACS as an SR in the study (the example model
+        // calls it suspectedHemorrhage; the KWOK stand-in hemorrhage)
+        const flag = realNode ? "suspectedHemorrhage" : "hemorrhage";
+        st.export = [...(st.export ?? []), { destination: "pacs", when: `outputs.${flag} == true`, content: "auto" }];
+      }
       if (realNode && st.name === REAL_STEP) {
         // the example model on the real node's CPU instead of a GPU model KWOK would play
         st.image = EXAMPLE_MODEL;
@@ -287,6 +304,38 @@ async function stopOperator(operator: ChildProcess | undefined): Promise<void> {
   clearTimeout(timer);
 }
 
+/** A process of the demo's, started with its log in the cluster's logs and its pid beside the components'. */
+function startLogged(o: { dir: string }, name: string, args: string[], env: NodeJS.ProcessEnv): ChildProcess {
+  const fd = openSync(path.join(o.dir, "logs", `${name}.log`), "w");
+  const p = spawn(process.execPath, [path.join(root, "src", "cmd", "radflow.ts"), ...args], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", fd, fd],
+  });
+  // next to the cluster's components: `hack/cluster down` stops it too, should this process die
+  if (p.pid) writeFileSync(path.join(o.dir, "pids", `${name}.pid`), String(p.pid));
+  return p;
+}
+
+/** storescu sending one study's files to 127.0.0.1:port (resolves when it exits 0). */
+function storescu(dir: string, calling: string, called: string, port: number): Promise<void> {
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith(".dcm"))
+    .map((f) => path.join(dir, f));
+  return new Promise((resolve, reject) => {
+    const p = spawn("storescu", ["-aet", calling, "-aec", called, "-nh", "127.0.0.1", String(port), ...files], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let err = "";
+    p.stderr?.on("data", (d) => {
+      err = (err + d).slice(-2000);
+    });
+    p.once("error", reject);
+    p.once("exit", (code) =>
+      code === 0 ? resolve() : reject(new Error(`storescu to port ${port} exited ${code}: ${err.trim()}`)),
+    );
+  });
+}
+
 async function main(): Promise<void> {
   const o = defaultOptions();
   const realNode = flags["real-node"] === true;
@@ -295,7 +344,11 @@ async function main(): Promise<void> {
   const imaging = realNode ? path.join(o.dir, "demo-imaging") : "/var/lib/radflow-demo/imaging";
   const hadCluster = await isUp(o);
   let operator: ChildProcess | undefined;
+  let gateway: ChildProcess | undefined;
+  let orthanc: Orthanc | undefined;
   let work: string | undefined;
+  // the gateway's volume: on the real node the imaging volume's folder the head-CT step mounts (subPath ed)
+  const gatewayStore = path.join(o.dir, "demo-imaging", "ed");
   let cleaning = false;
   let kubectlRef: ((args: string[], input?: string) => string) | undefined;
   const cleanup = async (exitCode: number) => {
@@ -310,6 +363,8 @@ async function main(): Promise<void> {
         kubectlRef(["delete", "namespace", NS, "--timeout=60s"]);
       } catch {}
     }
+    await stopOperator(gateway);
+    await orthanc?.stop().catch(() => undefined);
     await stopOperator(operator);
     if (work) rmSync(work, { recursive: true, force: true });
     // a failed demo leaves nothing running, --keep or not; a cluster that was up before stays
@@ -333,7 +388,7 @@ async function main(): Promise<void> {
 
   say(bold("radflow demo — a day of studies through AI models on (fake) GPU nodes"));
   ensureDeps();
-  say(dim("1/6 local cluster: etcd, kube-apiserver, controller-manager, scheduler, KWOK GPU nodes, NATS JetStream"));
+  say(dim("1/7 local cluster: etcd, kube-apiserver, controller-manager, scheduler, KWOK GPU nodes, NATS JetStream"));
   const bin = buildTools();
   if (realNode) {
     say(dim("   --real-node: building the example model image (hack/images/build.sh) for the real node"));
@@ -345,10 +400,12 @@ async function main(): Promise<void> {
   if (realNode) {
     // a cluster that was already up imported the images it found then
     loadImages(o.dir, bin, [path.join(imagesDir(), "example-model.oci.tar")]);
-    mkdirSync(path.join(imaging, "ed", "results"), { recursive: true });
-    // the model runs as a non-root user: it must be able to write its results
-    chmodSync(path.join(imaging, "ed", "results"), 0o777);
   }
+  // an earlier run's studies and results: the gateway's journals would only grow
+  rmSync(gatewayStore, { recursive: true, force: true });
+  mkdirSync(path.join(gatewayStore, "results"), { recursive: true });
+  // the model runs as a non-root user: it must be able to write its results
+  if (realNode) chmodSync(path.join(gatewayStore, "results"), 0o777);
   const kubectl = (args: string[], input?: string) =>
     execFileSync(path.join(bin, "kubectl"), ["--kubeconfig", env.KUBECONFIG, ...args], {
       input,
@@ -364,7 +421,7 @@ async function main(): Promise<void> {
     for (const t of left) kubectl(["patch", t, "-n", NS, "--type=merge", "-p", '{"metadata":{"finalizers":null}}']);
     kubectl(["delete", "namespace", NS, "--timeout=120s"]);
   }
-  say(dim("2/6 installing radflow: CRDs and RBAC from the Helm chart, PriorityClasses, demo storage"));
+  say(dim("2/7 installing radflow: CRDs and RBAC from the Helm chart, PriorityClasses, demo storage"));
   // first: the chart grants the operator `get` on the allowed Secrets in it
   kubectl(["apply", "-f", "-"], `apiVersion: v1\nkind: Namespace\nmetadata: {name: ${NS}}\n`);
   execFileSync(
@@ -393,13 +450,19 @@ async function main(): Promise<void> {
     ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
-  kubectl(["wait", "--for=condition=Established", "crd/aiworkflows.radflow.io", "crd/inferencetasks.radflow.io"]);
+  kubectl([
+    "wait",
+    "--for=condition=Established",
+    "crd/aiworkflows.radflow.io",
+    "crd/inferencetasks.radflow.io",
+    "crd/dicomdestinations.radflow.io",
+  ]);
   // PersistentVolumes of an earlier run are Released and would not bind again
   kubectl(["delete", "pv", "radflow-demo-imaging-studies", "radflow-demo-neuro-studies", "--ignore-not-found"]);
   kubectl(["apply", "-f", "-"], storageYaml(imaging));
   kubectl(["apply", "-f", "-"], `apiVersion: v1\nkind: Namespace\nmetadata: {name: radflow-system}\n`);
 
-  say(dim(`3/6 starting the operator (leader election, ingest from NATS, metrics on :${METRICS_PORT})`));
+  say(dim(`3/7 starting the operator (leader election, ingest from NATS, metrics on :${METRICS_PORT})`));
   const opLog = path.join(o.dir, "logs", "radflow-operator.log");
   const logFd = openSync(opLog, "w");
   operator = spawn(
@@ -445,7 +508,59 @@ async function main(): Promise<void> {
     }
   });
 
-  say(dim(`4/6 applying the example AIWorkflows (examples/*.yaml) to namespace ${NS}`));
+  say(
+    dim(
+      `4/7 the DICOM side: radflow gateway (C-STORE on :${GATEWAY_PORT}, exports to PACS) and Orthanc as the PACS (:${ORTHANC_HTTP_PORT}, DICOM :${ORTHANC_DICOM_PORT})`,
+    ),
+  );
+  orthanc = await startOrthanc({
+    httpPort: ORTHANC_HTTP_PORT,
+    dicomPort: ORTHANC_DICOM_PORT,
+    dir: path.join(o.dir, "demo-orthanc"),
+    logFile: path.join(o.dir, "logs", "orthanc.log"),
+  });
+  if (orthanc.pid) writeFileSync(path.join(o.dir, "pids", "orthanc.pid"), String(orthanc.pid));
+  kubectl(
+    ["apply", "-f", "-"],
+    `apiVersion: radflow.io/v1alpha1
+kind: DICOMDestination
+metadata: {name: pacs, namespace: ${NS}}
+spec:
+  dimse: {host: 127.0.0.1, port: ${ORTHANC_DICOM_PORT}, calledAETitle: ORTHANC, callingAETitle: RADFLOW}
+  checkIntervalSeconds: 30
+`,
+  );
+  const gwLog = path.join(o.dir, "logs", "radflow-gateway.log");
+  const gw = startLogged(
+    o,
+    "radflow-gateway",
+    [
+      "gateway",
+      ...["--storage-dir", gatewayStore, "--dicom-port", String(GATEWAY_PORT), "--http-port", "0"],
+      ...["--metrics-port", String(GATEWAY_METRICS_PORT), "--ae-title", GATEWAY_AE_TITLES],
+      ...["--quiet-seconds", "1", "--max-wait-seconds", "30", "--nats-url", env.RADFLOW_NATS_URL],
+      ...["--export", "--kubeconfig", env.KUBECONFIG, "--export-attempts", "3", "--export-backoff-seconds", "2"],
+    ],
+    { RADFLOW_NAMESPACES: NS, RADFLOW_PHI_HMAC_KEY: "radflow-demo-study-reference-key" },
+  );
+  gateway = gw;
+  gw.on("exit", (code) => {
+    if (!cleaning) {
+      say(`gateway exited (${code}); its log: ${gwLog}`);
+      void cleanup(1);
+    }
+  });
+  for (let i = 0; ; i++) {
+    const ok = await fetch(`http://127.0.0.1:${GATEWAY_METRICS_PORT}/readyz`)
+      .then((r) => r.ok)
+      .catch(() => false);
+    if (ok) break;
+    if (gw.exitCode !== null) throw new Error(`the gateway exited (${gw.exitCode}); see ${gwLog}`);
+    if (i > 900) throw new Error(`the gateway was not ready after 180 s; see ${gwLog}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+
+  say(dim(`5/7 applying the example AIWorkflows (examples/*.yaml) to namespace ${NS}`));
   const wfs = demoWorkflows(realNode);
   kubectl(["apply", "--server-side", "--force-conflicts", "-f", "-"], wfs.map((w) => yaml.dump(w)).join("---\n"));
   const kc = new KubeConfig();
@@ -464,40 +579,27 @@ async function main(): Promise<void> {
   }
   say(`   ${wfs.length} AIWorkflows Ready: ${wfs.map((w) => w.metadata.name).join(", ")}`);
 
-  say(dim("5/6 making the day's studies as DICOM Part-10 files (dcmtk dump2dcm) and sending them (radflow send)"));
+  say(dim("6/7 making the day's studies as DICOM Part-10 files (dcmtk dump2dcm), sent by storescu to the gateway"));
   work = mkdtempSync(path.join(os.tmpdir(), "radflow-demo-"));
   const studies = dayOfStudies();
   // a day, compressed: shuffle, then send in waves
   studies.sort(() => Math.random() - 0.5);
-  for (const [i, s] of studies.entries()) {
-    writeStudy(path.join(work as string, `study-${i}`), i, s);
-    // on the real node the head CTs are read from the imaging volume, where --location says
-    if (realNode && s.kind.startsWith("head CT")) {
-      cpSync(path.join(work as string, `study-${i}`), path.join(imaging, "ed", `study-${i}`), { recursive: true });
-    }
-  }
+  for (const [i, s] of studies.entries()) writeStudy(path.join(work as string, `study-${i}`), i, s);
   const files = studies.reduce((n, s) => n + s.series.reduce((m, x) => m + x.instances, 0), 0);
   say(`   ${studies.length} studies, ${files} files`);
 
   const started = Date.now();
-  const send = (i: number, s: StudyPlan) =>
-    execFileSync(
-      process.execPath,
-      [
-        path.join(root, "src", "cmd", "radflow.ts"),
-        "send",
-        path.join(work as string, `study-${i}`),
-        "--calling-ae",
-        s.calling,
-        "--called-ae",
-        s.called,
-        "--location",
-        `study-${i}`,
-      ],
-      { env: { ...process.env, RADFLOW_NATS_URL: env.RADFLOW_NATS_URL }, stdio: ["ignore", "pipe", "pipe"] },
-    );
+  // the modality sends to the gateway (the studies go where the steps read them); the ED's scanners
+  // send their head CTs to the PACS too, where the SR of a positive finding joins the study
+  const send = async (i: number, s: StudyPlan) => {
+    const dir = path.join(work as string, `study-${i}`);
+    await Promise.all([
+      storescu(dir, s.calling, s.called, GATEWAY_PORT),
+      ...(s.kind.startsWith("head CT") ? [storescu(dir, s.calling, "ORTHANC", ORTHANC_DICOM_PORT)] : []),
+    ]);
+  };
 
-  say(dim("6/6 watching the day go by (tasks by phase, GPUs in use, turnaround)"));
+  say(dim("7/7 watching the day go by (tasks by phase, GPUs in use, turnaround)"));
   let sent = 0;
   const progress = async (): Promise<InferenceTask[]> => {
     const tasks = (
@@ -517,11 +619,21 @@ async function main(): Promise<void> {
     return tasks;
   };
   const ticker = setInterval(() => void progress().catch(() => undefined), tty ? 500 : 3000);
-  for (let i = 0; i < studies.length; i++) {
-    send(i, studies[i] as StudyPlan);
-    sent++;
-    if (!flags.fast && i % 4 === 3) await new Promise((r) => setTimeout(r, 1000));
+  // in waves of four studies at once, as several modalities send
+  for (let i = 0; i < studies.length; i += 4) {
+    const wave = studies.slice(i, i + 4);
+    await Promise.all(wave.map((s, k) => send(i + k, s)));
+    sent += wave.length;
+    if (!flags.fast) await new Promise((r) => setTimeout(r, 1000));
   }
+  // every study announced (the gateway's quiet window has passed for each)
+  const gatewayMetric = async (re: RegExp) =>
+    fetch(`http://127.0.0.1:${GATEWAY_METRICS_PORT}/metrics`)
+      .then((r) => r.text())
+      .then((t) => Number(re.exec(t)?.[1] ?? Number.NaN))
+      .catch(() => Number.NaN);
+  for (let i = 0; i < 120 && (await gatewayMetric(/^radflow_gateway_studies_pending (\d+)/m)) !== 0; i++)
+    await new Promise((r) => setTimeout(r, 500));
   // wait for the day's tasks to end
   let tasks: InferenceTask[] = [];
   for (let i = 0; i < 600; i++) {
@@ -540,6 +652,22 @@ async function main(): Promise<void> {
   clearInterval(ticker);
   await progress().catch(() => undefined);
   if (tty) say();
+
+  // the exports: every task whose steps export has its outcome on status.exports
+  const exporting = (t: InferenceTask) =>
+    t.status?.phase === "Succeeded" && t.spec.steps.some((st) => (st.export?.length ?? 0) > 0);
+  for (let i = 0; i < 240; i++) {
+    const open = tasks.filter(
+      (t) => exporting(t) && (!t.status?.exports?.length || t.status.exports.some((e) => e.phase === "Pending")),
+    );
+    if (!open.length) break;
+    await new Promise((r) => setTimeout(r, 500));
+    try {
+      tasks = (
+        (await custom.listNamespacedCustomObject({ ...G, plural: "inferencetasks" })) as { items: InferenceTask[] }
+      ).items;
+    } catch {}
+  }
 
   // ---- summary ----
   say();
@@ -587,6 +715,23 @@ async function main(): Promise<void> {
   say(bold(fmt(head)));
   for (const r of rows) say(fmt(r));
   say();
+  say(bold("Results back in the PACS"));
+  const exports = tasks.flatMap((t) => t.status?.exports ?? []);
+  const phases = ["Sent", "Skipped", "Failed", "Pending"].map(
+    (ph) => `${ph} ${exports.filter((e) => e.phase === ph).length}`,
+  );
+  const received = await gatewayMetric(/^radflow_gateway_instances_total\{protocol="dimse",outcome="stored"\} (\d+)/m);
+  say(`  gateway: ${received} instances received by C-STORE; exports ${phases.join(", ")}`);
+  const series = await (orthanc as Orthanc)
+    .get<{ MainDicomTags: { Modality?: string }; ParentStudy: string; Instances: string[] }[]>("/series?expand")
+    .catch(() => []);
+  const srs = series.filter((x) => x.MainDicomTags.Modality === "SR");
+  const srStudies = new Set(srs.map((x) => x.ParentStudy)).size;
+  say(
+    `  Orthanc holds ${srs.reduce((n, x) => n + x.Instances.length, 0)} radflow SR(s), in the ${srStudies} head-CT ${srStudies === 1 ? "study" : "studies"} with a suspected hemorrhage`,
+  );
+  say(`  Orthanc explorer: ${(orthanc as Orthanc).url}/app/explorer.html`);
+  say();
   say(bold("Where to look next"));
   say(`  export KUBECONFIG=${env.KUBECONFIG} PATH=${bin}:$PATH`);
   say(`  kubectl get radflow -n ${NS}                 # AIWorkflows and InferenceTasks`);
@@ -597,17 +742,21 @@ async function main(): Promise<void> {
     `  audit trail: FHIR AuditEvents in JetStream stream RADFLOW_AUDIT at ${env.RADFLOW_NATS_URL} (subjects radflow.audit.>)`,
   );
   say(`  results:     stream RADFLOW_RESULTS (radflow.task.succeeded / radflow.task.failed)`);
+  say(`  kubectl get dcmdest -n ${NS}                # the PACS as a DICOMDestination (Reachable)`);
   say(`  operator log: ${opLog}`);
+  say(`  gateway log:  ${gwLog}`);
   const failed = tasks.filter((t) => t.status?.phase === "Failed").length;
   if (flags.keep) {
     say();
-    say("the cluster and operator keep running (--keep); `hack/cluster down` stops the cluster.");
+    say("the cluster, operator, gateway and Orthanc keep running (--keep); `hack/cluster down` stops them all.");
     operator.unref();
+    gw.unref();
+    orthanc?.detach();
     process.exit(0);
   }
   if (tty) {
     say();
-    say(dim("press Ctrl-C to stop the operator and clean up"));
+    say(dim("press Ctrl-C to stop the operator, the gateway and Orthanc and clean up"));
     await new Promise(() => undefined);
   }
   await cleanup(failed > 0 && tasks.length === 0 ? 1 : 0);

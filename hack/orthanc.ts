@@ -1,9 +1,10 @@
 // Orthanc (Debian's `orthanc` with the `orthanc-dicomweb` plugin; hack/deps.sh installs both) as
-// the PACS of the export tests: started with a configuration of its own in a temporary folder, on
-// fixed loopback ports the caller chooses, waited for through its REST API, and stopped with its
-// folder removed. Nothing else on the machine is touched (no service, no /etc).
+// the PACS of the export tests and of the demo: started with a configuration of its own in a
+// folder of its own (a temporary one unless the caller names one), on fixed loopback ports the
+// caller chooses, waited for through its REST API, and stopped with its folder removed. Nothing
+// else on the machine is touched (no service, no /etc).
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
@@ -22,8 +23,11 @@ export interface Orthanc {
   get<T = unknown>(p: string): Promise<T>;
   /** the raw bytes of one stored instance (its Part-10 file) */
   file(instanceId: string): Promise<Buffer>;
-  /** the log so far (for a failing test's message) */
+  /** the log so far (for a failing test's message; empty when it goes to a file) */
   log(): string;
+  readonly pid: number | undefined;
+  /** lets this process exit while Orthanc keeps running (the demo's --keep) */
+  detach(): void;
   stop(): Promise<void>;
 }
 
@@ -31,9 +35,18 @@ export function orthancAvailable(): boolean {
   return existsSync(BINARY) && readdirSync(PLUGIN_DIR).some((f) => f.startsWith("libOrthancDicomWeb"));
 }
 
-export async function startOrthanc(o: { httpPort: number; dicomPort: number; aeTitle?: string }): Promise<Orthanc> {
+export async function startOrthanc(o: {
+  httpPort: number;
+  dicomPort: number;
+  aeTitle?: string;
+  /** its configuration and database (created; removed by stop()); a temporary folder by default */
+  dir?: string;
+  /** where its output goes instead of memory */
+  logFile?: string;
+}): Promise<Orthanc> {
   if (!orthancAvailable()) throw new Error("Orthanc with its DICOMweb plugin is not installed: run hack/deps.sh");
-  const dir = mkdtempSync(path.join(tmpdir(), "radflow-orthanc-"));
+  const dir = o.dir ?? mkdtempSync(path.join(tmpdir(), "radflow-orthanc-"));
+  mkdirSync(dir, { recursive: true });
   const aeTitle = o.aeTitle ?? "ORTHANC";
   const plugin = readdirSync(PLUGIN_DIR).find((f) => f.startsWith("libOrthancDicomWeb")) as string;
   const config = {
@@ -56,9 +69,11 @@ export async function startOrthanc(o: { httpPort: number; dicomPort: number; aeT
   };
   writeFileSync(path.join(dir, "orthanc.json"), JSON.stringify(config, null, 2));
   let output = "";
+  const logFd = o.logFile ? openSync(o.logFile, "a") : undefined;
   const child: ChildProcess = spawn(BINARY, [path.join(dir, "orthanc.json")], {
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: logFd === undefined ? ["ignore", "pipe", "pipe"] : ["ignore", logFd, logFd],
   });
+  if (logFd !== undefined) closeSync(logFd); // the child has its own copy
   const keep = (b: Buffer) => {
     output = (output + b.toString()).slice(-20_000);
   };
@@ -94,7 +109,7 @@ export async function startOrthanc(o: { httpPort: number; dicomPort: number; aeT
   for (;;) {
     if (exited !== undefined) {
       await stop();
-      throw new Error(`Orthanc exited (${exited}) while starting:\n${output.slice(-3000)}`);
+      throw new Error(`Orthanc exited (${exited}) while starting:\n${output.slice(-3000) || o.logFile}`);
     }
     try {
       await get("/system");
@@ -102,7 +117,7 @@ export async function startOrthanc(o: { httpPort: number; dicomPort: number; aeT
     } catch {
       if (Date.now() > deadline) {
         await stop();
-        throw new Error(`Orthanc did not answer on ${url} within 60 s:\n${output.slice(-3000)}`);
+        throw new Error(`Orthanc did not answer on ${url} within 60 s:\n${output.slice(-3000) || o.logFile}`);
       }
       await new Promise((r) => setTimeout(r, 250));
     }
@@ -120,6 +135,8 @@ export async function startOrthanc(o: { httpPort: number; dicomPort: number; aeT
       return Buffer.from(await res.arrayBuffer());
     },
     log: () => output,
+    pid: child.pid,
+    detach: () => child.unref(),
     stop,
   };
 }
