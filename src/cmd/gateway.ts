@@ -3,8 +3,9 @@
 // environment variables.
 import { parseArgs } from "node:util";
 import { SPOOL_CONSUMER, SPOOL_STREAM, SPOOL_SUBJECT } from "../audit/pipeline.ts";
-import { kubeDestinations, kubeExportRecorder } from "../export/record.ts";
 import { startExportAudit } from "../export/audit-trail.ts";
+import { startMonaiExportWorker } from "../export/monai-export.ts";
+import { kubeDestinations, kubeExportRecorder } from "../export/record.ts";
 import { type ExportSettings, startExportWorker } from "../export/worker.ts";
 import { parseAETitles, parseSources } from "../gateway/ae-policy.ts";
 import { type GatewayConfig, startGateway } from "../gateway/gateway.ts";
@@ -46,6 +47,11 @@ flags (environment variable in brackets):
   --kubeconfig PATH          kubeconfig; in-cluster when unset           [KUBECONFIG]
   --export-attempts N        attempts before an export is Failed (5)     [RADFLOW_EXPORT_ATTEMPTS]
   --export-backoff-seconds N first retry delay, doubling to 5 min (10)   [RADFLOW_EXPORT_BACKOFF_SECONDS]
+  --monai-export SINK,…      with --export, also serve MONAI's
+                             md.export.request.<SINK> and answer on
+                             md.export.complete                          [RADFLOW_MONAI_EXPORT]
+  --monai-export-namespace NS  where MONAI destination names are
+                             DICOMDestinations (default)                 [RADFLOW_MONAI_EXPORT_NAMESPACE]
 
 environment only:
   RADFLOW_NATS_* credentials and TLS as for the operator; RADFLOW_PHI_HMAC_KEY(_FILE) for study
@@ -58,6 +64,11 @@ disk answers A700 (out of resources). Each study is announced once, with the eve
 <hash>-<revision>; instances arriving later produce a follow-up event (revision 1, 2, …).
 `;
 
+/** The gateway's settings: receiving, and with --export sending (MONAI-form requests too with --monai-export). */
+export type GatewaySettings = GatewayConfig & {
+  export?: ExportSettings & { monai?: { sinks: string[]; namespace: string } };
+};
+
 function int(flag: string, v: string | undefined, def: number, min = 0, max = 65535): number {
   if (v === undefined || v === "") return def;
   const n = Number(v);
@@ -65,10 +76,7 @@ function int(flag: string, v: string | undefined, def: number, min = 0, max = 65
   return n;
 }
 
-export function parseGatewayArgs(
-  args: string[],
-  env: NodeJS.ProcessEnv = process.env,
-): (GatewayConfig & { export?: ExportSettings }) | "help" {
+export function parseGatewayArgs(args: string[], env: NodeJS.ProcessEnv = process.env): GatewaySettings | "help" {
   const { values } = parseArgs({
     args,
     options: {
@@ -93,6 +101,8 @@ export function parseGatewayArgs(
       kubeconfig: { type: "string" },
       "export-attempts": { type: "string" },
       "export-backoff-seconds": { type: "string" },
+      "monai-export": { type: "string" },
+      "monai-export-namespace": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -135,6 +145,14 @@ export function parseGatewayArgs(
   if (tlsCa && !tlsCert) throw new Error("--tls-ca needs --tls-cert and --tls-key");
   const stowTokenFile = values["stow-token-file"] ?? e("RADFLOW_STOW_TOKEN_FILE");
   const exporting = values.export ?? e("RADFLOW_EXPORT") === "true";
+  const monaiSinks = (values["monai-export"] ?? e("RADFLOW_MONAI_EXPORT") ?? "")
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean);
+  for (const sink of monaiSinks)
+    if (!/^[A-Za-z0-9_-]+$/.test(sink)) throw new Error(`--monai-export: "${sink}" is not a NATS subject token`);
+  if (monaiSinks.length && !exporting) throw new Error("--monai-export needs --export");
+  const monaiNamespace = values["monai-export-namespace"] ?? e("RADFLOW_MONAI_EXPORT_NAMESPACE") ?? "default";
   return {
     ...(exporting
       ? {
@@ -150,6 +168,7 @@ export function parseGatewayArgs(
                 1,
                 3600,
               ),
+            ...(monaiSinks.length ? { monai: { sinks: monaiSinks, namespace: monaiNamespace } } : {}),
           },
         }
       : {}),
@@ -181,7 +200,7 @@ export function parseGatewayArgs(
 }
 
 export async function main(args: string[]): Promise<number> {
-  let cfg: GatewayConfig & { export?: ExportSettings };
+  let cfg: GatewaySettings;
   try {
     const r = parseGatewayArgs(args);
     if (r === "help") {
@@ -226,7 +245,21 @@ export async function main(args: string[]): Promise<number> {
           audit: exportAudit?.sink,
         })
       : undefined;
+  // MONAI-form requests (md.export.request.<sink>), answered with ExportCompleteEvents
+  const monai =
+    ex?.monai && exportNc && kc
+      ? await startMonaiExportWorker({
+          nc: exportNc,
+          storageDir: cfg.storageDir,
+          destinations: kubeDestinations(kc, [ex.monai.namespace]),
+          sinks: ex.monai.sinks,
+          namespace: ex.monai.namespace,
+          attempts: ex.attempts,
+          backoffMs: ex.backoffMs,
+        })
+      : undefined;
   await signalled;
+  await monai?.stop();
   await exporter?.stop();
   await exportAudit?.stop();
   await exportNc?.drain().catch(() => {});

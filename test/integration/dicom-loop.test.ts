@@ -120,6 +120,7 @@ describe.skipIf(!ready)("the DICOM loop: modality → gateway → operator → s
     args: [
       ...["--ae-title", ae, "--subject", SUBJECT, "--quiet-seconds", "1", "--audit", "off"],
       ...["--export", "--kubeconfig", kubeconfigPath(), "--export-attempts", "3", "--export-backoff-seconds", "1"],
+      ...["--monai-export", "monaiscu", "--monai-export-namespace", ns.name],
     ],
     env: { RADFLOW_NAMESPACES: "" },
   });
@@ -130,13 +131,14 @@ describe.skipIf(!ready)("the DICOM loop: modality → gateway → operator → s
     if ("files" in found) py = found.files;
     mkdirSync(gw.storage, { recursive: true });
     nats = await natsConnect("dicom-loop");
-    await ensureStreams(nats.jsm);
+    // md.export.request.> in RADFLOW_RESULTS, as the operator's --monai keeps it
+    await ensureStreams(nats.jsm, { monai: true });
     orthanc = await startOrthanc({ httpPort: PORTS.orthancHttp, dicomPort: PORTS.orthancDicom });
     await gw.start();
     op = startOperator({
       namespace: ns.name,
       nats: true,
-      args: ["--leader-elect=false", "--metrics-port", String(await freePort())],
+      args: ["--leader-elect=false", "--monai", "--metrics-port", String(await freePort())],
     });
     await waitFor("the operator to start study ingest", 120_000, async () => ({
       done: /study ingest started/.test(op.logs()),
@@ -154,6 +156,10 @@ describe.skipIf(!ready)("the DICOM loop: modality → gateway → operator → s
       timeoutSeconds: 20,
     });
     await dest("pacs-web", { dicomweb: { url: orthanc.dicomweb }, timeoutSeconds: 20 });
+    await dest("pacs-monai", {
+      dimse: { host: "127.0.0.1", port: PORTS.orthancDicom, calledAETitle: "ORTHANC" },
+      timeoutSeconds: 20,
+    });
   }, 360_000);
 
   afterAll(async () => {
@@ -163,6 +169,8 @@ describe.skipIf(!ready)("the DICOM loop: modality → gateway → operator → s
     await orthanc?.stop();
     if (nats) {
       await nats.jsm.consumers.delete(STREAM.studies, `op-${ns.name}`).catch(() => undefined);
+      // the MONAI consumer's filter would keep an operator without --monai from updating the stream
+      await nats.jsm.consumers.delete(STREAM.results, "radflow-monai-export").catch(() => undefined);
       await nats.jsm.streams.purge(STREAM.studies, { filter: SUBJECT }).catch(() => undefined);
       await nats.nc.drain();
     }
@@ -376,5 +384,69 @@ describe.skipIf(!ready)("the DICOM loop: modality → gateway → operator → s
     const file = path.join(work, "seg.dcm");
     writeFileSync(file, await orthanc.file(seg?.id as string));
     expect(execFileSync("dcmdump", [file]).toString()).toContain("SegmentationStorage");
+  });
+
+  it("a MONAI ExportRequestEvent (md.export.request.monaiscu) is sent to the destination of its MONAI name and answered with an ExportCompleteEvent", {
+    timeout: 300_000,
+  }, async () => {
+    logsOnFailure();
+    const study = `${ROOT_UID}.3`;
+    // what a MONAI application wrote, relative to the volume (MONAI's paths are relative to its bucket)
+    const rel = `monai/${RUN}`;
+    mkdirSync(path.join(gw.storage, rel), { recursive: true });
+    const sop = `${study}.9.1`;
+    writeFileSync(
+      path.join(gw.storage, rel, "seg.dcm"),
+      makeInstance({ study, series: `${study}.9`, sop, sopClass: "1.2.840.10008.5.1.4.1.1.66.4", modality: "SEG" }),
+    );
+    writeFileSync(path.join(gw.storage, rel, "notes.txt"), "not DICOM");
+    const answers: Record<string, unknown>[] = [];
+    const sub = nats.nc.subscribe("md.export.complete", {
+      callback: (_e, m) => {
+        answers.push(m.json<Record<string, unknown>>());
+      },
+    });
+    const request = (id: string, files: string[], destinations: string[]) =>
+      nats.js.publish(
+        "md.export.request.monaiscu",
+        JSON.stringify({
+          workflow_instance_id: `wf-${RUN}`,
+          export_task_id: id,
+          files,
+          destinations,
+          correlation_id: `corr-${RUN}`,
+          message_id: `${id}-${RUN}`,
+          error_messages: [],
+          plug_in_assemblies: [],
+        }),
+        { msgID: `${id}-${RUN}` },
+      );
+    try {
+      await request("export-1", [`${rel}/seg.dcm`, `${rel}/notes.txt`, `${rel}/missing.dcm`], ["PACS-MONAI"]);
+      await request("export-2", [rel], ["NO-SUCH-PACS"]);
+      const got = await waitFor("two ExportCompleteEvents", 120_000, async () => ({
+        done: answers.length >= 2,
+        value: answers,
+        seen: answers,
+      }));
+      const byTask = Object.fromEntries(got.map((a) => [a.export_task_id, a]));
+      expect(byTask["export-1"]).toMatchObject({
+        workflow_instance_id: `wf-${RUN}`,
+        status: "PartialFailure",
+        export_request: "None",
+        file_statuses: {
+          [`${rel}/seg.dcm`]: "Success",
+          [`${rel}/notes.txt`]: "UnsupportedDataType",
+          [`${rel}/missing.dcm`]: "DownloadError",
+        },
+      });
+      expect(byTask["export-2"]).toMatchObject({ status: "Failure", file_statuses: { [rel]: "ConfigurationError" } });
+      expect(String(byTask["export-2"]?.message)).toContain("destination NO-SUCH-PACS");
+      // the PACS holds the SEG, sent by C-STORE to the DICOMDestination pacs-monai
+      const held = await pacsStudy(study);
+      expect(held.map((i) => [i.sop, i.modality])).toEqual([[sop, "SEG"]]);
+    } finally {
+      sub.unsubscribe();
+    }
   });
 });
