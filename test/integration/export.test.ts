@@ -3,23 +3,27 @@
 // already holds the study, as in a hospital), dcmtk's dsrdump and dcmdump read what arrived. The
 // InferenceTasks live in the test cluster's API server; their results go out through the real
 // results path (publishResults → radflow.task.export) to `radflow gateway --export`, which sends
-// and records each outcome in the task's status.exports.
+// and records each outcome in the task's status.exports and in the audit trail (PS3.15 Export
+// records on radflow.audit.InstancesExported). dcmtk's storescp with TLS is the destination that
+// speaks DICOM TLS; a forwarding step sends a study to Orthanc unchanged.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import dcmjs from "dcmjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Orthanc, orthancAvailable, startOrthanc } from "../../hack/orthanc.ts";
 import { InferenceTask } from "../../src/api/v1alpha1/inferencetask.ts";
+import { AUDIT_STREAM } from "../../src/audit/pipeline.ts";
 import { derivedUID } from "../../src/export/sr.ts";
 import { studyLocation } from "../../src/gateway/storage.ts";
 import { buildResultEvents, publishResults } from "../../src/ingest/results.ts";
 import { ensureStreams } from "../../src/ingest/streams.ts";
 import { mergePatch } from "../../src/kube/client.ts";
-import { type Orthanc, orthancAvailable, startOrthanc } from "../support/orthanc.ts";
 import { makeInstance, makeStudy } from "../unit/gateway/dicom-fixture.ts";
-import { custom, kubeconfigPath, natsUrl, useNamespace, waitFor } from "./helpers.ts";
+import { core as coreApi, custom, kubeconfigPath, natsUrl, useNamespace, waitFor } from "./helpers.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const BASE = Number(process.env.RADFLOW_EXPORT_TEST_PORT_BASE ?? 24100);
@@ -29,6 +33,7 @@ const PORTS = {
   down: BASE + 19,
   gwDicom: BASE + 20,
   gwMetrics: BASE + 22,
+  tls: BASE + 23,
 };
 const RUN = `1.2.826.0.1.3680043.10.1099.7${Date.now() % 1e9}`;
 const G = { group: "radflow.io", version: "v1alpha1" };
@@ -42,6 +47,11 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
   const work = mkdtempSync(path.join(tmpdir(), "rf-export-it-"));
   const storageDir = path.join(work, "store");
   const study = `${RUN}.1`;
+  const forwarded = `${RUN}.2`; // a study only the gateway received: forwarded to the PACS
+  const forwardedFiles: Buffer[] = makeStudy(forwarded, 2, 2, { patientName: "ROE^RICHARD" });
+  const tlsDir = path.join(work, "storescp");
+  let storescp: ChildProcess | undefined;
+  let storescpLog = "";
   let orthanc: Orthanc;
   let gw: ChildProcess | undefined;
   let gwLog = "";
@@ -79,7 +89,7 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
         "--export-backoff-seconds",
         "1",
         "--audit",
-        "off",
+        "fhir",
       ],
       {
         stdio: ["ignore", "pipe", "pipe"],
@@ -130,6 +140,136 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
       timeoutSeconds: 5,
       checkIntervalSeconds: 5,
     });
+
+    // the forwarded study reaches the gateway only
+    const fdir = path.join(work, "forwarded");
+    mkdirSync(fdir);
+    const ffiles = forwardedFiles.map((b, i) => {
+      const p = path.join(fdir, `${i}.dcm`);
+      writeFileSync(p, b);
+      return p;
+    });
+    execFileSync("storescu", ["-aet", "CT_EAST", "-aec", "RADFLOW", "127.0.0.1", String(PORTS.gwDicom), ...ffiles]);
+
+    // DICOM TLS: a test CA signs storescp's certificate (127.0.0.1) and radflow's client
+    // certificate (storescp requires one); another CA signs nothing the peer holds
+    const pki = path.join(work, "pki");
+    mkdirSync(pki);
+    mkdirSync(tlsDir);
+    const openssl = (...args: string[]) => execFileSync("openssl", args, { cwd: pki, stdio: "pipe" });
+    const ca = (name: string) =>
+      openssl(
+        "req",
+        "-x509",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        `${name}.key`,
+        "-subj",
+        `/CN=radflow export test ${name}`,
+        "-days",
+        "2",
+        "-out",
+        `${name}.crt`,
+      );
+    const cert = (name: string, ext: string) => {
+      openssl(
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        `${name}.key`,
+        "-subj",
+        `/CN=${name}`,
+        "-out",
+        `${name}.csr`,
+      );
+      writeFileSync(path.join(pki, `${name}.ext`), `${ext}\n`);
+      openssl(
+        "x509",
+        "-req",
+        "-in",
+        `${name}.csr`,
+        "-days",
+        "2",
+        "-sha256",
+        "-extfile",
+        `${name}.ext`,
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        `${name}.crt`,
+      );
+    };
+    ca("ca");
+    ca("other-ca");
+    cert("pacs", "subjectAltName=IP:127.0.0.1");
+    cert("radflow", "extendedKeyUsage=clientAuth");
+    const pem = (n: string) => readFileSync(path.join(pki, n), "utf8");
+    storescp = spawn(
+      "storescp",
+      [
+        "+tls",
+        path.join(pki, "pacs.key"),
+        path.join(pki, "pacs.crt"),
+        "+cf",
+        path.join(pki, "ca.crt"),
+        "-rc",
+        "-od",
+        tlsDir,
+        "-aet",
+        "TLS_PACS",
+        String(PORTS.tls),
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    storescp.stdout?.on("data", (d) => {
+      storescpLog = (storescpLog + d).slice(-20_000);
+    });
+    storescp.stderr?.on("data", (d) => {
+      storescpLog = (storescpLog + d).slice(-20_000);
+    });
+    const core = coreApi();
+    await core.createNamespacedConfigMap({
+      namespace: ns.name,
+      body: { metadata: { name: "pacs-ca" }, data: { "ca.crt": pem("ca.crt") } },
+    });
+    await core.createNamespacedSecret({
+      namespace: ns.name,
+      body: { metadata: { name: "other-ca" }, stringData: { "ca.crt": pem("other-ca.crt") } },
+    });
+    await core.createNamespacedSecret({
+      namespace: ns.name,
+      body: {
+        metadata: { name: "radflow-client" },
+        type: "kubernetes.io/tls",
+        stringData: { "tls.crt": pem("radflow.crt"), "tls.key": pem("radflow.key") },
+      },
+    });
+    const tlsDimse = { host: "127.0.0.1", port: PORTS.tls, calledAETitle: "TLS_PACS", callingAETitle: "RADFLOW" };
+    await dest("pacs-tls", {
+      dimse: {
+        ...tlsDimse,
+        tls: { caConfigMapKeyRef: { name: "pacs-ca" }, clientCertificateSecretName: "radflow-client" },
+      },
+      timeoutSeconds: 20,
+      checkIntervalSeconds: 5,
+    });
+    await dest("pacs-tls-wrong-ca", {
+      dimse: {
+        ...tlsDimse,
+        tls: { caSecretKeyRef: { name: "other-ca", key: "ca.crt" }, clientCertificateSecretName: "radflow-client" },
+      },
+      timeoutSeconds: 20,
+      checkIntervalSeconds: 5,
+    });
   }, 300_000);
 
   afterAll(async () => {
@@ -140,6 +280,12 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
       await done;
     }
     await orthanc?.stop();
+    if (storescp && storescp.exitCode === null) {
+      const p = storescp;
+      const done = new Promise((r) => p.once("exit", r));
+      p.kill("SIGTERM");
+      await done;
+    }
     await nc?.drain().catch(() => {});
     rmSync(work, { recursive: true, force: true });
   });
@@ -150,7 +296,13 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
     step: Record<string, unknown>,
     outputs: Record<string, unknown>,
     stepPhase = "Succeeded",
+    o: { forward?: boolean; study?: string } = {},
   ): Promise<InferenceTask> {
+    const uid = o.study ?? study;
+    // a forwarding step has no image and runs no Job: the operator marks it Succeeded (Forwarding)
+    const first = o.forward
+      ? { name: "detect", ...step }
+      : { name: "detect", image: "registry.example.org/ich-triage:1.4", ...step };
     const created = (await custom().createNamespacedCustomObject({
       ...G,
       namespace: ns.name,
@@ -162,12 +314,12 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
         spec: {
           workflowRef: { name: "head-ct", uid: "wf-uid", generation: 1 },
           priority: "stat",
-          steps: [{ name: "detect", image: "registry.example.org/ich-triage:1.4", ...step }],
+          steps: [first],
           storage: { pvc: { claimName: "studies" } },
           study: {
-            studyInstanceUID: study,
-            location: studyLocation(study),
-            series: [{ seriesInstanceUID: `${study}.1`, modality: "CT", numberOfInstances: 2 }],
+            studyInstanceUID: uid,
+            location: studyLocation(uid),
+            series: [{ seriesInstanceUID: `${uid}.1`, modality: "CT", numberOfInstances: 2 }],
           },
           eventId: `ev-${name}`,
         },
@@ -184,7 +336,7 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
           status: {
             phase: "Succeeded",
             completionTime: now,
-            steps: [{ name: "detect", phase: stepPhase, outputs }],
+            steps: [{ name: "detect", phase: stepPhase, outputs, ...(o.forward ? { reason: "Forwarding" } : {}) }],
           },
         },
       },
@@ -213,11 +365,11 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
   }
 
   /** Orthanc's instances of the study, with their SOP Instance UID and modality. */
-  async function pacsStudy(): Promise<{ id: string; sop: string; modality: string }[]> {
+  async function pacsStudy(which = study): Promise<{ id: string; sop: string; modality: string }[]> {
     const ids = await orthanc.get<string[]>("/studies");
     for (const id of ids) {
       const s = await orthanc.get<{ MainDicomTags: { StudyInstanceUID: string } }>(`/studies/${id}`);
-      if (s.MainDicomTags.StudyInstanceUID !== study) continue;
+      if (s.MainDicomTags.StudyInstanceUID !== which) continue;
       const inst = await orthanc.get<{ ID: string; MainDicomTags: { SOPInstanceUID: string }; ParentSeries: string }[]>(
         `/studies/${id}/instances`,
       );
@@ -229,6 +381,39 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
       return out;
     }
     return [];
+  }
+
+  type ExportAudit = {
+    id: string;
+    body: {
+      type: { code: string };
+      action: string;
+      outcome: string;
+      outcomeDesc?: string;
+      agent: {
+        type: { coding: { code: string }[] };
+        who: { display?: string };
+        altId?: string;
+        network?: { address: string };
+      }[];
+      entity?: { what: { identifier?: { value: string } }; role: { code: string } }[];
+    };
+  };
+  /** Every InstancesExported record in RADFLOW_AUDIT for a task uid, by Nats-Msg-Id (one per stored message). */
+  async function exportAudits(taskUid: string): Promise<ExportAudit[]> {
+    const c = await jetstream(nc).consumers.get(AUDIT_STREAM, {
+      filter_subjects: ["radflow.audit.InstancesExported"],
+      deliver_policy: DeliverPolicy.All,
+    });
+    const out: ExportAudit[] = [];
+    for (;;) {
+      const m = await c.next({ expires: 1500 });
+      if (!m) break;
+      const id = m.headers?.get("Nats-Msg-Id") ?? "";
+      if (id.startsWith(`${taskUid}:`)) out.push({ id, body: m.json() });
+      if (m.info.pending === 0) break;
+    }
+    return out;
   }
 
   it("a positive finding without model files becomes an SR in the study, sent by C-STORE and readable by dsrdump", async () => {
@@ -278,6 +463,29 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
     const after = await pacsStudy();
     expect(after.filter((i) => i.sop === sop)).toHaveLength(1);
     expect(after).toHaveLength(held.length);
+
+    // audited as a PS3.15 Export once, though sent twice: the record's id is the outcome's
+    const uid = t.metadata.uid as string;
+    const audits = await waitFor("the export's audit record", 30_000, async () => {
+      const a = await exportAudits(uid);
+      return { done: a.length >= 1, value: a, seen: a.map((x) => x.id) };
+    });
+    expect(audits.map((a) => a.id)).toEqual([`${uid}:export:detect:pacs:Sent`]);
+    const [rec] = audits;
+    expect(rec?.body).toMatchObject({ type: { code: "110106" }, action: "R", outcome: "0" });
+    const role = (code: string) => rec?.body.agent.find((a) => a.type.coding.some((c) => c.code === code));
+    expect(role("110152")).toMatchObject({ altId: "AETITLES=ORTHANC", network: { address: "127.0.0.1" } });
+    expect(role("110154")?.who.display).toBe(`/apis/radflow.io/v1alpha1/namespaces/${ns.name}/dicomdestinations/pacs`);
+    expect(role("110153")?.who.display).toBe("radflow-gateway");
+    // the study and the patient (PID-GW-1, from the SR's header) as participant objects
+    expect(rec?.body.entity?.map((e) => [e.role.code, e.what.identifier?.value])).toEqual([
+      ["3", `urn:oid:${study}`],
+      ["1", "PID-GW-1"],
+      ["20", `${ns.name}/bleed-yes`],
+    ]);
+    // and no identifier of the study in the gateway's log
+    expect(gwLog).not.toContain(study);
+    expect(gwLog).not.toContain("PID-GW-1");
   });
 
   it("the model's own DICOM file (a SEG) goes to the study by STOW-RS", async () => {
@@ -344,5 +552,57 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
     await finishedTask("nowhere", { export: [{ destination: "no-such-pacs" }] }, { bleed: true });
     const [e] = await settled("nowhere");
     expect(e).toMatchObject({ phase: "Failed", reason: "DestinationNotFound" });
+  });
+  it("a forwarding step (no model, no Job) sends the received study to the PACS unchanged: same SOP Instance UIDs, byte-identical pixel data", async () => {
+    const t = await finishedTask("forward", { export: [{ destination: "pacs", content: "study" }] }, {}, "Succeeded", {
+      forward: true,
+      study: forwarded,
+    });
+    const [e] = await settled("forward");
+    expect(e, gwLog.slice(-3000)).toMatchObject({ phase: "Sent", reason: "Study", instances: forwardedFiles.length });
+    const held = await pacsStudy(forwarded);
+    const pixels = (b: Buffer) => {
+      const d = dcmjs.data.DicomMessage.readFile(
+        b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer,
+      );
+      const px = d.dict["7FE00010"]?.Value?.[0] as ArrayBuffer;
+      return { sop: d.dict["00080018"]?.Value?.[0] as string, pixels: Buffer.from(px) };
+    };
+    const sent = forwardedFiles.map(pixels);
+    expect(held.map((h) => h.sop).sort()).toEqual(sent.map((x) => x.sop).sort());
+    for (const h of held) {
+      const got = pixels(await orthanc.file(h.id));
+      const want = sent.find((x) => x.sop === got.sop);
+      expect(want && Buffer.compare(got.pixels, want.pixels)).toBe(0);
+    }
+    const [rec] = await exportAudits(t.metadata.uid as string);
+    expect(rec?.body.outcomeDesc).toMatch(/4 instance\(s\) sent \(content study\)/);
+  });
+
+  it("DICOM TLS: with the right CA (and radflow's client certificate) the export reaches storescp; with another CA it fails with a clear reason", async () => {
+    await finishedTask("tls-ok", { export: [{ destination: "pacs-tls", content: "sr" }] }, { bleed: true });
+    await finishedTask(
+      "tls-wrong-ca",
+      { export: [{ destination: "pacs-tls-wrong-ca", content: "sr" }] },
+      { bleed: true },
+    );
+    const [ok] = await settled("tls-ok");
+    expect(ok, `${gwLog.slice(-3000)}\n${storescpLog.slice(-2000)}`).toMatchObject({ phase: "Sent", instances: 1 });
+    expect(readdirSync(tlsDir)).toHaveLength(1); // storescp wrote the SR it received over TLS
+    const [bad] = await settled("tls-wrong-ca");
+    expect(bad).toMatchObject({ phase: "Failed", reason: "TLSHandshakeFailed", attempts: 3 });
+    expect(bad?.message).toMatch(/TLS_PACS@127\.0\.0\.1:\d+: TLS handshake failed: .*certificate/i);
+    // the periodic C-ECHO says the same on the destinations
+    const reach = async (name: string) =>
+      (
+        (await custom().getNamespacedCustomObject({ ...G, namespace: ns.name, plural: "dicomdestinations", name })) as {
+          status?: { conditions?: { type: string; status: string; message?: string }[] };
+        }
+      ).status?.conditions?.find((c) => c.type === "Reachable");
+    await waitFor("TLS destination checks", 60_000, async () => {
+      const r = [await reach("pacs-tls"), await reach("pacs-tls-wrong-ca")];
+      return { done: r.map((c) => c?.status).join() === "True,False", value: r, seen: r };
+    });
+    expect((await reach("pacs-tls-wrong-ca"))?.message).toMatch(/certificate/i);
   });
 });
