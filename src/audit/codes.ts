@@ -85,6 +85,7 @@ export const AUDIT_EVENT_KINDS = [
   "InstancesTransferred",
   "ReviewVerdict",
   "InstancesExported",
+  "NodeAuthenticationFailed",
 ] as const satisfies readonly AuditEventKind[];
 
 // compile-time check that the list above names every kind
@@ -111,6 +112,7 @@ const BEGIN_TRANSFERRING = dcm("110102", "Begin Transferring DICOM Instances");
 const INSTANCES_TRANSFERRED = dcm("110104", "DICOM Instances Transferred");
 const EXPORT = dcm("110106", "Export");
 const SECURITY_ALERT = dcm("110113", "Security Alert");
+const NODE_AUTHENTICATION = dcm("110126", "Node Authentication");
 const APPLICATION_START = dcm("110120", "Application Start");
 const APPLICATION_STOP = dcm("110121", "Application Stop");
 const SOFTWARE_CONFIGURATION = dcm("110131", "Software Configuration");
@@ -174,6 +176,14 @@ function defaults(): AuditCodeTable {
       // the gateway's C-STORE / STOW-RS of an export to a DICOMDestination (src/export/audit.ts):
       // PS3.15 A.5.3.6 Export, whose action is R (the data is read to be sent)
       InstancesExported: typed(EXPORT, [rf("InstancesExported", "Gateway sent DICOM instances to a destination")], "R"),
+      // the gateway refused a node's authentication (a TLS handshake without an acceptable
+      // certificate, an unknown AE title, a STOW-RS client without a valid token): a Security
+      // Alert (A.5.3.11, action E) of type Node Authentication (CID 403)
+      NodeAuthenticationFailed: typed(
+        SECURITY_ALERT,
+        [NODE_AUTHENTICATION, rf("NodeAuthenticationFailed", "Gateway refused a node's authentication")],
+        "E",
+      ),
       OperatorStarted: typed(APPLICATION_ACTIVITY, [APPLICATION_START], "E"),
       OperatorStopped: typed(APPLICATION_ACTIVITY, [APPLICATION_STOP], "E"),
     },

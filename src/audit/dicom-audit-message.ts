@@ -57,6 +57,8 @@ export const TRANSFER_KINDS: ReadonlySet<AuditEventKind> = new Set([
 ]);
 /** Facts that are a DICOM Export event: radflow is the Source and names the media (110154). */
 export const EXPORT_KINDS: ReadonlySet<AuditEventKind> = new Set(["ResultsPublished", "InstancesExported"]);
+/** ParticipantObjectIDTypeCode of an object named by a URI (RFC 3881 code 12). */
+const URI_ID_TYPE: CodedValue = { code: "12", codeSystemName: "RFC-3881", system: "urn:ietf:rfc:3881", display: "URI" };
 /** Who sent a study when neither an AE title nor the event's source says (never an empty UserID). */
 export const UNKNOWN_SENDER = "unknown";
 
@@ -120,6 +122,16 @@ function participants(fact: AuditFact, codes: AuditCodeTable, src: AuditSource):
         "ActiveParticipant",
         { UserID: s.calledAETitle, AlternativeUserID: `AETITLES=${s.calledAETitle}`, UserIsRequestor: false },
         coded("RoleIDCode", codes.roles.destination),
+      ),
+    );
+  }
+  // the node a Security Alert is about (A.5.3.11 "performing process"): the one that was refused
+  if (fact.kind === "NodeAuthenticationFailed") {
+    out.push(
+      el(
+        "ActiveParticipant",
+        { UserID: fact.sender || UNKNOWN_SENDER, UserIsRequestor: false, ...senderNetwork(fact) },
+        coded("RoleIDCode", codes.roles.source),
       ),
     );
   }
@@ -193,6 +205,17 @@ function objects(fact: AuditFact, codes: AuditCodeTable, omittedSopClasses: numb
         ),
       );
     }
+  }
+  // a Security Alert's subject (A.5.3.11): the service that refused a node, as a URI
+  if (fact.alertSubject) {
+    out.push(
+      el(
+        "ParticipantObjectIdentification",
+        { ParticipantObjectID: fact.alertSubject, ParticipantObjectTypeCode: "2", ParticipantObjectTypeCodeRole: "13" },
+        coded("ParticipantObjectIDTypeCode", URI_ID_TYPE),
+        el("ParticipantObjectName", {}, fact.alertSubject),
+      ),
+    );
   }
   const ns = fact.namespace ? `${fact.namespace}/` : "";
   if (fact.task) {

@@ -23,7 +23,8 @@ export type AuditEventKind =
   | "BeginTransferring" // the gateway began receiving a study's instances from a sender (PS3.15 A.5.3.2)
   | "InstancesTransferred" // the gateway finished receiving them: what was stored, or why not (A.5.3.4)
   | "ReviewVerdict" // a reviewer accepted or rejected a review step, or its review timed out
-  | "InstancesExported"; // the gateway sent (or failed to send) an export's instances to a DICOMDestination
+  | "InstancesExported" // the gateway sent (or failed to send) an export's instances to a DICOMDestination
+  | "NodeAuthenticationFailed"; // the gateway refused a node: TLS handshake, unknown AE title, STOW-RS token (A.5.3.11)
 
 export type AuditOutcome = "success" | "minorFailure" | "seriousFailure" | "majorFailure";
 
@@ -52,6 +53,8 @@ export interface AuditFact {
    * the media identifier.
    */
   exportNode?: { userId: string; aeTitle?: string; address: string };
+  /** What a Security Alert is about: the gateway's service that refused a node (a URI, no PHI). */
+  alertSubject?: string;
   /** The person who acted (a reviewer's Kubernetes user name): the requesting participant. */
   user?: string;
   study?: {

@@ -124,6 +124,11 @@ function agents(fact: AuditFact, codes: AuditCodeTable, src: AuditSource): Audit
     out.push({ type: { coding: [coding(codes.roles.source)] }, who: { display: sender }, requestor: true, ...network });
   }
   if (s?.calledAETitle) out.push(ae(s.calledAETitle, codes.roles.destination, false));
+  // the node a Security Alert is about: the one that was refused
+  if (fact.kind === "NodeAuthenticationFailed") {
+    const who = fact.sender || UNKNOWN_SENDER;
+    out.push({ type: { coding: [coding(codes.roles.source)] }, who: { display: who }, requestor: false, ...network });
+  }
   // the node an export went to, at its network address
   const node = fact.exportNode;
   if (node) {
@@ -179,6 +184,14 @@ function entities(fact: AuditFact, codes: AuditCodeTable): AuditEventEntity[] {
         role: { system: OBJECT_ROLE, code: "1", display: "Patient" },
       });
     }
+  }
+  // a Security Alert's subject: the service that refused a node
+  if (fact.alertSubject) {
+    out.push({
+      what: { identifier: { value: fact.alertSubject }, display: fact.alertSubject },
+      type: SYSTEM_OBJECT,
+      role: { system: OBJECT_ROLE, code: "13", display: "Security Resource" },
+    });
   }
   const ns = fact.namespace ? `${fact.namespace}/` : "";
   const d = (type: string, v: string | undefined) => (v === undefined ? [] : [{ type, valueString: v }]);

@@ -13,6 +13,7 @@ import type { Assembler } from "./assembler.ts";
 import { type AuditRecorder, peerAddress, TransferAudit } from "./audit.ts";
 import { activeAssociations, associations, bytesReceived, instances, storageErrors } from "./metrics.ts";
 import { encodeFileMeta } from "./part10.ts";
+import type { Refusal } from "./security-alerts.ts";
 import { type IncomingFile, STATUS, type StudyStorage } from "./storage.ts";
 
 const { Server, Scp, Dataset } = dimse;
@@ -51,6 +52,8 @@ export interface DimseOptions {
   audit?: AuditRecorder;
   /** DICOM TLS (PS3.15 B.1, BCP 195: TLS 1.2 or later) on the DIMSE port; plain TCP when unset. */
   tls?: DimseTls;
+  /** A refused node, for its Security Alert (src/gateway/security-alerts.ts). */
+  refused?: (r: Omit<Refusal, "service">) => void;
 }
 
 export interface DimseTls {
@@ -98,6 +101,11 @@ export async function startDimse(o: DimseOptions): Promise<DimseServer> {
       if (!d.ok) {
         associations.inc({ outcome: d.reason === "calling-ae" ? "rejected-calling-ae" : "rejected-called-ae" });
         log.warn({ reason: d.reason }, "association rejected: AE title not allowed");
+        o.refused?.({
+          reason: d.reason === "calling-ae" ? "calling-ae" : "called-ae",
+          ...(this.address ? { address: this.address } : {}),
+          callingAETitle: a.getCallingAeTitle().trim(),
+        });
         this.sendAssociationReject(
           RejectResult.Permanent,
           RejectSource.ServiceUser,
@@ -250,9 +258,11 @@ export async function startDimse(o: DimseOptions): Promise<DimseServer> {
     });
   }
   // a sender without an acceptable certificate never reaches associationRequested: count it here
-  net?.on("tlsClientError", (e: Error) => {
+  net?.on("tlsClientError", (e: Error, socket?: Socket) => {
     associations.inc({ outcome: "rejected-tls" });
     log.warn({ err: e.message }, "DICOM TLS handshake refused");
+    const address = peerAddress(socket?.remoteAddress);
+    o.refused?.({ reason: "tls-handshake", ...(address ? { address } : {}) });
   });
   const addr = net?.address();
   const port = addr && typeof addr === "object" ? addr.port : o.port;

@@ -1,6 +1,7 @@
 // The gateway process: DIMSE SCP and STOW-RS in, study events on JetStream out, with health and
 // metrics. Leader-free: replicas share nothing but the study volume and JetStream.
 import { readFile } from "node:fs/promises";
+import { hostname } from "node:os";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { SUBJECT } from "../api/v1alpha1/events.ts";
@@ -17,6 +18,7 @@ import { AuditRecorder } from "./audit.ts";
 import { type DimseServer, startDimse } from "./dimse.ts";
 import { Journal } from "./journal.ts";
 import { gatewayRegistry } from "./metrics.ts";
+import { type Refusal, SecurityAlerts } from "./security-alerts.ts";
 import { StudyStorage } from "./storage.ts";
 import { type StowServer, startStow } from "./stow.ts";
 import { BearerTokens } from "./stow-auth.ts";
@@ -115,6 +117,12 @@ export async function startGateway(c: GatewayConfig): Promise<Gateway> {
   nc = await connectNats({ ...c.nats, name: c.nats.name ?? "radflow-gateway" });
   await ensureStudyStream(nc, subject);
   const audit = await startAudit(nc, c.audit ?? { mode: "fhir" });
+  // refused nodes (TLS, AE titles, STOW-RS tokens) as rate-limited Security Alerts
+  const alerts = audit ? new SecurityAlerts(audit.recorder) : undefined;
+  const ports: { dicom?: number; http?: number } = {};
+  const host = hostname();
+  const refused = (service: () => string) => (r: Omit<Refusal, "service">) =>
+    alerts?.refused({ ...r, service: service() });
 
   // journals first: what was acknowledged before a crash is published before anything new
   const rec = await assembler.recover();
@@ -128,11 +136,21 @@ export async function startGateway(c: GatewayConfig): Promise<Gateway> {
     maxPduLength: c.maxPduLength,
     audit: audit?.recorder,
     tls,
+    refused: refused(() => `dicom://${host}:${ports.dicom}`),
   });
+  ports.dicom = dicom.port;
   const stow: StowServer | undefined =
     c.httpPort !== 0
-      ? await startStow({ port: bindPort(c.httpPort), storage, assembler, audit: audit?.recorder, auth })
+      ? await startStow({
+          port: bindPort(c.httpPort),
+          storage,
+          assembler,
+          audit: audit?.recorder,
+          auth,
+          refused: refused(() => `http://${host}:${ports.http}/studies`),
+        })
       : undefined;
+  ports.http = stow?.port;
   listening = true;
   log.info(
     {
@@ -159,6 +177,7 @@ export async function startGateway(c: GatewayConfig): Promise<Gateway> {
       await Promise.all([dicom.close(), stow?.close()]);
       await assembler.flushAll();
       await assembler.stop();
+      alerts?.stop();
       await audit?.stop();
       await nc?.drain().catch(() => {});
       await metrics?.close();

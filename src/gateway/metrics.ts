@@ -68,6 +68,12 @@ export const auditRecords = new Counter({
   labelNames: ["kind", "outcome"] as const,
   registers: [gatewayRegistry],
 });
+export const securityAlerts = new Counter({
+  name: "radflow_gateway_security_alerts_total",
+  help: "Refused nodes (TLS handshake, unknown AE title, STOW-RS token), by outcome: recorded as a PS3.15 Security Alert, or suppressed by the rate limit.",
+  labelNames: ["outcome"] as const,
+  registers: [gatewayRegistry],
+});
 export const stowUnauthorized = new Counter({
   name: "radflow_gateway_stow_unauthorized_total",
   help: "STOW-RS requests refused with 401: no bearer token, or not a valid one.",

@@ -11,6 +11,7 @@ import type { Assembler } from "./assembler.ts";
 import { type AuditRecorder, peerAddress, TransferAudit } from "./audit.ts";
 import { bytesReceived, instances, storageErrors, stowUnauthorized } from "./metrics.ts";
 import { MultipartError, parseContentType, readMultipart } from "./multipart.ts";
+import type { Refusal } from "./security-alerts.ts";
 import { STATUS, type StudyStorage } from "./storage.ts";
 import type { BearerTokens } from "./stow-auth.ts";
 
@@ -27,6 +28,8 @@ export interface StowOptions {
   audit?: AuditRecorder;
   /** Bearer tokens a request must present; anyone may store when unset. */
   auth?: BearerTokens;
+  /** A refused client, for its Security Alert (src/gateway/security-alerts.ts). */
+  refused?: (r: Omit<Refusal, "service">) => void;
 }
 
 export interface StowServer {
@@ -85,6 +88,8 @@ export async function startStow(o: StowOptions): Promise<StowServer> {
       const a = await o.auth.check(req.headers.authorization);
       if (!a.ok) {
         stowUnauthorized.inc();
+        const address = peerAddress(req.socket.remoteAddress);
+        o.refused?.({ reason: "stow-token", ...(address ? { address } : {}) });
         res.setHeader("www-authenticate", a.challenge);
         return problem(a.status, a.detail);
       }

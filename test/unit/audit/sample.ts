@@ -88,6 +88,17 @@ export function sampleFact(kind: AuditEventKind, i = 0): AuditFact {
       },
     };
   }
+  if (kind === "NodeAuthenticationFailed") {
+    // the gateway refused an association from an unknown calling AE title (src/gateway/security-alerts.ts)
+    return {
+      ...base,
+      outcome: "minorFailure",
+      sender: "INTRUDER",
+      senderAddress: "192.0.2.66",
+      alertSubject: "dicom://radflow-gateway-0:11112",
+      reason: "association rejected: calling AE title not recognized",
+    };
+  }
   if (kind.startsWith("Workflow")) return { ...base, namespace: "radiology", workflow: "head-ct-hemorrhage" };
   return { ...base, description: kind === "OperatorStopped" ? "SIGTERM" : undefined };
 }

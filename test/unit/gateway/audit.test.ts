@@ -14,6 +14,7 @@ import { renderFhirAuditEvent } from "../../../src/audit/fhir-audit-event.ts";
 import { localAuditSource } from "../../../src/audit/source.ts";
 import { AuditRecorder, peerAddress, TransferAudit } from "../../../src/gateway/audit.ts";
 import { encodeFileMeta } from "../../../src/gateway/part10.ts";
+import { SecurityAlerts } from "../../../src/gateway/security-alerts.ts";
 import { peekSubject } from "../../../src/gateway/storage.ts";
 import { withoutShared } from "../../support/shared.ts";
 import { convertedSchema, requireTool, run, validate } from "../audit/tools.ts";
@@ -146,6 +147,92 @@ describe("transfer audit facts", () => {
   });
 });
 
+/** Refused nodes, as the gateway meets them: each kind once, then a scanner hammering the port. */
+function alertFacts(): AuditFact[] {
+  const facts: AuditFact[] = [];
+  let now = T0;
+  const alerts = new SecurityAlerts({ record: (f) => void facts.push(f) }, { windowMs: 3_600_000, now: () => now });
+  const dicom = "dicom://radflow-gateway-0:11112";
+  alerts.refused({ reason: "tls-handshake", address: "192.0.2.7", service: dicom });
+  alerts.refused({ reason: "calling-ae", address: "192.0.2.8", callingAETitle: "INTRUDER", service: dicom });
+  alerts.refused({ reason: "called-ae", address: "192.0.2.8", callingAETitle: "CT_EAST", service: dicom });
+  alerts.refused({ reason: "stow-token", address: "192.0.2.9", service: "http://radflow-gateway-0:8080/studies" });
+  for (let i = 0; i < 500; i++)
+    alerts.refused({ reason: "calling-ae", address: "192.0.2.8", callingAETitle: "INTRUDER", service: dicom });
+  now = new Date(T0.getTime() + 60_000);
+  alerts.stop(); // the window's end: one summary for the node refused again
+  return facts;
+}
+
+describe("security alerts for refused nodes", () => {
+  it("a TLS handshake, an unknown calling or called AE title and a STOW-RS 401 are each a Node Authentication alert, minor failure", () => {
+    const facts = alertFacts();
+    expect(facts.map((f) => [f.kind, f.outcome, f.sender, f.senderAddress, f.reason])).toEqual([
+      [
+        "NodeAuthenticationFailed",
+        "minorFailure",
+        "DICOM TLS client",
+        "192.0.2.7",
+        "DICOM TLS handshake refused: no certificate the gateway's CA signed",
+      ],
+      [
+        "NodeAuthenticationFailed",
+        "minorFailure",
+        "INTRUDER",
+        "192.0.2.8",
+        "association rejected: calling AE title not recognized",
+      ],
+      [
+        "NodeAuthenticationFailed",
+        "minorFailure",
+        "CT_EAST",
+        "192.0.2.8",
+        "association rejected: called AE title not recognized",
+      ],
+      [
+        "NodeAuthenticationFailed",
+        "minorFailure",
+        "DICOMweb STOW-RS client",
+        "192.0.2.9",
+        "STOW-RS request refused: missing or invalid bearer token",
+      ],
+      // 500 more from the scanner: one summary when the window ends, not 500 records
+      [
+        "NodeAuthenticationFailed",
+        "minorFailure",
+        "INTRUDER",
+        "192.0.2.8",
+        "association rejected: calling AE title not recognized",
+      ],
+    ]);
+    expect(facts[4]?.description).toBe("500 more refusal(s) of this node since 2026-12-03T10:00:00.000Z");
+    expect(facts.map((f) => f.alertSubject)).toEqual([
+      "dicom://radflow-gateway-0:11112",
+      "dicom://radflow-gateway-0:11112",
+      "dicom://radflow-gateway-0:11112",
+      "http://radflow-gateway-0:8080/studies",
+      "dicom://radflow-gateway-0:11112",
+    ]);
+    const xml = renderAuditMessage(facts[1] as AuditFact, codes, SOURCE);
+    expect(xml).toContain('<EventIdentification EventActionCode="E"');
+    expect(xml).toContain('EventOutcomeIndicator="4"');
+    expect(xml).toMatch(/<EventID csd-code="110113"/);
+    expect(xml).toMatch(/<EventTypeCode csd-code="110126" codeSystemName="DCM" originalText="Node Authentication"/);
+  });
+
+  it("many nodes at once: at most maxPerWindow records a window, the rest counted; a new window records again", () => {
+    const facts: AuditFact[] = [];
+    const alerts = new SecurityAlerts({ record: (f) => void facts.push(f) }, { windowMs: 3_600_000, maxPerWindow: 5 });
+    for (let i = 1; i <= 200; i++)
+      alerts.refused({ reason: "tls-handshake", address: `198.51.100.${i}`, service: "dicom://gw:11112" });
+    expect(facts).toHaveLength(5);
+    alerts.flush();
+    alerts.refused({ reason: "tls-handshake", address: "198.51.100.1", service: "dicom://gw:11112" });
+    expect(facts).toHaveLength(6);
+    alerts.stop();
+  });
+});
+
 // ---- the judges ------------------------------------------------------------------------------
 
 const role = (code: string) => `ActiveParticipant[RoleIDCode/@csd-code='${code}']`;
@@ -169,6 +256,17 @@ const RULES: Record<string, Record<string, string>> = {
     "a Destination (110152)": `/AuditMessage/${role("110152")}`,
     "the study": `/AuditMessage/${STUDY_OBJECT}`,
   },
+  // A.5.3.11 Security Alert
+  "110113": {
+    "EventActionCode E": ACTION("E"),
+    "EventTypeCode Node Authentication (CID 403)": "/AuditMessage/EventIdentification/EventTypeCode/@csd-code='110126'",
+    "outcome minor failure": "/AuditMessage/EventIdentification/@EventOutcomeIndicator='4'",
+    "the reporting process (the gateway, requestor)":
+      "/AuditMessage/ActiveParticipant[@UserIsRequestor='true' and RoleIDCode/@csd-code='110150']",
+    "the refused node at its address, not the requestor": `/AuditMessage/${role("110153")}[@UserIsRequestor='false' and @NetworkAccessPointTypeCode='2' and @NetworkAccessPointID!='']`,
+    "the alert subject (a system object, Security Resource, by URI)":
+      "/AuditMessage/ParticipantObjectIdentification[@ParticipantObjectTypeCode='2' and @ParticipantObjectTypeCodeRole='13' and ParticipantObjectIDTypeCode/@csd-code='12']",
+  },
 };
 const SENDER_ADDRESS = `/AuditMessage/${role("110153")}[@UserIsRequestor='true' and @NetworkAccessPointTypeCode='2' and @NetworkAccessPointID!='']`;
 
@@ -191,6 +289,7 @@ async function allFacts(): Promise<Record<string, AuditFact>> {
   const out: Record<string, AuditFact> = {};
   for (const [i, f] of (await association()).entries()) out[`dimse-${i}`] = f;
   for (const [i, f] of (await stowRequest()).entries()) out[`stow-${i}`] = f;
+  for (const [i, f] of alertFacts().entries()) out[`alert-${i}`] = f;
   return out;
 }
 
@@ -199,7 +298,8 @@ describe("transfer records against PS3.15 A.5.3", () => {
     const failures: string[] = [];
     for (const [name, f] of Object.entries(await allFacts())) {
       const xml = renderAuditMessage(f, codes, SOURCE);
-      const extra: Record<string, string> = { "the sender's address": SENDER_ADDRESS };
+      const alert = f.kind === "NodeAuthenticationFailed";
+      const extra: Record<string, string> = alert ? {} : { "the sender's address": SENDER_ADDRESS };
       if (f.study?.patientId) extra["the patient"] = `/AuditMessage/${PATIENT_OBJECT}`;
       for (const b of broken(xml, extra)) failures.push(`${name}: ${b}`);
     }
