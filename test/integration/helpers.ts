@@ -105,3 +105,56 @@ export async function waitFor<T>(
 export function clusterOptions(): { dir: string; portBase: number } {
   return { dir: inject("clusterDir"), portBase: inject("clusterPortBase") };
 }
+
+/** radflow's API group and version, as client-node's custom-object calls take them. */
+export const RADFLOW_API = { group: "radflow.io", version: "v1alpha1" } as const;
+
+// A run-unique prefix keeps the fixtures' UIDs apart from another run's leftovers on a kept cluster.
+const FIXTURE_RUN = 1 + Math.floor(Math.random() * 1e8);
+let fixtureSeq = 0;
+
+/**
+ * Creates an InferenceTask straight through the API, as the ingest would have made it for one
+ * study of one series (`modality`, one instance): the fixture of the operator's behaviour tests.
+ * `spec` overrides or adds spec fields (eventId, study, ttl…). Resolves with the task's name.
+ */
+export async function createTask(o: {
+  namespace: string;
+  name: string;
+  workflow: string;
+  steps: object[];
+  priority?: string;
+  modality?: string;
+  labels?: Record<string, string>;
+  spec?: Record<string, unknown>;
+}): Promise<string> {
+  const n = ++fixtureSeq;
+  await custom().createNamespacedCustomObject({
+    ...RADFLOW_API,
+    namespace: o.namespace,
+    plural: "inferencetasks",
+    body: {
+      apiVersion: "radflow.io/v1alpha1",
+      kind: "InferenceTask",
+      metadata: { name: o.name, labels: { "radflow.io/workflow": o.workflow, ...o.labels } },
+      spec: {
+        workflowRef: { name: o.workflow, uid: "00000000-0000-0000-0000-000000000000", generation: 1 },
+        priority: o.priority ?? "routine",
+        steps: o.steps,
+        study: {
+          studyInstanceUID: `1.2.826.0.1.3680043.10.${FIXTURE_RUN}.${n}`,
+          series: [
+            {
+              seriesInstanceUID: `1.2.826.0.1.3680043.11.${FIXTURE_RUN}.${n}`,
+              modality: o.modality ?? "CT",
+              numberOfInstances: 1,
+            },
+          ],
+        },
+        eventId: `event-${o.name}`,
+        ...o.spec,
+      },
+    },
+  });
+  return o.name;
+}

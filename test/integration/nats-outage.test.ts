@@ -13,7 +13,6 @@ import { STREAM } from "../../src/ingest/streams.ts";
 import { type FhirAuditEventLike, viewOfFhirAuditEvent } from "../support/audit-records.ts";
 import {
   countBy,
-  G,
   lastSeq,
   listJobs,
   listTasks,
@@ -24,7 +23,7 @@ import {
   releaseTasks,
   tail,
 } from "../support/e2e.ts";
-import { clusterOptions, custom, useNamespace, waitFor } from "./helpers.ts";
+import { clusterOptions, createTask as createTaskFixture, useNamespace, waitFor } from "./helpers.ts";
 import { type OperatorProcess, startOperator } from "./operator-process.ts";
 
 const ns = useNamespace("nats-outage");
@@ -46,38 +45,30 @@ afterAll(async () => {
   await nats?.nc.drain().catch(() => undefined);
 });
 
-async function createTask(i: number): Promise<string> {
-  const name = `outage-${i}`;
-  await custom().createNamespacedCustomObject({
-    ...G,
+function createTask(i: number): Promise<string> {
+  return createTaskFixture({
     namespace: ns.name,
-    plural: "inferencetasks",
-    body: {
-      apiVersion: "radflow.io/v1alpha1",
-      kind: "InferenceTask",
-      metadata: { name, labels: { "radflow.io/workflow": "outage" } },
-      spec: {
-        workflowRef: { name: "outage", uid: "00000000-0000-0000-0000-000000000000", generation: 1 },
-        priority: "urgent",
-        steps: [
-          {
-            name: "infer",
-            image: "registry.example.org/models/infer:1.0",
-            resources: { gpu: 0 },
-            env: [{ name: "KWOK_RUN", value: "1s" }],
-          },
-        ],
-        study: {
-          studyInstanceUID: `1.2.826.0.1.3680043.8.498.${RUN}.${i}`,
-          series: [
-            { seriesInstanceUID: `1.2.826.0.1.3680043.8.498.${RUN}.${i}.1`, modality: "CT", numberOfInstances: 1 },
-          ],
-        },
-        eventId: `outage-${RUN}-${i}`,
+    name: `outage-${i}`,
+    workflow: "outage",
+    priority: "urgent",
+    steps: [
+      {
+        name: "infer",
+        image: "registry.example.org/models/infer:1.0",
+        resources: { gpu: 0 },
+        env: [{ name: "KWOK_RUN", value: "1s" }],
       },
+    ],
+    spec: {
+      study: {
+        studyInstanceUID: `1.2.826.0.1.3680043.8.498.${RUN}.${i}`,
+        series: [
+          { seriesInstanceUID: `1.2.826.0.1.3680043.8.498.${RUN}.${i}.1`, modality: "CT", numberOfInstances: 1 },
+        ],
+      },
+      eventId: `outage-${RUN}-${i}`,
     },
   });
-  return name;
 }
 
 describe("a NATS outage", () => {

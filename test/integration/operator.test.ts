@@ -3,7 +3,7 @@
 import { CoordinationV1Api, type V1Job, Watch } from "@kubernetes/client-node";
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFailed } from "vitest";
 import type { InferenceTask } from "../../src/api/v1alpha1/index.ts";
-import { batch, core, custom, kubeConfig, useNamespace, waitFor } from "./helpers.ts";
+import { batch, core, createTask as createTaskFixture, custom, kubeConfig, useNamespace, waitFor } from "./helpers.ts";
 import { type OperatorProcess, startOperator } from "./operator-process.ts";
 
 const ns = useNamespace("operator");
@@ -36,34 +36,13 @@ async function createWorkflow(name: string, steps: StepIn[], spec: Record<string
 }
 
 let seq = 0;
-async function createTask(
+function createTask(
   workflow: string,
   steps: StepIn[],
   spec: Record<string, unknown> = {},
   name = `${workflow}-${++seq}`,
 ): Promise<string> {
-  await custom().createNamespacedCustomObject({
-    ...G,
-    namespace: ns.name,
-    plural: "inferencetasks",
-    body: {
-      apiVersion: "radflow.io/v1alpha1",
-      kind: "InferenceTask",
-      metadata: { name, labels: { "radflow.io/workflow": workflow } },
-      spec: {
-        workflowRef: { name: workflow, uid: "00000000-0000-0000-0000-000000000000", generation: 1 },
-        priority: "routine",
-        steps,
-        study: {
-          studyInstanceUID: `1.2.826.0.1.3680043.10.${++seq}`,
-          series: [{ seriesInstanceUID: `1.2.826.0.1.3680043.11.${seq}`, modality: "CT", numberOfInstances: 1 }],
-        },
-        eventId: `event-${name}`,
-        ...spec,
-      },
-    },
-  });
-  return name;
+  return createTaskFixture({ namespace: ns.name, name, workflow, steps, spec });
 }
 
 async function getTask(name: string): Promise<InferenceTask> {

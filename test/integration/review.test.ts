@@ -12,7 +12,17 @@ import * as k8s from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { InferenceTask } from "../../src/api/v1alpha1/index.ts";
 import { mergePatch } from "../../src/kube/client.ts";
-import { core, custom, kubeConfig, kubeconfigPath, kubectl, toolBin, useNamespace, waitFor } from "./helpers.ts";
+import {
+  core,
+  createTask as createTaskFixture,
+  custom,
+  kubeConfig,
+  kubeconfigPath,
+  kubectl,
+  toolBin,
+  useNamespace,
+  waitFor,
+} from "./helpers.ts";
 import { type OperatorProcess, startOperator } from "./operator-process.ts";
 
 const run = promisify(execFile);
@@ -39,37 +49,30 @@ const gated = (review: Obj): Obj[] => [
 ];
 
 let seq = 0;
-async function createTask(name: string, steps: Obj[]): Promise<string> {
+function createTask(name: string, steps: Obj[]): Promise<string> {
   seq++;
-  await custom().createNamespacedCustomObject({
-    ...G,
+  return createTaskFixture({
     namespace: ns.name,
-    plural: "inferencetasks",
-    body: {
-      apiVersion: "radflow.io/v1alpha1",
-      kind: "InferenceTask",
-      metadata: { name, labels: { "radflow.io/workflow": "fracture" } },
-      spec: {
-        workflowRef: { name: "fracture", uid: "00000000-0000-0000-0000-000000000001", generation: 1 },
-        priority: "urgent",
-        steps,
-        study: {
-          studyInstanceUID: `1.2.826.0.1.3680043.10.77.${seq}`,
-          accessionNumber: ACCESSION,
-          series: [
-            {
-              seriesInstanceUID: `1.2.826.0.1.3680043.11.77.${seq}`,
-              modality: "DX",
-              numberOfInstances: 1,
-              attributes: { "00100020": { vr: "LO", Value: [PATIENT] } },
-            },
-          ],
-        },
-        eventId: `event-${name}`,
+    name,
+    workflow: "fracture",
+    priority: "urgent",
+    steps,
+    // a patient ID and accession number in the study, to check that none leaks
+    spec: {
+      study: {
+        studyInstanceUID: `1.2.826.0.1.3680043.10.77.${seq}`,
+        accessionNumber: ACCESSION,
+        series: [
+          {
+            seriesInstanceUID: `1.2.826.0.1.3680043.11.77.${seq}`,
+            modality: "DX",
+            numberOfInstances: 1,
+            attributes: { "00100020": { vr: "LO", Value: [PATIENT] } },
+          },
+        ],
       },
     },
   });
-  return name;
 }
 
 const getTask = async (name: string) =>

@@ -6,7 +6,7 @@ import type { V1Job } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { InferenceTask } from "../../src/api/v1alpha1/index.ts";
 import { jobName } from "../../src/jobs/job-builder.ts";
-import { batch, core, custom, useNamespace, waitFor } from "./helpers.ts";
+import { batch, core, createTask as createTaskFixture, custom, useNamespace, waitFor } from "./helpers.ts";
 import { type OperatorProcess, startOperator } from "./operator-process.ts";
 
 const G = { group: "radflow.io", version: "v1alpha1" };
@@ -25,30 +25,8 @@ function step(name: string, env: Record<string, string> = {}, extra: Record<stri
   };
 }
 
-let seq = 0;
-async function createTask(ns: string, name: string, steps: StepIn[], spec: Record<string, unknown> = {}) {
-  await custom().createNamespacedCustomObject({
-    ...G,
-    namespace: ns,
-    plural: "inferencetasks",
-    body: {
-      apiVersion: "radflow.io/v1alpha1",
-      kind: "InferenceTask",
-      metadata: { name, labels: { "radflow.io/workflow": "hardening" } },
-      spec: {
-        workflowRef: { name: "hardening", uid: "00000000-0000-0000-0000-000000000000", generation: 1 },
-        priority: "routine",
-        steps,
-        study: {
-          studyInstanceUID: `1.2.826.0.1.3680043.10.${++seq}`,
-          series: [{ seriesInstanceUID: `1.2.826.0.1.3680043.11.${seq}`, modality: "CT", numberOfInstances: 1 }],
-        },
-        eventId: `event-${name}`,
-        ...spec,
-      },
-    },
-  });
-  return name;
+function createTask(ns: string, name: string, steps: StepIn[], spec: Record<string, unknown> = {}) {
+  return createTaskFixture({ namespace: ns, name, workflow: "hardening", steps, spec });
 }
 
 async function getTask(ns: string, name: string): Promise<InferenceTask> {
