@@ -6,17 +6,25 @@
 // exist, so neither the scheduler nor KWOK touches it. Their bytes are what the operator's caches
 // hold: the Job is radflow's own (buildJob), the pod gets the labels, owner, defaults and status
 // the Job controller, the API server and a kubelet would have given it.
-import type { V1Job, V1Pod } from "@kubernetes/client-node";
+//
+// Six writes per study is the floor (a create ignores `status` for all three kinds), and the API
+// server's CPU is the limit, so the seeder spends as little CPU of its own as it can: plain JSON
+// requests over one pooled connection set (not client-node's typed (de)serialisation, which cost
+// ~10 ms of CPU per study, a fifth of the whole), and each study's writes as three short chains
+// (task → status; Job → status; pod → status) started as soon as what they name exists.
+// Seeding is resumable: it first lists what the namespace holds, finishes any study a stopped run
+// left half made, and creates only the studies still missing.
+import { HttpMethod, type KubeConfig, RequestContext, type V1Job, type V1Pod } from "@kubernetes/client-node";
+import { fetch } from "undici";
 import { AIWorkflow } from "../../src/api/v1alpha1/aiworkflow.ts";
-import { TASK_FINALIZER } from "../../src/api/v1alpha1/common.ts";
+import { LABEL_WORKFLOW, TASK_FINALIZER } from "../../src/api/v1alpha1/common.ts";
 import { toStudyEvent } from "../../src/api/v1alpha1/events.ts";
 import { InferenceTask, type InferenceTaskStatus } from "../../src/api/v1alpha1/inferencetask.ts";
 import { OperatorConfig } from "../../src/config/operator-config.ts";
 import { buildTask } from "../../src/ingest/route.ts";
 import { buildJob } from "../../src/jobs/job-builder.ts";
-import { mergePatch } from "../../src/kube/client.ts";
 import type { Context } from "./context.ts";
-import { GROUP, VERSION } from "./kube.ts";
+import { GROUP, pool, VERSION } from "./kube.ts";
 import { studyEvent } from "./studies.ts";
 
 /** Parked Jobs: the Job controller does not sync a Job managed by another controller. */
@@ -170,43 +178,217 @@ export async function readWorkflow(ctx: Context, ns: string, name: string): Prom
 
 const jobConfig = OperatorConfig.parse({ identity: "bench" });
 
+type Obj = { metadata?: { name?: string; uid?: string; labels?: Record<string, string> }; status?: unknown };
+
+/** Plain JSON requests with the kubeconfig's TLS material and one pooled set of connections. */
+class Api {
+  private auth?: { headers: Record<string, string>; dispatcher: ReturnType<RequestContext["getDispatcher"]> };
+  private readonly server: string;
+  private readonly kc: KubeConfig;
+
+  constructor(kc: KubeConfig) {
+    this.kc = kc;
+    const server = kc.getCurrentCluster()?.server;
+    if (!server) throw new Error("no current cluster in the kubeconfig");
+    this.server = server;
+  }
+
+  /** 5xx, 429 and dropped connections are retried (a loaded API server sheds some). */
+  async call<T = Obj>(
+    method: HttpMethod,
+    urlPath: string,
+    body?: unknown,
+    contentType = "application/json",
+  ): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.once<T>(method, urlPath, body, contentType);
+      } catch (e) {
+        const code = (e as { code?: number }).code;
+        const transient = code === undefined || code === 429 || code >= 500;
+        if (!transient || attempt >= 5) throw e;
+        await new Promise((r) => setTimeout(r, 200 * attempt));
+      }
+    }
+  }
+
+  private async once<T>(method: HttpMethod, urlPath: string, body: unknown, contentType: string): Promise<T> {
+    const url = this.server + urlPath;
+    if (!this.auth) {
+      // client-certificate or token auth: the headers and the pooled dispatcher do not change
+      // during a run, so they are made once
+      const c = new RequestContext(url, method);
+      await this.kc.applySecurityAuthentication(c);
+      this.auth = { headers: c.getHeaders(), dispatcher: c.getDispatcher() };
+    }
+    const res = await fetch(url, {
+      method,
+      headers: { ...this.auth.headers, accept: "application/json", "content-type": contentType },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      dispatcher: this.auth.dispatcher,
+      signal: AbortSignal.timeout(120_000),
+    });
+    const text = await res.text();
+    if (res.status >= 300)
+      throw Object.assign(new Error(`${method} ${urlPath}: HTTP ${res.status} ${text.slice(0, 300)}`), {
+        code: res.status,
+      });
+    return JSON.parse(text) as T;
+  }
+
+  /** Every item of a paged list. */
+  async list<T = Obj>(urlPath: string, labelSelector?: string): Promise<T[]> {
+    const out: T[] = [];
+    let cont: string | undefined;
+    do {
+      const q = new URLSearchParams({ limit: "1000" });
+      if (cont) q.set("continue", cont);
+      if (labelSelector) q.set("labelSelector", labelSelector);
+      const page = await this.call<{ items: T[]; metadata?: { continue?: string } }>(HttpMethod.GET, `${urlPath}?${q}`);
+      out.push(...page.items);
+      cont = page.metadata?.continue || undefined;
+    } while (cont);
+    return out;
+  }
+
+  /** POST, or on 409 (an earlier attempt got through) the object as it is. */
+  async create<T = Obj>(collection: string, body: Obj): Promise<T> {
+    try {
+      return await this.call<T>(HttpMethod.POST, collection, body);
+    } catch (e) {
+      if ((e as { code?: number }).code !== 409) throw e;
+      return this.call<T>(HttpMethod.GET, `${collection}/${body.metadata?.name}`);
+    }
+  }
+
+  status(object: string, status: unknown): Promise<Obj> {
+    return this.call(HttpMethod.PATCH, `${object}/status`, { status }, "application/merge-patch+json");
+  }
+}
+
+const isComplete = (j: Obj | undefined) =>
+  !!(j?.status as V1Job["status"])?.conditions?.some((c) => c.type === "Complete" && c.status === "True");
+const podSucceeded = (p: Obj | undefined) => (p?.status as V1Pod["status"])?.phase === "Succeeded";
+const taskSucceeded = (t: Obj | undefined) => (t?.status as InferenceTaskStatus | undefined)?.phase === "Succeeded";
+
+export interface SeedResult {
+  /** finished studies present before (complete or repaired) */
+  found: number;
+  /** of those, studies a stopped run had left half made, finished now */
+  repaired: number;
+  created: number;
+  seconds: number;
+  /** API writes made */
+  writes: number;
+}
+
 /**
- * One finished study: task (with radflow's finalizer, as the operator leaves it), its status,
- * its Job and that Job's status, its pod and that pod's status — six requests.
+ * Makes `want` finished studies of workflow `wf` exist in `ns`: finishes half-made ones first,
+ * then creates the rest, `concurrency` studies at a time. `progress` is called every ~10 s.
  */
-export async function createFinished(ctx: Context, wf: AIWorkflow, now: number): Promise<void> {
-  const e = studyEvent(`${ctx.runId}-rss`, { bodyPart: "KNEE" });
-  const parsed = toStudyEvent(e.body, new Date().toISOString());
-  if (!parsed.ok) throw new Error(`bench study event does not parse: ${parsed.reason}`);
-  const built = buildTask(wf, parsed.event);
-  built.metadata.finalizers = [TASK_FINALIZER];
-  const ns = built.metadata.namespace as string;
-  const common = { group: GROUP, version: VERSION, namespace: ns, plural: "inferencetasks" };
-  const task = InferenceTask.parse(await ctx.kube.custom.createNamespacedCustomObject({ ...common, body: built }));
-  const step = task.spec.steps[0];
-  if (!step) throw new Error("bench workflow has no step");
-  const start = iso(now - 42_000);
-  const end = iso(now - 30_000);
-  const job = buildJob(task, step, {}, jobConfig);
-  (job.spec as { managedBy?: string }).managedBy = PARKED_BY;
-  const jobName = job.metadata?.name as string;
-  await ctx.kube.custom.patchNamespacedCustomObjectStatus(
-    { ...common, name: task.metadata.name as string, body: { status: taskStatus(jobName, start, end) } },
-    mergePatch,
-  );
-  const made = await ctx.kube.batch.createNamespacedJob({ namespace: ns, body: job });
-  await ctx.kube.batch.patchNamespacedJobStatus(
-    { name: jobName, namespace: ns, body: { status: jobStatus(start, end) } },
-    mergePatch,
-  );
-  const p = await ctx.kube.core.createNamespacedPod({ namespace: ns, body: pod(made) });
-  const c = p.spec?.containers[0];
-  await ctx.kube.core.patchNamespacedPodStatus(
-    {
-      name: p.metadata?.name as string,
-      namespace: ns,
-      body: { status: podStatus(c?.name ?? "model", c?.image ?? "", start, end) },
-    },
-    mergePatch,
-  );
+export async function seedFinished(
+  ctx: Context,
+  wf: AIWorkflow,
+  ns: string,
+  want: number,
+  o: { concurrency?: number; progress?: (done: number, total: number, perSecond: number) => void } = {},
+): Promise<SeedResult> {
+  const t0 = Date.now();
+  const api = new Api(ctx.kube.kc);
+  const tasksPath = `/apis/${GROUP}/${VERSION}/namespaces/${ns}/inferencetasks`;
+  const jobsPath = `/apis/batch/v1/namespaces/${ns}/jobs`;
+  const podsPath = `/api/v1/namespaces/${ns}/pods`;
+  const wfName = wf.metadata.name as string;
+  const end = iso(t0 - 30_000);
+  const start = iso(t0 - 42_000);
+  let writes = 0;
+  const status = (object: string, s: unknown) => {
+    writes++;
+    return api.status(object, s);
+  };
+  const create = <T = Obj>(collection: string, body: Obj) => {
+    writes++;
+    return api.create<T>(collection, body);
+  };
+
+  // what a stopped run left: every task of the workflow, with its Job and pod when they exist
+  const tasks = await api.list<InferenceTask>(tasksPath, `${LABEL_WORKFLOW}=${wfName}`);
+  const jobs = new Map((await api.list(jobsPath, `${LABEL_WORKFLOW}=${wfName}`)).map((j) => [j.metadata?.name, j]));
+  const pods = new Map<string, Obj>();
+  for (const p of await api.list(podsPath, `${LABEL_WORKFLOW}=${wfName}`)) {
+    const job = p.metadata?.labels?.["job-name"];
+    if (job && (!pods.has(job) || podSucceeded(p))) pods.set(job, p);
+  }
+
+  /** Job (then pod) of a task that exists, each created or finished as needed. */
+  const finishJob = async (jobName: string, built: V1Job) => {
+    let job = jobs.get(jobName) as V1Job | undefined;
+    job ??= await create<V1Job>(jobsPath, built as Obj);
+    const jobDone = isComplete(job as Obj) ? undefined : status(`${jobsPath}/${jobName}`, jobStatus(start, end));
+    let p = pods.get(jobName) as V1Pod | undefined;
+    p ??= await create<V1Pod>(podsPath, pod(job) as Obj);
+    const c = p.spec?.containers[0];
+    if (!podSucceeded(p as Obj))
+      await status(`${podsPath}/${p.metadata?.name}`, podStatus(c?.name ?? "model", c?.image ?? "", start, end));
+    await jobDone;
+  };
+
+  const jobFor = (task: InferenceTask) => {
+    const step = task.spec.steps[0];
+    if (!step) throw new Error("bench workflow has no step");
+    const job = buildJob(task, step, {}, jobConfig);
+    (job.spec as { managedBy?: string }).managedBy = PARKED_BY;
+    return { job, jobName: job.metadata?.name as string };
+  };
+
+  const finish = async (task: InferenceTask) => {
+    const { job, jobName } = jobFor(task);
+    await Promise.all([
+      taskSucceeded(task as Obj)
+        ? undefined
+        : status(`${tasksPath}/${task.metadata.name}`, taskStatus(jobName, start, end)),
+      finishJob(jobName, job),
+    ]);
+  };
+
+  const halfMade = tasks.filter((t) => {
+    const { jobName } = jobFor(t);
+    return !taskSucceeded(t as Obj) || !isComplete(jobs.get(jobName)) || !podSucceeded(pods.get(jobName));
+  });
+  const missing = Math.max(0, want - tasks.length);
+  const total = halfMade.length + missing;
+  let done = 0;
+  let lastReport = Date.now();
+  const tick = () => {
+    done++;
+    if (o.progress && Date.now() - lastReport > 10_000) {
+      lastReport = Date.now();
+      o.progress(done, total, done / ((Date.now() - t0) / 1000));
+    }
+  };
+
+  const work: (() => Promise<void>)[] = [
+    ...halfMade.map((t) => () => finish(t)),
+    ...Array.from({ length: missing }, () => async () => {
+      const e = studyEvent(`${ctx.runId}-rss`, { bodyPart: "KNEE" });
+      const parsed = toStudyEvent(e.body, new Date().toISOString());
+      if (!parsed.ok) throw new Error(`bench study event does not parse: ${parsed.reason}`);
+      const built = buildTask(wf, parsed.event);
+      built.metadata.finalizers = [TASK_FINALIZER];
+      // the server's copy: uid and defaults, which the Job's owner reference and buildJob need
+      const task = InferenceTask.parse(await create(tasksPath, built as Obj));
+      await finish(task);
+    }),
+  ];
+  await pool(work, o.concurrency ?? 32, async (w) => {
+    await w();
+    tick();
+  });
+  return {
+    found: tasks.length,
+    repaired: halfMade.length,
+    created: missing,
+    seconds: (Date.now() - t0) / 1000,
+    writes,
+  };
 }

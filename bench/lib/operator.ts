@@ -5,6 +5,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import type { MemoryCgroup } from "./cgroup.ts";
 import { type Scrape, scrape } from "./prom.ts";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -24,6 +25,10 @@ export interface OperatorOptions {
   workers?: number;
   maxRunningJobs?: number;
   extraArgs?: string[];
+  /** node flags before the script (e.g. --max-semi-space-size=…), as NODE_OPTIONS would give */
+  nodeArgs?: string[];
+  /** run inside this memory cgroup, joined before Node starts (bench/lib/cgroup.ts) */
+  memoryCgroup?: MemoryCgroup;
 }
 
 export class Operator {
@@ -52,7 +57,7 @@ export class Operator {
     this.logFd = openSync(this.logFile, "a");
     const root = this.o.sourceRoot ?? repo;
     const entry = path.join(root, "src/cmd/radflow.ts");
-    const nodeArgs = ["--import", path.join(root, "bench/lib/api-counter.ts")];
+    const nodeArgs = [...(this.o.nodeArgs ?? []), "--import", path.join(root, "bench/lib/api-counter.ts")];
     if (this.o.profile) {
       mkdirSync(this.profileDir, { recursive: true });
       nodeArgs.push("--cpu-prof", `--cpu-prof-dir=${this.profileDir}`);
@@ -72,7 +77,12 @@ export class Operator {
       ...(this.o.extraArgs ?? []),
     ];
     this.spawnedAt = Date.now();
-    const proc = spawn(process.execPath, [...nodeArgs, ...args], {
+    // in a cgroup: sh joins it and execs node, so the pid stays the one /proc is read for
+    const cmd = this.o.memoryCgroup?.wrap(process.execPath, [...nodeArgs, ...args]) ?? {
+      cmd: process.execPath,
+      args: [...nodeArgs, ...args],
+    };
+    const proc = spawn(cmd.cmd, cmd.args, {
       cwd: root,
       env: {
         ...process.env,
@@ -93,8 +103,8 @@ export class Operator {
   async waitReady(timeoutMs = 120_000): Promise<number> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      if (this.proc?.exitCode !== null && this.proc?.exitCode !== undefined)
-        throw new Error(`operator exited with ${this.proc.exitCode}; log: ${this.logFile}\n${this.tail()}`);
+      if (this.proc && !this.alive())
+        throw new Error(`operator exited with ${this.exitText()}; log: ${this.logFile}\n${this.tail()}`);
       try {
         const r = await fetch(`http://127.0.0.1:${this.o.healthPort}/readyz`);
         if (r.status === 200) {
@@ -105,6 +115,15 @@ export class Operator {
       if (Date.now() > deadline) throw new Error(`operator not ready after ${timeoutMs} ms; log: ${this.logFile}`);
       await sleep(20);
     }
+  }
+
+  /** Still running (not exited, not killed: the OOM killer's SIGKILL shows as signalCode). */
+  alive(): boolean {
+    return !!this.proc && this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  exitText(): string {
+    return this.proc?.signalCode ? `signal ${this.proc.signalCode}` : `code ${this.proc?.exitCode}`;
   }
 
   metrics(): Promise<Scrape> {
@@ -146,7 +165,7 @@ export class Operator {
   /** SIGTERM, then SIGKILL after `graceMs`; resolves with the .cpuprofile written (if any). */
   async stop(graceMs = 30_000): Promise<string | undefined> {
     const p = this.proc;
-    if (!p || p.exitCode !== null) return this.profileFile();
+    if (!p || !this.alive()) return this.profileFile();
     p.kill("SIGTERM");
     const t = setTimeout(() => p.kill("SIGKILL"), graceMs);
     await this.exited;
