@@ -1,7 +1,7 @@
 // The planner's named policies one at a time (src/controllers/plan/): the table tests in
 // task-plan.test.ts drive them through planTask; these pin each policy's own rule.
 import { describe, expect, it } from "vitest";
-import { type Condition, InferenceTask, type StepStatus } from "../../../src/api/v1alpha1/index.ts";
+import { type Condition, InferenceTask, type Step, type StepStatus } from "../../../src/api/v1alpha1/index.ts";
 import { taskConditions } from "../../../src/controllers/plan/conditions.ts";
 import { failedJob, jobInProgress, type ObserveLimits } from "../../../src/controllers/plan/observe-step.ts";
 import { endedTaskTtl, nextRequeue } from "../../../src/controllers/plan/requeue.ts";
@@ -102,12 +102,14 @@ describe("observe: a Job on its way", () => {
 describe("each step: `when`", () => {
   it("reads the study and the steps decided so far; an error is an error, never a skip", () => {
     const decided = new Map([["a", st("a", "Succeeded", { outputs: { score: 0.9 } })]]);
-    const step = (when: string) => ({ name: "b", image: "m", when });
     const t = task();
+    const step = (when?: string) =>
+      task({ steps: [{ name: "b", image: "registry.example.org/m:1", ...(when ? { when } : {}) }] }).spec
+        .steps[0] as Step;
     expect(evaluateWhen(step("steps.a.outputs.score > 0.5"), t, decided)).toEqual({ run: true });
     expect(evaluateWhen(step("steps.a.outputs.score > 0.95"), t, decided)).toEqual({ run: false });
     expect(evaluateWhen(step("steps.a.outputs.missing > 0.5"), t, decided)).toHaveProperty("error");
-    expect(evaluateWhen({ name: "b", image: "m" }, t, decided)).toEqual({ run: true });
+    expect(evaluateWhen(step(), t, decided)).toEqual({ run: true });
   });
 });
 
