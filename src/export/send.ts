@@ -2,12 +2,11 @@
 // (dcmjs-dimse) and DICOMweb STOW-RS / an HTTP GET (fetch). A send resolves with what the
 // destination said for each instance; a transport failure (refused, timeout, rejected
 // association) throws SendError. Error texts name the destination's endpoint, never study data.
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
+import { readFile } from "node:fs/promises";
 import dimse from "dcmjs-dimse";
 import type { DICOMDestinationSpec } from "../api/v1alpha1/dicomdestination.ts";
 import type { Instance } from "./instances.ts";
+import { RawDataset } from "./raw-dataset.ts";
 
 const { Client } = dimse;
 const { CStoreRequest, CEchoRequest } = dimse.requests;
@@ -33,6 +32,9 @@ export interface Credentials {
 // Node's TLS and X.509 verification error codes: a handshake that failed on trust, not on the network
 const TLS_CODE =
   /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH|ERR_OSSL_)/;
+// dcmjs-dimse re-wraps socket errors without their code ("<AE> -> Connection error: <Node's text>"):
+// Node's verification texts say certificate, altnames or a TLS alert
+const TLS_TEXT = /certificate|altnames|ssl|tls alert|handshake/i;
 
 export interface SendResult {
   sent: number;
@@ -68,9 +70,10 @@ function associate(
       client.abort();
     }, timeoutMs);
     client.on("networkError", (e: NodeJS.ErrnoException) => {
-      const trust = d.tls !== undefined && TLS_CODE.test(e.code ?? "");
+      const trust = d.tls !== undefined && (TLS_CODE.test(e.code ?? "") || TLS_TEXT.test(e.message));
       if (!failure && trust) reason = "TLSHandshakeFailed";
-      failure ??= `${trust ? "TLS handshake failed" : "network error"}: ${e.message}${e.code && trust ? ` (${e.code})` : ""}`;
+      const text = e.message.replace(/^.*? -> Connection error: /, "");
+      failure ??= `${trust ? "TLS handshake failed" : "network error"}: ${text}${e.code && trust ? ` (${e.code})` : ""}`;
     });
     client.on("associationRejected", (r: { result: number; source: number; reason: number }) => {
       failure ??= `association rejected (result ${r.result}, source ${r.source}, reason ${r.reason})`;
@@ -96,6 +99,11 @@ function associate(
           }
         : {}),
     });
+    // one request waits for its response before the next: without TCP_NODELAY, Nagle's algorithm
+    // holds each request's last segment back for the peer's delayed ACK (~40 ms per instance on Linux)
+    (client as unknown as { network?: { socket?: { setNoDelay?(on: boolean): void } } }).network?.socket?.setNoDelay?.(
+      true,
+    );
   });
 }
 
@@ -109,34 +117,19 @@ async function storeDimse(
   timeoutMs: number,
   tls?: Credentials["tls"],
 ): Promise<SendResult> {
-  const dir = await mkdtemp(path.join(tmpdir(), "radflow-export-"));
-  try {
-    const paths: string[] = [];
-    for (const [i, inst] of instances.entries()) {
-      if (inst.kind === "file") paths.push(inst.path);
-      else {
-        const p = path.join(dir, `${i}.dcm`);
-        await writeFile(p, inst.bytes);
-        paths.push(p);
-      }
-    }
-    const statuses = await associate(
-      d,
-      paths.map((p) => new CStoreRequest(p)),
-      timeoutMs,
-      tls,
-    );
-    const bad = statuses.filter((s) => !stored(s));
-    const warnings = statuses.filter((s) => stored(s) && s !== 0).length;
-    return {
-      sent: statuses.length - bad.length,
-      failed: bad.length,
-      ...(warnings ? { warnings } : {}),
-      ...(bad.length ? { detail: `C-STORE status ${hex(bad[0])}` } : {}),
-    };
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  // each data set leaves as its file holds it (src/export/raw-dataset.ts), not re-encoded
+  const requests = instances.map(
+    (inst) => new CStoreRequest(inst.kind === "file" ? RawDataset.ofFile(inst.path) : RawDataset.ofBytes(inst.bytes)),
+  );
+  const statuses = await associate(d, requests, timeoutMs, tls);
+  const bad = statuses.filter((s) => !stored(s));
+  const warnings = statuses.filter((s) => stored(s) && s !== 0).length;
+  return {
+    sent: statuses.length - bad.length,
+    failed: bad.length,
+    ...(warnings ? { warnings } : {}),
+    ...(bad.length ? { detail: `C-STORE status ${hex(bad[0])}` } : {}),
+  };
 }
 
 function authHeader(c: Credentials | undefined): Record<string, string> {

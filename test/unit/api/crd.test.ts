@@ -122,9 +122,10 @@ describe("CRD generation", () => {
     expect(steps.items!.properties!.dependsOn!["x-kubernetes-list-type"]).toBe("set");
     // required keys leave defaulted fields out (io: "input")
     expect(steps.items!.required).toEqual(["name"]);
-    // image or review, exactly one (a review step runs no container)
+    // image or review, exactly one (a review step runs no container); neither only for a
+    // forwarding step, whose every export sends the study
     expect(steps.items!["x-kubernetes-validations"]?.map((r) => r.rule)).toEqual([
-      "has(self.image) || has(self.review)",
+      "has(self.image) || has(self.review) || (has(self.export) && size(self.export) > 0 && self.export.all(e, has(e.content) && e.content == 'study'))",
       "!(has(self.image) && has(self.review))",
     ]);
   });
