@@ -258,10 +258,13 @@ export async function startDimse(o: DimseOptions): Promise<DimseServer> {
     });
   }
   // a sender without an acceptable certificate never reaches associationRequested: count it here
-  net?.on("tlsClientError", (e: Error, socket?: Socket) => {
+  // a refused handshake's socket is closed by the time its error comes, and a closed socket no
+  // longer knows its peer: read the address as the connection arrives (Node keeps it once read)
+  if (o.tls) net?.on("connection", (raw: Socket) => void raw.remoteAddress);
+  net?.on("tlsClientError", (e: Error, socket?: Socket & { _parent?: Socket }) => {
     associations.inc({ outcome: "rejected-tls" });
     log.warn({ err: e.message }, "DICOM TLS handshake refused");
-    const address = peerAddress(socket?.remoteAddress);
+    const address = peerAddress(socket?.remoteAddress ?? socket?._parent?.remoteAddress);
     o.refused?.({ reason: "tls-handshake", ...(address ? { address } : {}) });
   });
   const addr = net?.address();

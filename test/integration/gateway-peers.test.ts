@@ -13,7 +13,7 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { homedir, tmpdir } from "node:os";
+import { homedir, hostname, tmpdir } from "node:os";
 import path from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -512,6 +512,59 @@ describe.skipIf(missing.length > 0 || !existsSync(natsBin))("radflow gateway aga
       expect(tls.log).not.toContain("secret-token");
       const m = await (await fetch(`http://127.0.0.1:${PORTS.tlsMetrics}/metrics`)).text();
       expect(m).toMatch(/radflow_gateway_stow_unauthorized_total 3\b/);
+    });
+  });
+
+  describe("security alerts", () => {
+    /** The gateway's Security Alerts (FHIR) in the audit stream, and the DICOM AuditMessages spooled. */
+    const alerts = async () => ({
+      fhir: (await streamMessages(AUDIT_STREAM))
+        .filter((m) => m.subject.endsWith(".NodeAuthenticationFailed"))
+        .map((m) => JSON.parse(m.data) as FhirAuditEvent),
+      dicom: (await streamMessages(SPOOL_STREAM)).map((m) => m.data).filter((d) => d.includes('csd-code="110126"')),
+    });
+
+    it("refused nodes — a TLS handshake without the CA's certificate, STOW-RS 401s, an unknown calling AE title — are Security Alerts, one per node and reason", async () => {
+      // (the TLS and STOW-RS refusals above already happened; one unknown calling AE title now)
+      const intruder = spawnSync("echoscu", ["-aet", "INTRUDER", "-aec", "RADFLOW", "127.0.0.1", String(PORTS.dicom)], {
+        encoding: "utf8",
+      });
+      expect(intruder.status).not.toBe(0);
+      const got = await waitFor(async () => {
+        const a = await alerts();
+        const intruderSeen = a.fhir.some((e) => e.outcomeDesc?.includes("calling AE title"));
+        return intruderSeen && a.fhir.length >= 3 && a.dicom.length >= 3 ? a : undefined;
+      });
+      // one record per node and reason; a node refused again within the window (plain TCP, then the
+      // rogue certificate; three STOW-RS 401s) adds one summary with the count when the window
+      // ends — here when that gateway stopped
+      const why = [...new Set(got.fhir.map((e) => e.outcomeDesc?.replace(/: \d+ more refusal.*$/, "")))].sort();
+      expect(
+        got.fhir.some((e) =>
+          /^STOW-RS request refused: .*: 2 more refusal\(s\) of this node/.test(e.outcomeDesc ?? ""),
+        ),
+      ).toBe(true);
+      expect(why).toEqual([
+        "DICOM TLS handshake refused: no certificate the gateway's CA signed",
+        "STOW-RS request refused: missing or invalid bearer token",
+        "association rejected: calling AE title not recognized",
+      ]);
+      for (const e of got.fhir) {
+        expect([e.type.code, e.action, e.outcome]).toEqual(["110113", "E", "4"]);
+        expect(e.subtype?.map((c) => c.code)).toContain("110126");
+        const node = e.agent.find((a) => a.requestor === false && a.network?.address === "127.0.0.1");
+        expect(node, JSON.stringify(e.agent)).toBeDefined();
+      }
+      const ae = got.fhir.find((e) => e.outcomeDesc?.includes("calling AE"));
+      expect(ae?.agent.some((a) => a.who.display === "INTRUDER")).toBe(true);
+      expect(ae?.entity?.[0]?.what.identifier?.value).toBe(`dicom://${hostname()}:${PORTS.dicom}`);
+      // the DICOM AuditMessages are valid against the schema, as every other record
+      if (!withoutShared(import.meta.filename)) {
+        const docs = Object.fromEntries(got.dicom.map((s, i) => [`a${i}`, s.slice(s.indexOf("<?xml"))]));
+        expect(validate(convertedSchema(), docs)).toEqual({});
+      }
+      const m = await gw.metrics();
+      expect(m).toMatch(/radflow_gateway_security_alerts_total\{outcome="recorded"\} [1-9]/);
     });
   });
 
