@@ -193,21 +193,25 @@ class Api {
     this.server = server;
   }
 
-  /** 5xx, 429 and dropped connections are retried (a loaded API server sheds some). */
+  /**
+   * 5xx, 429 and dropped connections are retried for up to two minutes: a loaded API server
+   * sheds requests, and answers 429 "storage is (re)initializing" while a watch cache rebuilds.
+   */
   async call<T = Obj>(
     method: HttpMethod,
     urlPath: string,
     body?: unknown,
     contentType = "application/json",
   ): Promise<T> {
+    const deadline = Date.now() + 120_000;
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.once<T>(method, urlPath, body, contentType);
       } catch (e) {
         const code = (e as { code?: number }).code;
         const transient = code === undefined || code === 429 || code >= 500;
-        if (!transient || attempt >= 5) throw e;
-        await new Promise((r) => setTimeout(r, 200 * attempt));
+        if (!transient || Date.now() > deadline) throw e;
+        await new Promise((r) => setTimeout(r, Math.min(5000, 250 * attempt)));
       }
     }
   }
