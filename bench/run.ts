@@ -159,6 +159,39 @@ function healthy(port: number): Promise<boolean> {
   });
 }
 
+/**
+ * Waits (up to `maxMs`) until the pods of earlier scenarios have ended: on a loaded machine the
+ * Job controller and KWOK still work through one scenario's backlog when the next one starts,
+ * and their writes and CPU would be counted against it. Pods meant to run on (the STAT
+ * scenario's hour-long batch pod) are not waited for: only pods that change phase count.
+ */
+async function settle(ctx: Context, maxMs = 180_000): Promise<void> {
+  if (!ctx.namespaces.length) return;
+  const t0 = Date.now();
+  let last = -1;
+  let stableSince = Date.now();
+  for (;;) {
+    let active = 0;
+    for (const ns of ctx.namespaces) {
+      const pods = await ctx.kube.core
+        .listNamespacedPod({ namespace: ns, fieldSelector: "status.phase!=Succeeded,status.phase!=Failed" })
+        .catch(() => undefined);
+      active += pods?.items.length ?? 0;
+    }
+    if (active !== last) {
+      last = active;
+      stableSince = Date.now();
+    }
+    // nothing left, or what is left does not move (pods meant to run on)
+    if (active === 0 || Date.now() - stableSince > 15_000 || Date.now() - t0 > maxMs) {
+      if (Date.now() - t0 > 2000)
+        log(`settled after ${((Date.now() - t0) / 1000).toFixed(0)} s (${active} pods of earlier scenarios not ended)`);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+}
+
 /** Other work on a 2-core machine moves every number here: wait a while for it to calm down. */
 async function waitQuiet(seconds: number): Promise<void> {
   const limit = os.cpus().length / 2;
@@ -203,6 +236,7 @@ async function main(argv: string[]): Promise<number> {
     for (const [name, load] of ORDER) {
       if (!opts.scenarios.includes(name)) continue;
       const t0 = Date.now();
+      await settle(ctx);
       log(`scenario ${name}`);
       try {
         const fn = await load();
