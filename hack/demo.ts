@@ -40,6 +40,7 @@ import { CoreV1Api, CustomObjectsApi, KubeConfig } from "@kubernetes/client-node
 import yaml from "js-yaml";
 import type { AIWorkflow, InferenceTask } from "../src/api/v1alpha1/index.ts";
 import { buildTools, defaultOptions, down, isUp, up } from "./cluster.ts";
+import { USER } from "./images/specs.ts";
 import { type Orthanc, startOrthanc } from "./orthanc.ts";
 import { imagesDir } from "./real-node/images.ts";
 import { loadImages } from "./real-node/node.ts";
@@ -305,11 +306,18 @@ async function stopOperator(operator: ChildProcess | undefined): Promise<void> {
 }
 
 /** A process of the demo's, started with its log in the cluster's logs and its pid beside the components'. */
-function startLogged(o: { dir: string }, name: string, args: string[], env: NodeJS.ProcessEnv): ChildProcess {
+function startLogged(
+  o: { dir: string },
+  name: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  gid?: number,
+): ChildProcess {
   const fd = openSync(path.join(o.dir, "logs", `${name}.log`), "w");
   const p = spawn(process.execPath, [path.join(root, "src", "cmd", "radflow.ts"), ...args], {
     env: { ...process.env, ...env },
     stdio: ["ignore", fd, fd],
+    ...(gid !== undefined ? { gid } : {}),
   });
   // next to the cluster's components: `hack/cluster down` stops it too, should this process die
   if (p.pid) writeFileSync(path.join(o.dir, "pids", `${name}.pid`), String(p.pid));
@@ -542,6 +550,9 @@ spec:
       ...["--export", "--kubeconfig", env.KUBECONFIG, "--export-attempts", "3", "--export-backoff-seconds", "2"],
     ],
     { RADFLOW_NAMESPACES: NS, RADFLOW_PHI_HMAC_KEY: "radflow-demo-study-reference-key" },
+    // on the real node the model runs as the images' user: the gateway stores the studies (mode
+    // 0640) with that user's group, so the head-CT step can read them
+    realNode ? USER.gid : undefined,
   );
   gateway = gw;
   gw.on("exit", (code) => {
