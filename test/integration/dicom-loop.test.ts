@@ -169,8 +169,10 @@ describe.skipIf(!ready)("the DICOM loop: modality → gateway → operator → s
     await orthanc?.stop();
     if (nats) {
       await nats.jsm.consumers.delete(STREAM.studies, `op-${ns.name}`).catch(() => undefined);
-      // the MONAI consumer's filter would keep an operator without --monai from updating the stream
+      // the MONAI consumer's filter would keep an operator without --monai from updating the stream;
+      // this run's requests go with it (a new consumer delivers the stream's history)
       await nats.jsm.consumers.delete(STREAM.results, "radflow-monai-export").catch(() => undefined);
+      await nats.jsm.streams.purge(STREAM.results, { filter: "md.export.request.monaiscu" }).catch(() => undefined);
       await nats.jsm.streams.purge(STREAM.studies, { filter: SUBJECT }).catch(() => undefined);
       await nats.nc.drain();
     }
@@ -422,15 +424,15 @@ describe.skipIf(!ready)("the DICOM loop: modality → gateway → operator → s
         { msgID: `${id}-${RUN}` },
       );
     try {
-      await request("export-1", [`${rel}/seg.dcm`, `${rel}/notes.txt`, `${rel}/missing.dcm`], ["PACS-MONAI"]);
-      await request("export-2", [rel], ["NO-SUCH-PACS"]);
-      const got = await waitFor("two ExportCompleteEvents", 120_000, async () => ({
-        done: answers.length >= 2,
-        value: answers,
-        seen: answers,
-      }));
-      const byTask = Object.fromEntries(got.map((a) => [a.export_task_id, a]));
-      expect(byTask["export-1"]).toMatchObject({
+      const [one, two] = [`export-1-${RUN}`, `export-2-${RUN}`];
+      await request(one, [`${rel}/seg.dcm`, `${rel}/notes.txt`, `${rel}/missing.dcm`], ["PACS-MONAI"]);
+      await request(two, [rel], ["NO-SUCH-PACS"]);
+      // (answers to another run's requests may come too: this run's are told by their ids)
+      const byTask = await waitFor("two ExportCompleteEvents", 120_000, async () => {
+        const mine = Object.fromEntries(answers.map((a) => [a.export_task_id, a]));
+        return { done: !!mine[one] && !!mine[two], value: mine, seen: answers };
+      });
+      expect(byTask[one]).toMatchObject({
         workflow_instance_id: `wf-${RUN}`,
         status: "PartialFailure",
         export_request: "None",
@@ -440,8 +442,8 @@ describe.skipIf(!ready)("the DICOM loop: modality → gateway → operator → s
           [`${rel}/missing.dcm`]: "DownloadError",
         },
       });
-      expect(byTask["export-2"]).toMatchObject({ status: "Failure", file_statuses: { [rel]: "ConfigurationError" } });
-      expect(String(byTask["export-2"]?.message)).toContain("destination NO-SUCH-PACS");
+      expect(byTask[two]).toMatchObject({ status: "Failure", file_statuses: { [rel]: "ConfigurationError" } });
+      expect(String(byTask[two]?.message)).toContain("destination NO-SUCH-PACS");
       // the PACS holds the SEG, sent by C-STORE to the DICOMDestination pacs-monai
       const held = await pacsStudy(study);
       expect(held.map((i) => [i.sop, i.modality])).toEqual([[sop, "SEG"]]);
