@@ -115,6 +115,15 @@ export class MemoryCgroup {
     return readFileSync(path.join(this.dir, "cgroup.procs"), "utf8").split("\n").filter(Boolean).map(Number);
   }
 
+  /** SIGKILL to every process still in it (only the benchmark's own child is ever put there). */
+  killAll(): void {
+    for (const pid of this.pids()) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {}
+    }
+  }
+
   read(): CgroupMemory {
     const f = (x: string) => readFileSync(path.join(this.dir, x), "utf8");
     return readings({

@@ -99,8 +99,12 @@ export class Operator {
     this.exited = new Promise((resolve) => proc.on("exit", (code) => resolve(code)));
   }
 
-  /** Polls /readyz until 200; resolves with the ms since spawn. */
-  async waitReady(timeoutMs = 120_000): Promise<number> {
+  /**
+   * Polls /readyz until 200; resolves with the ms since spawn. The default wait is long: over
+   * 10,000 finished studies on a loaded machine the operator took more than 120 s to be ready;
+   * one that exits is noticed at once.
+   */
+  async waitReady(timeoutMs = 900_000): Promise<number> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (this.proc && !this.alive())

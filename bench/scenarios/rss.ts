@@ -258,6 +258,8 @@ export async function rssScenario(ctx: Context): Promise<ScenarioResult> {
       const p = await ctx.stopOperator(x.op);
       if (p) profiles.push(p);
     }
+    // an operator that never got ready is not in ctx's hands: what is left in its cgroup is it
+    x.cg?.killAll();
     await x.cg?.remove().catch((e) => log(`rss: ${(e as Error).message}`));
   };
 
