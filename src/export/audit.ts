@@ -12,11 +12,13 @@
 // One id per export outcome: <task uid>:export:<step>:<destination>:<phase>. A request redelivered
 // after a crash between the send and the ack records the same fact again, and the audit pipeline
 // (Nats-Msg-Id) keeps it once.
+import { open } from "node:fs/promises";
 import type { DICOMDestination } from "../api/v1alpha1/dicomdestination.ts";
 import type { ExportStatus } from "../api/v1alpha1/inferencetask.ts";
 import type { AuditFact, AuditOutcome } from "../audit/facts.ts";
 import { readHeaderFile } from "../dicom/header.ts";
 import type { Instance } from "./instances.ts";
+import { readPart10Meta } from "./raw-dataset.ts";
 import type { ExportRequestData } from "./request.ts";
 
 /** What the sent instances' headers say: the patient (for the audit record only) and SOP classes. */
@@ -25,22 +27,44 @@ export interface ExportSubject {
   sopClasses: { uid: string; instances: number }[];
 }
 
-/** Reads the patient and SOP classes from what was sent (headers only, never pixel data). */
+/** The SOP class from a file's meta group (a few KiB read, not the data set). */
+async function metaSopClass(p: string): Promise<string | undefined> {
+  const fh = await open(p, "r");
+  try {
+    const buf = Buffer.alloc(8192);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    return readPart10Meta(buf.subarray(0, bytesRead)).sopClassUID;
+  } catch {
+    return undefined;
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Reads the patient and SOP classes from what was sent: each file's meta group for its SOP class,
+ * and data set headers (never pixel data) only until one names the patient — a forwarded study
+ * of 2,000 instances is not read twice.
+ */
 export async function exportSubject(instances: Instance[]): Promise<ExportSubject> {
   let patientId: string | undefined;
   const counts = new Map<string, number>();
+  const count = (uid: unknown) => {
+    if (typeof uid === "string" && uid) counts.set(uid, (counts.get(uid) ?? 0) + 1);
+  };
+  const pidOf = (ds: Record<string, unknown> | undefined) =>
+    typeof ds?.PatientID === "string" ? ds.PatientID.replace(/\0/g, "").trim() || undefined : undefined;
   for (const inst of instances) {
-    let ds: Record<string, unknown> | undefined;
-    if (inst.kind === "file") {
-      const h = await readHeaderFile(inst.path).catch(() => undefined);
-      ds = h?.kind === "dicom" ? h.header.dataset : undefined;
-    } else {
-      ds = inst.header;
+    if (inst.kind === "bytes") {
+      count(inst.header?.SOPClassUID);
+      patientId ??= pidOf(inst.header);
+      continue;
     }
-    if (!ds) continue;
-    const pid = typeof ds.PatientID === "string" ? ds.PatientID.replace(/\0/g, "").trim() : "";
-    if (pid) patientId ??= pid;
-    if (typeof ds.SOPClassUID === "string") counts.set(ds.SOPClassUID, (counts.get(ds.SOPClassUID) ?? 0) + 1);
+    count(await metaSopClass(inst.path));
+    if (!patientId) {
+      const h = await readHeaderFile(inst.path).catch(() => undefined);
+      patientId = pidOf(h?.kind === "dicom" ? h.header.dataset : undefined);
+    }
   }
   return {
     ...(patientId ? { patientId } : {}),

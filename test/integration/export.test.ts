@@ -23,7 +23,8 @@ import { buildResultEvents, publishResults } from "../../src/ingest/results.ts";
 import { ensureStreams } from "../../src/ingest/streams.ts";
 import { mergePatch } from "../../src/kube/client.ts";
 import { makeInstance, makeStudy } from "../unit/gateway/dicom-fixture.ts";
-import { core as coreApi, custom, kubeconfigPath, natsUrl, useNamespace, waitFor } from "./helpers.ts";
+import { batch, core as coreApi, custom, kubeconfigPath, natsUrl, useNamespace, waitFor } from "./helpers.ts";
+import { type OperatorProcess, startOperator } from "./operator-process.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const BASE = Number(process.env.RADFLOW_EXPORT_TEST_PORT_BASE ?? 24100);
@@ -44,6 +45,8 @@ if (!ready)
 
 describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
   const ns = useNamespace("export");
+  // the forwarding workflow's own namespace: the operator watches only it
+  const fwdNs = useNamespace("export-fwd");
   const work = mkdtempSync(path.join(tmpdir(), "rf-export-it-"));
   const storageDir = path.join(work, "store");
   const study = `${RUN}.1`;
@@ -51,6 +54,7 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
   const forwardedFiles: Buffer[] = makeStudy(forwarded, 2, 2, { patientName: "ROE^RICHARD" });
   const tlsDir = path.join(work, "storescp");
   let storescp: ChildProcess | undefined;
+  let operator: OperatorProcess | undefined;
   let storescpLog = "";
   let orthanc: Orthanc;
   let gw: ChildProcess | undefined;
@@ -279,6 +283,7 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
       p.kill("SIGTERM");
       await done;
     }
+    await operator?.stop();
     await orthanc?.stop();
     if (storescp && storescp.exitCode === null) {
       const p = storescp;
@@ -604,5 +609,88 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
       return { done: r.map((c) => c?.status).join() === "True,False", value: r, seen: r };
     });
     expect((await reach("pacs-tls-wrong-ca"))?.message).toMatch(/certificate/i);
+  });
+  // the operator starts a Node process and reads the stream's backlog: minutes on a loaded machine
+  it("a forwarding workflow end to end: storescu → gateway → operator (the step runs no Job) → export → Orthanc holds the study", {
+    timeout: 600_000,
+  }, async () => {
+    const third = `${RUN}.3`;
+    await custom().createNamespacedCustomObject({
+      ...G,
+      namespace: fwdNs.name,
+      plural: "dicomdestinations",
+      body: {
+        apiVersion: "radflow.io/v1alpha1",
+        kind: "DICOMDestination",
+        metadata: { name: "archive" },
+        spec: {
+          dimse: { host: "127.0.0.1", port: PORTS.orthancDicom, calledAETitle: "ORTHANC", callingAETitle: "RADFLOW" },
+          timeoutSeconds: 20,
+          checkIntervalSeconds: 300,
+        },
+      },
+    });
+    await custom().createNamespacedCustomObject({
+      ...G,
+      namespace: fwdNs.name,
+      plural: "aiworkflows",
+      body: {
+        apiVersion: "radflow.io/v1alpha1",
+        kind: "AIWorkflow",
+        metadata: { name: "forward-mr" },
+        spec: {
+          trigger: { sources: { callingAETitles: ["MR_WEST"] } },
+          steps: [{ name: "forward", export: [{ destination: "archive", content: "study" }] }],
+        },
+      },
+    });
+    operator = startOperator({ namespace: fwdNs.name, nats: true, args: ["--leader-elect=false"] });
+    const op = operator;
+    await waitFor("the workflow Ready", 240_000, async () => {
+      const wf = (await custom().getNamespacedCustomObject({
+        ...G,
+        namespace: fwdNs.name,
+        plural: "aiworkflows",
+        name: "forward-mr",
+      })) as { status?: { conditions?: { type: string; status: string }[] } };
+      const ready = wf.status?.conditions?.find((c) => c.type === "Ready")?.status;
+      return { done: ready === "True", seen: `${ready} ${op.logs().slice(-400)}` };
+    });
+    const dir = path.join(work, "third");
+    mkdirSync(dir);
+    const bytes = makeStudy(third, 2, 1, { patientName: "POE^EDGAR" });
+    const files = bytes.map((b, i) => {
+      const p = path.join(dir, `${i}.dcm`);
+      writeFileSync(p, b);
+      return p;
+    });
+    execFileSync("storescu", ["-aet", "MR_WEST", "-aec", "RADFLOW", "127.0.0.1", String(PORTS.gwDicom), ...files]);
+    type Task = InferenceTask & { status?: { exports?: { phase: string; reason?: string; instances?: number }[] } };
+    const task = await waitFor("the forwarding task's export", 240_000, async () => {
+      const list = (await custom().listNamespacedCustomObject({
+        ...G,
+        namespace: fwdNs.name,
+        plural: "inferencetasks",
+      })) as {
+        items: Task[];
+      };
+      const t = list.items.find((i) => i.spec.study.studyInstanceUID === third);
+      const e = t?.status?.exports?.[0];
+      return {
+        done: !!e && e.phase !== "Pending",
+        value: t,
+        seen: `${t?.status?.phase} ${JSON.stringify(e)} ${op.logs().slice(-300)}`,
+      };
+    });
+    expect(task?.status?.phase).toBe("Succeeded");
+    expect(task?.status?.steps).toMatchObject([{ name: "forward", phase: "Succeeded", reason: "Forwarding" }]);
+    expect(task?.status?.steps?.[0]?.jobName).toBeUndefined();
+    expect(task?.status?.exports, gwLog.slice(-2000)).toMatchObject([
+      { step: "forward", destination: "archive", phase: "Sent", reason: "Study", instances: 2 },
+    ]);
+    // no Job was ever made for the task
+    expect((await batch().listNamespacedJob({ namespace: fwdNs.name })).items).toEqual([]);
+    const held = await pacsStudy(third);
+    expect(held.map((h) => h.sop).sort()).toEqual([`${third}.1.1`, `${third}.2.1`]);
   });
 });
