@@ -14,6 +14,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import type { AIWorkflow } from "../../src/api/v1alpha1/aiworkflow.ts";
 import { type CgroupMemory, MemoryCgroup } from "../lib/cgroup.ts";
 import type { Context } from "../lib/context.ts";
 import { log } from "../lib/context.ts";
@@ -83,6 +84,14 @@ async function objectsPresent(ctx: Context, ns: string) {
   };
 }
 
+/** objectsPresent summed over namespaces (the sample sizes are the first namespace's). */
+async function objectsPresentIn(ctx: Context, namespaces: string[]) {
+  const all = await Promise.all(namespaces.map((ns) => objectsPresent(ctx, ns)));
+  const first = all[0] as Awaited<ReturnType<typeof objectsPresent>>;
+  const total = (k: keyof typeof first) => ({ ...first[k], count: all.reduce((a, x) => a + x[k].count, 0) });
+  return { tasks: total("tasks"), jobs: total("jobs"), pods: total("pods") };
+}
+
 /** The node flags the chart's Deployment gives the operator (values.yaml `nodeOptions`), if any. */
 export function chartNodeOptions(): string[] {
   const file = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../helm/radflow/values.yaml");
@@ -145,7 +154,7 @@ const cgroupFigures = (c: CgroupMemory): NonNullable<ColdStart["cgroup"]> => ({
 async function coldStart(
   ctx: Context,
   name: string,
-  ns: string,
+  namespaces: string[],
   n: number,
   o: { profile?: boolean; sourceRoot?: string; nodeArgs: string[]; limitBytes?: number },
 ): Promise<{ op?: Operator; cg?: MemoryCgroup; c: ColdStart }> {
@@ -175,7 +184,7 @@ async function coldStart(
     }
   };
   try {
-    op = await ctx.operator(name, [ns], {
+    op = await ctx.operator(name, namespaces, {
       profile: o.profile ?? false,
       sourceRoot: o.sourceRoot,
       nodeArgs,
@@ -216,16 +225,19 @@ async function coldStart(
 
 export async function rssScenario(ctx: Context): Promise<ScenarioResult> {
   const sizes = ctx.opts.rssTasks;
-  // --rss-namespace: a namespace of its own name, made when missing and kept afterwards, so that a
-  // later run carries on where this one stopped (seeding only adds what is missing)
-  const reuse = ctx.opts.rssNamespace;
-  let ns: string;
-  if (reuse) {
-    ns = reuse;
+  // --rss-namespace: namespaces of their own names, made when missing and kept afterwards, so that
+  // a later run carries on where this one stopped (seeding only adds what is missing). Several
+  // (a,b): the studies are spread evenly over them and one operator watches them all — two
+  // namespaces can be filled at once, and the operator then holds one more list+watch per kind
+  const reuse = ctx.opts.rssNamespace
+    ?.split(",")
+    .map((x) => x.trim())
+    .filter(Boolean);
+  const namespaces = reuse?.length ? reuse : [await ctx.namespace("rss")];
+  for (const ns of reuse ?? [])
     await ctx.kube.createNamespace(ns).catch((e) => {
       if ((e as { code?: number }).code !== 409) throw e;
     });
-  } else ns = await ctx.namespace("rss");
   const rows: Row[] = [];
   const limitMiB = chartMemoryLimitMiB();
   const limitBytes = limitMiB ? limitMiB * 2 ** 20 : undefined;
@@ -243,7 +255,7 @@ export async function rssScenario(ctx: Context): Promise<ScenarioResult> {
         ...(chartFlags.length ? [{ label: "no flags", nodeArgs: [] }] : []),
       ];
   const details: Record<string, unknown> = {
-    namespace: ns,
+    namespaces,
     sizes,
     perTask: "InferenceTask Succeeded (results published) + its Job (Complete) + its pod (Succeeded)",
     chartMemoryLimitMiB: limitMiB,
@@ -268,7 +280,7 @@ export async function rssScenario(ctx: Context): Promise<ScenarioResult> {
   const empty = await ctx.namespace("rss-empty");
   const wfName = "bench-rss";
   {
-    const b = await coldStart(ctx, "rss-empty", empty, 0, { nodeArgs: chartFlags, limitBytes });
+    const b = await coldStart(ctx, "rss-empty", [empty], 0, { nodeArgs: chartFlags, limitBytes });
     try {
       await workflow(ctx, empty, wfName, singleStep("KNEE"), { bodyPart: "KNEE" });
       await sleep(5000);
@@ -284,20 +296,23 @@ export async function rssScenario(ctx: Context): Promise<ScenarioResult> {
     }
   }
   const base = details.baseline as { rssMB: number } | undefined;
-  // the workflow in the measured namespace: made once, with an operator watching (it turns it Ready)
-  const hasWorkflow = await readWorkflow(ctx, ns, wfName).then(
-    () => true,
-    () => false,
-  );
-  if (!hasWorkflow) {
-    const w = await ctx.operator("rss-workflow", [ns], { profile: false });
-    try {
-      await workflow(ctx, ns, wfName, singleStep("KNEE"), { bodyPart: "KNEE" });
-    } finally {
-      await ctx.stopOperator(w);
+  // the workflow in each measured namespace: made once, with an operator watching (it turns it Ready)
+  const workflows: AIWorkflow[] = [];
+  for (const ns of namespaces) {
+    const hasWorkflow = await readWorkflow(ctx, ns, wfName).then(
+      () => true,
+      () => false,
+    );
+    if (!hasWorkflow) {
+      const w = await ctx.operator("rss-workflow", [ns], { profile: false });
+      try {
+        await workflow(ctx, ns, wfName, singleStep("KNEE"), { bodyPart: "KNEE" });
+      } finally {
+        await ctx.stopOperator(w);
+      }
     }
+    workflows.push(await readWorkflow(ctx, ns, wfName));
   }
-  const aiwf = await readWorkflow(ctx, ns, wfName);
 
   const bySize: Record<string, unknown>[] = [];
   details.bySize = bySize;
@@ -306,10 +321,22 @@ export async function rssScenario(ctx: Context): Promise<ScenarioResult> {
     // the studies, created (or finished, when a stopped run left them half made) with the operator
     // down; a namespace that already holds more is measured as it is
     log(`rss: making ${want} finished studies (task + Job + pod) present through the API`);
-    const seeded = await seedFinished(ctx, aiwf, ns, want, {
-      concurrency: 48,
-      progress: (done, total, rate) => log(`rss: ${done}/${total} studies made, ${rate.toFixed(1)}/s`),
-    });
+    const each = Math.ceil(want / namespaces.length);
+    const parts = await Promise.all(
+      namespaces.map((ns, i) =>
+        seedFinished(ctx, workflows[i] as AIWorkflow, ns, each, {
+          concurrency: Math.ceil(48 / namespaces.length),
+          progress: (done, total, rate) => log(`rss: ${ns}: ${done}/${total} studies made, ${rate.toFixed(1)}/s`),
+        }),
+      ),
+    );
+    const seeded = parts.reduce((a, b) => ({
+      found: a.found + b.found,
+      repaired: a.repaired + b.repaired,
+      created: a.created + b.created,
+      seconds: Math.max(a.seconds, b.seconds),
+      writes: a.writes + b.writes,
+    }));
     const creation = {
       ...seeded,
       seconds: round(seeded.seconds),
@@ -317,7 +344,7 @@ export async function rssScenario(ctx: Context): Promise<ScenarioResult> {
       writesPerSecond: round(seeded.writes / seeded.seconds),
     };
     log(`rss: ${JSON.stringify(creation)}`);
-    const present = await objectsPresent(ctx, ns);
+    const present = await objectsPresentIn(ctx, namespaces);
     const n = present.tasks.count;
     log(`rss: present ${JSON.stringify(present)}`);
 
@@ -326,12 +353,12 @@ export async function rssScenario(ctx: Context): Promise<ScenarioResult> {
     const measure = async (label: string, nodeArgs: string[], sourceRoot?: string) => {
       const tag = label.replace(/[^a-z0-9]+/gi, "-").toLowerCase();
       log(`rss: cold start over ${n} tasks (${label})`);
-      const first = await coldStart(ctx, `rss-cold-${tag}-${n}`, ns, n, { sourceRoot, nodeArgs, limitBytes });
+      const first = await coldStart(ctx, `rss-cold-${tag}-${n}`, namespaces, n, { sourceRoot, nodeArgs, limitBytes });
       await stop(first);
       let second = first;
       if (ctx.opts.rssStarts > 1 && first.c.alive && !first.c.error) {
         log(`rss: restart over ${n} tasks (${label})`);
-        second = await coldStart(ctx, `rss-restart-${tag}-${n}`, ns, n, { sourceRoot, nodeArgs, limitBytes });
+        second = await coldStart(ctx, `rss-restart-${tag}-${n}`, namespaces, n, { sourceRoot, nodeArgs, limitBytes });
         await stop(second);
       }
       const worst = Math.max(second.c.rssAfter10sMB, second.c.peakMB, first.c.peakMB);
@@ -386,8 +413,8 @@ export async function rssScenario(ctx: Context): Promise<ScenarioResult> {
   }
   if (ctx.opts.profile) {
     log("rss: one more restart under --cpu-prof (for the profile only; its numbers are not used)");
-    const n = (await objectsPresent(ctx, ns)).tasks.count;
-    const third = await coldStart(ctx, "rss-profiled", ns, n, { profile: true, nodeArgs: chartFlags });
+    const n = (await objectsPresentIn(ctx, namespaces)).tasks.count;
+    const third = await coldStart(ctx, "rss-profiled", namespaces, n, { profile: true, nodeArgs: chartFlags });
     await stop(third);
     details.profiledRestart = third.c;
   }
