@@ -33,7 +33,7 @@ import { logger } from "../log/logger.ts";
 import { queueWait, stepDuration, tasksFinished } from "../metrics/metrics.ts";
 import type { Dispatcher } from "./dispatcher.ts";
 import { observeReviewWaits } from "./review-metrics.ts";
-import { worthWriting } from "./status-writes.ts";
+import { writeDecision } from "./status-writes.ts";
 import type { TaskAuditor } from "./task-audit.ts";
 import { FINALIZER, isTerminal, type JobView, type PlanInput, type PodView, planTask, sameJson } from "./task-plan.ts";
 
@@ -178,8 +178,12 @@ export class TaskController {
   private readonly core: CoreV1Api;
   /** our own last status writes: the informer may not have seen them yet */
   private readonly written = new Map<string, InferenceTask>();
-  /** status planned and not worth a write yet (status-writes.ts), with the version it was planned on */
-  private readonly unwritten = new Map<string, { rv: string | undefined; status: InferenceTaskStatus }>();
+  /** status planned and not worth a write yet (status-writes.ts), with the version it was planned on
+   * and, for news that settles first, since when it has been planned */
+  private readonly unwritten = new Map<
+    string,
+    { rv: string | undefined; status: InferenceTaskStatus; settlingSince?: number }
+  >();
   /** the resourceVersion of our last write of each task: its watch echo needs no reconcile */
   private readonly ownVersions = new Map<string, string>();
   private readonly d: TaskControllerDeps;
@@ -220,9 +224,9 @@ export class TaskController {
       return {};
     }
     // plan from what we planned last, written or not (as long as nobody else wrote the task since)
-    const mem = this.unwritten.get(key);
-    let task: InferenceTask =
-      mem && mem.rv === stored.metadata.resourceVersion ? { ...stored, status: mem.status } : stored;
+    const kept = this.unwritten.get(key);
+    const mem = kept && kept.rv === stored.metadata.resourceVersion ? kept : undefined;
+    let task: InferenceTask = mem ? { ...stored, status: mem.status } : stored;
     const ns = task.metadata.namespace as string;
     const guard = () => {
       if (!this.d.isLeader()) throw new Error("not the leader any more: stopping writes");
@@ -331,7 +335,12 @@ export class TaskController {
     const { resultsPublished: _stamp, ...status } = plan.status;
     const { resultsPublished: _was, ...was } = stored.status ?? {};
     const changed = !sameJson(plan.status, task.status ?? {});
-    if (!task.metadata.deletionTimestamp && worthWriting(status, was)) {
+    const decision = task.metadata.deletionTimestamp ? "skip" : writeDecision(status, was);
+    // news that settles first (status-writes.ts): written once it has been planned long enough
+    const settling = typeof decision === "object";
+    const settlingSince = settling ? (mem?.settlingSince ?? now) : undefined;
+    const settleLeft = settling && settlingSince !== undefined ? settlingSince + decision.settleMs - now : 0;
+    if (decision === "write" || (settling && settleLeft <= 0)) {
       guard();
       const body = { status: nullUndefined(status as Record<string, unknown>) };
       const updated = (await this.custom.patchNamespacedCustomObjectStatus(
@@ -342,8 +351,8 @@ export class TaskController {
       this.written.set(key, { ...task, metadata: { ...task.metadata, resourceVersion: rv }, status: plan.status });
       if (rv) this.ownVersions.set(key, rv);
       this.unwritten.delete(key);
-    } else if (changed && !task.metadata.deletionTimestamp) {
-      this.unwritten.set(key, { rv: task.metadata.resourceVersion, status: plan.status });
+    } else if ((changed || settlingSince !== mem?.settlingSince) && !task.metadata.deletionTimestamp) {
+      this.unwritten.set(key, { rv: task.metadata.resourceVersion, status: plan.status, settlingSince });
     }
     if (changed) this.observeTransitions(task, plan.status, now);
     // Facts are noted once their status is written (a crash before: the next reconcile plans
@@ -398,8 +407,9 @@ export class TaskController {
     const failed = Object.entries(refused).filter(([, r]) => !r.permanent);
     if (failed.length)
       throw new Error(`creating Jobs failed: ${failed.map(([s, r]) => `step ${s}: ${r.message}`).join("; ")}`);
-    if (retryConflict) return { requeueAfterMs: Math.min(plan.requeueAfterMs ?? 1000, 1000) };
-    return { requeueAfterMs: plan.requeueAfterMs };
+    const settle = settleLeft > 0 ? settleLeft : undefined;
+    const after = [plan.requeueAfterMs, settle, retryConflict ? 1000 : undefined].filter((v) => v !== undefined);
+    return { requeueAfterMs: after.length ? Math.min(...after) : undefined };
   }
 
   /** Whose is the Job that holds the name we wanted? Read from the API server (the informer may lag,

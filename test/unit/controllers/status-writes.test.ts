@@ -3,7 +3,13 @@
 // end reason — and not a transient reason, a message or an attempt count.
 import { describe, expect, it } from "vitest";
 import type { Condition, InferenceTaskStatus, StepStatus } from "../../../src/api/v1alpha1/index.ts";
-import { significant, worthWriting } from "../../../src/controllers/status-writes.ts";
+import {
+  COMPLETING_SETTLE_MS,
+  RUNNING_SETTLE_MS,
+  significant,
+  worthWriting,
+  writeDecision,
+} from "../../../src/controllers/status-writes.ts";
 
 const JOB = "head-ct-0123456789abcdef-detect";
 const cond = (status: Condition["status"], reason: string, message = ""): Condition => ({
@@ -126,5 +132,53 @@ describe("significant", () => {
       completionTime: "2025-03-01T10:01:00Z",
     });
     expect(significant(undefined)).toEqual({ phase: undefined, conditions: [], steps: [], completionTime: undefined });
+  });
+});
+
+describe("writeDecision: news that settles first", () => {
+  const created: InferenceTaskStatus = { phase: "Pending", conditions: [cond("Unknown", "Queued")], steps: [step()] };
+  const running = { settleMs: RUNNING_SETTLE_MS };
+
+  it("steps that only started running settle, on a first write and after one", () => {
+    expect(writeDecision(status(), undefined)).toEqual(running);
+    const queued = { ...created, steps: [step({ reason: "Queued" })] };
+    expect(writeDecision(status(), queued)).toEqual(running);
+    const first = status({}, { name: "detect", phase: "Succeeded", reason: "Completed", outputs: { ok: true } });
+    const two = (s: Partial<StepStatus>) => ({
+      ...first,
+      steps: [...(first.steps ?? []), step({ name: "report", ...s })],
+    });
+    expect(writeDecision(two({ phase: "Running", reason: "Running" }), two({}))).toEqual(running);
+  });
+
+  it("a model that has exited 0 waits longer for its Job's verdict, unless another step still runs", () => {
+    expect(writeDecision(status({}, { reason: "Completing" }), undefined)).toEqual({ settleMs: COMPLETING_SETTLE_MS });
+    const both = status();
+    both.steps = [
+      step({ phase: "Running", reason: "Completing" }),
+      step({ name: "b", phase: "Running", reason: "Running" }),
+    ];
+    expect(writeDecision(both, undefined)).toEqual(running);
+    expect(COMPLETING_SETTLE_MS).toBeGreaterThan(RUNNING_SETTLE_MS);
+  });
+
+  it("an end, outputs, a failure, a GPU wait or its end, and an awaited review are written at once", () => {
+    expect(writeDecision(status({ phase: "Succeeded" }, { phase: "Succeeded", reason: "Completed" }), undefined)).toBe(
+      "write",
+    );
+    expect(writeDecision(status({}, { outputs: { ok: true } }), status())).toBe("write");
+    expect(writeDecision(status({ phase: "Failed" }, { phase: "Failed", reason: "OOMKilled" }), status())).toBe(
+      "write",
+    );
+    const gpu = { ...created, steps: [step({ phase: "WaitingForGPU", reason: "Unschedulable" })] };
+    expect(writeDecision(gpu, created)).toBe("write");
+    expect(writeDecision(status(), gpu)).toBe("write");
+    const review = status({}, { reason: "AwaitingReview", jobName: undefined });
+    expect(writeDecision(review, undefined)).toBe("write");
+  });
+
+  it("what is not worth a write is skipped, as before", () => {
+    expect(writeDecision(created, undefined)).toBe("skip");
+    expect(writeDecision(status({}, { reason: "Completing" }), status())).toBe("skip");
   });
 });
