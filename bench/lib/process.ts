@@ -118,11 +118,11 @@ export class BenchProcess {
     return (Number(after[11]) + Number(after[12])) / 100; // utime, stime in clock ticks (USER_HZ=100)
   }
 
-  /** Resident set and its peak, in bytes, from /proc. */
-  memory(): { rss: number; peak: number } {
+  /** Resident set, its peak, and its anonymous and file-backed parts, in bytes, from /proc. */
+  memory(): { rss: number; peak: number; anon: number; file: number } {
     const s = readFileSync(`/proc/${this.pid}/status`, "utf8");
     const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(s)?.[1] ?? 0) * 1024;
-    return { rss: kb("VmRSS"), peak: kb("VmHWM") };
+    return { rss: kb("VmRSS"), peak: kb("VmHWM"), anon: kb("RssAnon"), file: kb("RssFile") };
   }
 
   tail(lines = 20): string {

@@ -96,6 +96,7 @@ describe("BenchProcess", () => {
     expect(portHolder(port)?.pid).toBe(p.pid);
     expect(p.cpuSeconds()).toBeGreaterThanOrEqual(0);
     expect(p.memory().rss).toBeGreaterThan(0);
+    expect(p.memory().anon).toBeGreaterThan(0);
     await p.stop(2000);
     expect(p.running).toBe(false);
   });
