@@ -147,11 +147,15 @@ export class Operator {
     return undefined;
   }
 
-  /** Resident set and its peak, in bytes, from /proc. */
-  memory(): { rss: number; peak: number } {
+  /**
+   * Resident set and its peak, in bytes, from /proc; and the resident set's anonymous part (heap,
+   * stacks, buffers: what a container's memory limit is about) beside its file-backed part (the
+   * node binary's mapped pages, shared with every other node process and reclaimable).
+   */
+  memory(): { rss: number; peak: number; anon: number; file: number } {
     const s = readFileSync(`/proc/${this.pid}/status`, "utf8");
     const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(s)?.[1] ?? 0) * 1024;
-    return { rss: kb("VmRSS"), peak: kb("VmHWM") };
+    return { rss: kb("VmRSS"), peak: kb("VmHWM"), anon: kb("RssAnon"), file: kb("RssFile") };
   }
 
   /** CPU seconds (user + system) the process has used, from /proc. */

@@ -123,6 +123,9 @@ interface ColdStart {
   rssMB: number;
   rssAfter10sMB: number;
   peakMB: number;
+  /** the settled RSS's anonymous and file-backed parts (/proc RssAnon, RssFile) */
+  rssAnonMB?: number;
+  rssFileMB?: number;
   heapUsedMB: number;
   /** V8's heap after its last mark-compact (--trace-gc), MB */
   heapAfterGcMB?: number;
@@ -214,6 +217,8 @@ async function coldStart(
     c.rssMB = round(mb(m0.rss));
     c.rssAfter10sMB = round(mb(m1.rss));
     c.peakMB = round(mb(m1.peak));
+    c.rssAnonMB = round(mb(m1.anon));
+    c.rssFileMB = round(mb(m1.file));
     c.heapUsedMB = round(mb(sum(metrics, "radflow_nodejs_heap_size_used_bytes")));
   } catch (e) {
     c.error = (e as Error).message.split("\n")[0];
@@ -390,7 +395,7 @@ export async function rssScenario(ctx: Context): Promise<ScenarioResult> {
       const c = x.restart;
       const oom = [x.coldStart, x.restart].some((y) => !y.alive || (y.cgroup?.oomKills ?? 0) > 0) ? "; OOM-KILLED" : "";
       const err = c.error ? `; ${c.error}` : "";
-      return `RSS ${fmt(c.rssAfter10sMB, "MB")} (peak ${fmt(x.worstMB, "MB")}); cgroup peak ${fmt(x.cgroupPeakMB, "MB")}, failcnt ${c.cgroup?.failcnt ?? "–"}; heap ${fmt(c.heapUsedMB, "MB")}, after GC ${fmt(c.heapAfterGcMB, "MB")}${oom}${err}`;
+      return `RSS ${fmt(c.rssAfter10sMB, "MB")} (anon ${fmt(c.rssAnonMB, "MB")}; peak ${fmt(x.worstMB, "MB")}); cgroup peak ${fmt(x.cgroupPeakMB, "MB")}, failcnt ${c.cgroup?.failcnt ?? "–"}; heap ${fmt(c.heapUsedMB, "MB")}, after GC ${fmt(c.heapAfterGcMB, "MB")}${oom}${err}`;
     };
     for (const x of measured)
       rows.push({
