@@ -1,11 +1,11 @@
 // The real operator as a child process: `node src/cmd/radflow.ts operator`, with the benchmark's
 // request counter preloaded, optionally under `--cpu-prof`, its JSON logs in a file, and its
 // resident memory read from /proc.
-import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { MemoryCgroup } from "./cgroup.ts";
+import { BenchProcess } from "./process.ts";
 import { type Scrape, scrape } from "./prom.ts";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -35,9 +35,7 @@ export class Operator {
   readonly o: OperatorOptions;
   readonly logFile: string;
   readonly profileDir: string;
-  private proc?: ChildProcess;
-  private exited?: Promise<number | null>;
-  private logFd?: number;
+  private proc?: BenchProcess;
   spawnedAt = 0;
   /** ms from spawn to the first /readyz 200 */
   readyMs = 0;
@@ -54,7 +52,6 @@ export class Operator {
 
   start(): void {
     mkdirSync(this.o.workDir, { recursive: true });
-    this.logFd = openSync(this.logFile, "a");
     const root = this.o.sourceRoot ?? repo;
     const entry = path.join(root, "src/cmd/radflow.ts");
     const nodeArgs = [...(this.o.nodeArgs ?? []), "--import", path.join(root, "bench/lib/api-counter.ts")];
@@ -82,7 +79,11 @@ export class Operator {
       cmd: process.execPath,
       args: [...nodeArgs, ...args],
     };
-    const proc = spawn(cmd.cmd, cmd.args, {
+    // the child's ports are refused when another process holds them (an operator of an earlier run)
+    this.proc = new BenchProcess({
+      name: "operator",
+      command: cmd.cmd,
+      args: cmd.args,
       cwd: root,
       env: {
         ...process.env,
@@ -93,10 +94,10 @@ export class Operator {
         // a fixed key keeps the warning about a random one out of the log
         RADFLOW_PHI_HMAC_KEY: "radflow-bench-study-ref-key-0123456789",
       },
-      stdio: ["ignore", this.logFd, this.logFd],
+      logFile: this.logFile,
+      ports: [this.o.metricsPort, this.o.healthPort],
     });
-    this.proc = proc;
-    this.exited = new Promise((resolve) => proc.on("exit", (code) => resolve(code)));
+    this.proc.start();
   }
 
   /**
@@ -105,29 +106,23 @@ export class Operator {
    * one that exits is noticed at once.
    */
   async waitReady(timeoutMs = 900_000): Promise<number> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (this.proc && !this.alive())
-        throw new Error(`operator exited with ${this.exitText()}; log: ${this.logFile}\n${this.tail()}`);
-      try {
-        const r = await fetch(`http://127.0.0.1:${this.o.healthPort}/readyz`);
-        if (r.status === 200) {
-          this.readyMs = Date.now() - this.spawnedAt;
-          return this.readyMs;
-        }
-      } catch {}
-      if (Date.now() > deadline) throw new Error(`operator not ready after ${timeoutMs} ms; log: ${this.logFile}`);
-      await sleep(20);
-    }
+    if (!this.proc) throw new Error("operator not started");
+    await this.proc.waitReady(
+      async () => (await fetch(`http://127.0.0.1:${this.o.healthPort}/readyz`)).status === 200,
+      timeoutMs,
+      20,
+    );
+    this.readyMs = Date.now() - this.spawnedAt;
+    return this.readyMs;
   }
 
   /** Still running (not exited, not killed: the OOM killer's SIGKILL shows as signalCode). */
   alive(): boolean {
-    return !!this.proc && this.proc.exitCode === null && this.proc.signalCode === null;
+    return this.proc?.running ?? false;
   }
 
   exitText(): string {
-    return this.proc?.signalCode ? `signal ${this.proc.signalCode}` : `code ${this.proc?.exitCode}`;
+    return this.proc?.exitText() ?? "not started";
   }
 
   metrics(): Promise<Scrape> {
@@ -153,16 +148,17 @@ export class Operator {
    * node binary's mapped pages, shared with every other node process and reclaimable).
    */
   memory(): { rss: number; peak: number; anon: number; file: number } {
-    const s = readFileSync(`/proc/${this.pid}/status`, "utf8");
-    const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(s)?.[1] ?? 0) * 1024;
-    return { rss: kb("VmRSS"), peak: kb("VmHWM"), anon: kb("RssAnon"), file: kb("RssFile") };
+    return this.started().memory();
   }
 
   /** CPU seconds (user + system) the process has used, from /proc. */
   cpuSeconds(): number {
-    const f = readFileSync(`/proc/${this.pid}/stat`, "utf8");
-    const after = f.slice(f.lastIndexOf(")") + 2).split(" ");
-    return (Number(after[11]) + Number(after[12])) / 100; // utime, stime in clock ticks (USER_HZ=100)
+    return this.started().cpuSeconds();
+  }
+
+  private started(): BenchProcess {
+    if (!this.proc) throw new Error("operator not started");
+    return this.proc;
   }
 
   tail(lines = 20): string {
@@ -172,14 +168,7 @@ export class Operator {
 
   /** SIGTERM, then SIGKILL after `graceMs`; resolves with the .cpuprofile written (if any). */
   async stop(graceMs = 30_000): Promise<string | undefined> {
-    const p = this.proc;
-    if (!p || !this.alive()) return this.profileFile();
-    p.kill("SIGTERM");
-    const t = setTimeout(() => p.kill("SIGKILL"), graceMs);
-    await this.exited;
-    clearTimeout(t);
-    if (this.logFd !== undefined) closeSync(this.logFd);
-    this.logFd = undefined;
+    await this.proc?.stop(graceMs);
     return this.profileFile();
   }
 
