@@ -411,10 +411,11 @@ export async function rssScenario(ctx: Context): Promise<ScenarioResult> {
     if (ctx.opts.rssStarts > 1)
       rows.push({ metric: `cold start over ${n} tasks (restart, ${m.label})`, value: cs(m.restart) });
     if (compare) rows.push({ metric: `  the same, operator of ${ctx.opts.compare}`, value: cs(compare.restart) });
-    rows.push({
-      metric: `making ${seeded.created + seeded.repaired} finished studies (6 writes each)`,
-      value: `${fmt(creation.seconds, "s", 0)}: ${creation.studiesPerSecond}/s, ${creation.writesPerSecond} writes/s`,
-    });
+    if (seeded.created + seeded.repaired > 0)
+      rows.push({
+        metric: `making ${seeded.created + seeded.repaired} finished studies (6 writes each)`,
+        value: `${fmt(creation.seconds, "s", 0)}: ${creation.studiesPerSecond}/s, ${creation.writesPerSecond} writes/s`,
+      });
   }
   if (ctx.opts.profile) {
     log("rss: one more restart under --cpu-prof (for the profile only; its numbers are not used)");
