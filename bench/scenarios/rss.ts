@@ -99,6 +99,25 @@ export function chartNodeOptions(): string[] {
   return (m?.[1] ?? "").trim().split(/\s+/).filter(Boolean);
 }
 
+/**
+ * The node-flag variants to measure: RADFLOW_BENCH_RSS_NODE_OPTIONS ("," between variants, "none"
+ * for no flags), else the chart's flags, and for comparison none when the chart sets some.
+ */
+export function nodeFlagVariants(
+  text: string | undefined,
+  chartFlags: string[],
+): { label: string; nodeArgs: string[] }[] {
+  if (text?.trim())
+    return text.split(",").map((v) => {
+      const args = v.trim() === "none" ? [] : v.trim().split(/\s+/).filter(Boolean);
+      return { label: args.length ? args.join(" ") : "no flags", nodeArgs: args };
+    });
+  return [
+    { label: chartFlags.length ? `chart (${chartFlags.join(" ")})` : "chart (no flags)", nodeArgs: chartFlags },
+    ...(chartFlags.length ? [{ label: "no flags", nodeArgs: [] }] : []),
+  ];
+}
+
 /** The heap limit and semi-space Node picks with these flags inside a cgroup of `limitBytes`. */
 function nodeHeapInCgroup(limitBytes: number, nodeArgs: string[]): Record<string, unknown> {
   const cg = MemoryCgroup.create(`radflow-bench-${process.pid}-probe`, limitBytes);
@@ -247,18 +266,7 @@ export async function rssScenario(ctx: Context): Promise<ScenarioResult> {
   const limitMiB = chartMemoryLimitMiB();
   const limitBytes = limitMiB ? limitMiB * 2 ** 20 : undefined;
   const chartFlags = chartNodeOptions();
-  // the chart's flags; and for comparison none, when the chart sets some
-  // (RADFLOW_BENCH_RSS_NODE_OPTIONS: variants separated by ",", "none" for no flags)
-  const variantsText = process.env.RADFLOW_BENCH_RSS_NODE_OPTIONS;
-  const variants: { label: string; nodeArgs: string[] }[] = variantsText
-    ? variantsText.split(",").map((v) => {
-        const args = v.trim() === "none" ? [] : v.trim().split(/\s+/);
-        return { label: args.length ? args.join(" ") : "no flags", nodeArgs: args };
-      })
-    : [
-        { label: chartFlags.length ? `chart (${chartFlags.join(" ")})` : "chart (no flags)", nodeArgs: chartFlags },
-        ...(chartFlags.length ? [{ label: "no flags", nodeArgs: [] }] : []),
-      ];
+  const variants = nodeFlagVariants(process.env.RADFLOW_BENCH_RSS_NODE_OPTIONS, chartFlags);
   const details: Record<string, unknown> = {
     namespaces,
     sizes,
