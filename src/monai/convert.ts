@@ -10,9 +10,11 @@
 // that forwards the received study becomes a step export with content study — of the model it
 // follows, or of a forwarding step (no image, no Job) when no model comes before it.
 //
-// An aide_clinical_review task becomes a review step (src/controllers/review.ts) with onReject
-// Fail: the task waits for `radflow review accept|reject`, and a rejection stops it, so nothing
-// after the review runs or is exported — MONAI goes on only after an acceptance.
+// An aide_clinical_review task becomes a review step (src/controllers/review.ts): the task waits for
+// `radflow review accept|reject`. MONAI goes on only after an acceptance: a rejection ends the
+// review PartialFail, nothing after it is dispatched, and the workflow instance succeeds. So the
+// steps and exports after a review require `steps.<review>.outputs.accepted == true`, and the
+// review says onReject Continue (the task succeeds, as MONAI's instance does).
 //
 // MONAI runs a task only when its predecessor ran; radflow runs a step whose dependency was
 // Skipped. So a step that follows a conditional step also requires that step to have Succeeded.
@@ -55,6 +57,15 @@ export interface ImportOptions {
 }
 
 type StepInput = z.input<typeof Step>;
+
+/** What follows a clinical review runs only when the review ran and accepted. */
+function acceptedGate(review: string): CelNode[] {
+  const step = member("steps", review);
+  return [
+    { kind: "leaf", text: `${member(step, "phase")} == ${quote("Succeeded")}` },
+    { kind: "leaf", text: `${member(member(step, "outputs"), "accepted")} == true` },
+  ];
+}
 export type AIWorkflowInput = z.input<typeof AIWorkflow>;
 
 export interface ImportResult {
@@ -227,10 +238,13 @@ export function importMonai(input: unknown, opts: ImportOptions = {}): ImportRes
     depStep: string | undefined,
     dep: MonaiTask | undefined,
     conditions: { owner: string; c: string }[],
+    gates: CelNode[],
   ) => {
     if (t.task_destinations.length > 0) problems.push(`task "${t.id}": tasks after an export are not supported`);
     if (t.export_destinations.length === 0) problems.push(`task "${t.id}": an export task without export_destinations`);
-    const { nodes, reads } = translate(conditions);
+    const translated = translate(conditions);
+    const reads = translated.reads;
+    const nodes = [...gates, ...translated.nodes];
     const anc = new Set(dep ? [dep.id, ...(ancestors.get(dep.id) ?? [])] : []);
     for (const r of reads) {
       if (!anc.has(r.task))
@@ -273,21 +287,29 @@ export function importMonai(input: unknown, opts: ImportOptions = {}): ImportRes
   };
   const exportTask = (t: MonaiTask) => {
     const { dep: first, conditions } = pathTo(t, new Set());
-    // after a clinical review, the results exported are the reviewed model's (a rejection fails the task)
+    // after a clinical review, the results exported are the reviewed model's, and only once the
+    // review accepted them (MONAI goes on from a review only after an acceptance)
     let dep = first;
-    while (dep && REVIEW_TYPES.has(dep.type)) dep = pathTo(dep, new Set()).dep;
+    const gates: CelNode[] = [];
+    while (dep && REVIEW_TYPES.has(dep.type)) {
+      const review = stepOf(dep.id);
+      if (review) gates.push(...acceptedGate(review));
+      dep = pathTo(dep, new Set()).dep;
+    }
     const depStep = dep ? stepOf(dep.id) : undefined;
     const forwards = t.artifacts.input.some((a) => artifactSource(a.value).kind === "study");
     if (forwards) {
-      forwardTask(t, depStep, dep, conditions);
+      forwardTask(t, depStep, dep, conditions, gates);
       return;
     }
     if (!depStep) {
       problems.push(
         `task "${t.id}": an export with neither the received study nor a model's results as input has nothing radflow can send`,
       );
-    } else if (conditions.length > 0) {
-      const { nodes, reads } = translate(conditions);
+    } else if (conditions.length > 0 || gates.length > 0) {
+      const translated = translate(conditions);
+      const reads = translated.reads;
+      const nodes = [...gates, ...translated.nodes];
       const anc = new Set([dep!.id, ...(ancestors.get(dep!.id) ?? [])]);
       for (const r of reads) {
         if (!anc.has(r.task))
@@ -313,7 +335,7 @@ export function importMonai(input: unknown, opts: ImportOptions = {}): ImportRes
           stepExports.set(depStep, [...(stepExports.get(depStep) ?? []), { destination, when: cel }]);
         }
         notes.push(
-          `export "${t.id}": conditional, so a step export of "${depStep}" sent when ${cel}, by radflow's gateway to DICOMDestination ${names.join(", ")} (create ${names.length === 1 ? "it" : "them"}; MONAI named ${t.export_destinations.map((d) => d.name).join(", ")}).`,
+          `export "${t.id}": ${conditions.length > 0 ? "conditional" : "after a clinical review"}, so a step export of "${depStep}" sent when ${cel}, by radflow's gateway to DICOMDestination ${names.join(", ")} (create ${names.length === 1 ? "it" : "them"}; MONAI named ${t.export_destinations.map((d) => d.name).join(", ")}).`,
         );
       }
       if (t.task_destinations.length > 0) problems.push(`task "${t.id}": tasks after an export are not supported`);
@@ -368,8 +390,11 @@ export function importMonai(input: unknown, opts: ImportOptions = {}): ImportRes
         );
       }
     }
+    // MONAI dispatches what follows a clinical review only after an acceptance (a rejection ends
+    // the review PartialFail and nothing after it runs; the workflow instance still succeeds)
+    if (dep && depName && REVIEW_TYPES.has(dep.type)) nodes.unshift(...acceptedGate(depName));
     // a conditional predecessor may be Skipped, and MONAI would not have reached this task then
-    if (depName && whenOf.has(depName)) {
+    else if (depName && whenOf.has(depName)) {
       nodes.unshift({ kind: "leaf", text: `${member(member("steps", depName), "phase")} == ${quote("Succeeded")}` });
     }
     const when = allOf(nodes);
@@ -549,7 +574,11 @@ function reviewStep(
     problems.push(`task "${t.id}": a clinical review that follows no model task has nothing to review`);
     return {};
   }
-  const review: NonNullable<StepInput["review"]> = { onReject: "Fail" };
+  // a rejection completes the review (accepted false); the steps and exports after it carry
+  // `steps.<review>.outputs.accepted == true`, so nothing after it runs and the task succeeds —
+  // MONAI's AIDE plugin reports a rejection as PartialFail, which dispatches no destination and
+  // leaves the workflow instance Succeeded
+  const review: NonNullable<StepInput["review"]> = { onReject: "Continue" };
   const minutes = [t.timeout_minutes]
     .map((v) => (v === undefined || v === null ? Number.NaN : Number(v)))
     .filter((n) => Number.isFinite(n) && n !== -1);
@@ -559,7 +588,7 @@ function reviewStep(
   }
   const reviewed = t.args.reviewed_task_id;
   notes.push(
-    `review "${t.id}": the task waits (condition AwaitingReview) until a reviewer runs \`radflow review accept|reject <task>\`; a rejection fails the task, as MONAI stops the workflow${reviewed ? ` (MONAI showed the reviewer the results of "${reviewed}")` : ""}. Reviewers are Kubernetes users who may patch InferenceTasks${t.args.reviewer_roles ? ` (MONAI's reviewer_roles "${t.args.reviewer_roles}" becomes your RBAC)` : ""}.`,
+    `review "${t.id}": the task waits (condition AwaitingReview) until a reviewer runs \`radflow review accept|reject <task>\`; a rejection runs nothing after the review and exports nothing, and the task still succeeds, as in MONAI${reviewed ? ` (MONAI showed the reviewer the results of "${reviewed}")` : ""}. Reviewers are Kubernetes users who may patch InferenceTasks${t.args.reviewer_roles ? ` (MONAI's reviewer_roles "${t.args.reviewer_roles}" becomes your RBAC)` : ""}.`,
   );
   const ui = Object.keys(t.args).filter((k) => !REVIEW_UI_ARGS.has(k));
   if (ui.length > 0) notes.push(`review "${t.id}": args not translated: ${ui.join(", ")}.`);

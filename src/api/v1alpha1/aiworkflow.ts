@@ -94,7 +94,7 @@ export const StepReview = z
       .enum(["Continue", "Fail"])
       .default("Continue")
       .describe(
-        "What a rejection does: Continue ends the review Succeeded with outputs.accepted false (later steps decide with `when`); Fail fails the step and the task (Rejected), so nothing after it runs and nothing is exported — as MONAI stops a workflow its clinical review rejected.",
+        "What a rejection does: Continue ends the review Succeeded with outputs.accepted false (later steps decide with `when`); Fail fails the step and the task (Rejected), so nothing after it runs and nothing is exported.",
       ),
   })
   .describe(

@@ -525,7 +525,9 @@ describe("importMonai: aide_clinical_review", () => {
     ...extra,
   });
 
-  it("becomes a review step after the model it reviews; a rejection fails the task; the export follows it", () => {
+  const GATE = "steps['clinical-review'].phase == 'Succeeded' && steps['clinical-review'].outputs.accepted == true";
+
+  it("becomes a review step after the model it reviews; the export after it is sent only when it accepted", () => {
     const { workflow, notes } = importMonai(
       wf([
         docker("detect", [{ name: "clinical-review" }]),
@@ -539,11 +541,25 @@ describe("importMonai: aide_clinical_review", () => {
     expect(rv).toEqual({
       name: "clinical-review",
       dependsOn: ["detect"],
-      review: { onReject: "Fail", timeoutSeconds: 7200 },
+      review: { onReject: "Continue", timeoutSeconds: 7200 },
     });
     expect(rv!.image).toBeUndefined();
-    // radflow exports once the task succeeds, which a rejection prevents: only accepted results go out
-    expect(workflow.spec.export).toEqual([{ name: "PACS1" }]);
+    // MONAI (AideClinicalReviewPlugin.GetStatus) ends a rejected review PartialFail: no destination
+    // after it is dispatched, and the workflow instance succeeds. So the task succeeds, and the
+    // reviewed model's results go out only when the review accepted them.
+    expect(workflow.spec.export).toBeUndefined();
+    expect(detect!.export).toEqual([{ destination: "pacs1", when: GATE }]);
+    const when = compileBool(GATE);
+    const at = (phase: string, outputs: Record<string, unknown>) =>
+      when({
+        study: { studyInstanceUID: "1", series: [] },
+        steps: { detect: { phase: "Succeeded", outputs: {} }, "clinical-review": { phase, outputs } },
+        outputs: {},
+      });
+    expect(at("Succeeded", { accepted: true, verdict: "Accepted" })).toEqual({ ok: true, value: true });
+    expect(at("Succeeded", { accepted: false, verdict: "Rejected" })).toEqual({ ok: true, value: false });
+    // a review skipped by its own condition has no verdict: false, not an error
+    expect(at("Skipped", {})).toEqual({ ok: true, value: false });
     const text = notes.join("\n");
     expect(text).toContain("radflow review accept|reject");
     expect(text).toContain('reviewer_roles "clinician"');
@@ -560,8 +576,8 @@ describe("importMonai: aide_clinical_review", () => {
     const steps = Object.fromEntries(workflow.spec.steps.map((s) => [s.name, s]));
     expect(steps["clinical-review"]!.when).toBeDefined();
     expect(steps.report).toMatchObject({ dependsOn: ["clinical-review"] });
-    // the review may be Skipped (its condition false): MONAI would not have reached the report then
-    expect(steps.report!.when).toBe(`steps['clinical-review'].phase == 'Succeeded'`);
+    // the review may be Skipped (its condition false) or reject: MONAI would not have reached the report then
+    expect(steps.report!.when).toBe(GATE);
   });
 
   it("a condition that reads the review's result is refused (radflow's review outputs are accepted/verdict)", () => {
