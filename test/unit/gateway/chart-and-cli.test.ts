@@ -81,6 +81,29 @@ describe("chart: gateway", { timeout: 60_000 }, () => {
     ]);
   });
 
+  it("serves MONAI export sinks when the values name them, with the gateway's namespace for destinations", () => {
+    const dep = (values: object) =>
+      render(values).objs.find((o) => o.kind === "Deployment" && o.metadata.name === "rf-radflow-gateway");
+    const envOf = (o?: Obj) =>
+      o?.spec.template.spec.containers[0].env as { name: string; value?: string; valueFrom?: unknown }[];
+    expect(envOf(dep(on)).map((e) => e.name)).not.toContain("RADFLOW_MONAI_EXPORT");
+    const env = envOf(dep({ ...on, gateway: { ...on.gateway, export: { monaiSinks: ["monaiscu", "pacs_b"] } } }));
+    expect(env.find((e) => e.name === "RADFLOW_MONAI_EXPORT")?.value).toBe("monaiscu,pacs_b");
+    expect(env.find((e) => e.name === "RADFLOW_MONAI_EXPORT_NAMESPACE")?.valueFrom).toEqual({
+      fieldRef: { fieldPath: "metadata.namespace" },
+    });
+    // what the chart passes is what the gateway parses (the namespace as the kubelet fills it in)
+    const values = Object.fromEntries(env.filter((e) => e.value !== undefined).map((e) => [e.name, e.value]));
+    const cfg = parseGatewayArgs([], { ...values, RADFLOW_MONAI_EXPORT_NAMESPACE: "imaging" });
+    expect(cfg === "help" ? undefined : cfg.export?.monai).toEqual({
+      sinks: ["monaiscu", "pacs_b"],
+      namespace: "imaging",
+    });
+    const bad = render({ ...on, gateway: { ...on.gateway, export: { monaiSinks: ["md.export"] } } });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/monaiSinks/);
+  });
+
   it.each([
     [{ ...on, gateway: { enabled: true } }, /existingClaim is required/],
     [{ gateway: on.gateway }, /needs NATS/],
