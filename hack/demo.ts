@@ -175,7 +175,9 @@ function writeStudy(dir: string, n: number, s: StudyPlan): void {
         "(0028,0010) US 2",
         "(0028,0011) US 2",
         "(0028,0100) US 16",
-        "(7fe0,0010) OW 0000\\0000\\0000\\0000",
+        // every third head CT holds hyperdense voxels (70 HU), so the example model on the real
+        // node (--real-node) finds a suspected hemorrhage in some studies, as KWOK's stand-in does
+        `(7fe0,0010) OW ${se.bodyPart === "HEAD" && n % 3 === 0 ? "0046\\0046\\0028" : "0000\\0000\\0000"}\\0000`,
       ].join("\n");
       const txt = path.join(dir, `s${si}-${k}.dump`);
       writeFileSync(txt, dump);

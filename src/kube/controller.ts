@@ -43,7 +43,7 @@ export interface ControllerOptions {
   workers: number;
   /** lane of a key when added without one (default: the least urgent) */
   laneOf?: (key: string) => number;
-  /** false once this replica may not write: a failure then is expected and not retried */
+  /** false while this replica may not write (a late lease renewal, or leadership lost): a failure then is logged quietly */
   active?: () => boolean;
   /** a reconcile ended in a TerminalError (record it where people look: an Event, a condition) */
   onTerminal?: (key: string, err: TerminalError) => void;
@@ -105,15 +105,16 @@ export class Controller {
         this.o.onTerminal?.(key, err);
       } else {
         outcome = "error";
-        if (this.o.active && !this.o.active()) {
-          // leadership is gone: the next leader reconciles this key
-        } else {
-          log.warn(
-            { controller: this.name, key, err: errMessage(err), retries: this.queue.retries(key) },
-            "reconcile failed; retrying with backoff",
-          );
-          this.queue.addRateLimited(key, this.o.laneOf?.(key));
-        }
+        // Retried even when this replica is not active at this instant: a lease renewal that is
+        // merely late makes isLeader() false for a moment (writes are fenced, so the reconcile
+        // throws), and a key dropped then was never reconciled again — the demo's tasks sat with
+        // a finalizer and no Job. If leadership is really lost, the manager shuts the queue down
+        // (adding is then a no-op) and the next leader lists every key anyway.
+        const inactive = this.o.active !== undefined && !this.o.active();
+        const what = { controller: this.name, key, err: errMessage(err), retries: this.queue.retries(key) };
+        if (inactive) log.info(what, "reconcile refused while the lease renewal is late; retrying with backoff");
+        else log.warn(what, "reconcile failed; retrying with backoff");
+        this.queue.addRateLimited(key, this.o.laneOf?.(key));
       }
     }
     reconciles.inc({ controller: this.name, result: outcome });

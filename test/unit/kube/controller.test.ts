@@ -79,20 +79,46 @@ describe("Controller", () => {
     expect(await count("t-requeue", "requeue")).toBe(1);
   });
 
-  it("drops a failure once this replica is no longer active (the next leader owns the key)", async () => {
+  it("retries a failure met while the lease renewal is late, once this replica is active again", async () => {
+    // isLeader() is false for a moment when a renewal is late; the reconcile's writes are fenced
+    // and it throws. The key must come back, or the task waits forever (found in the demo).
     let active = true;
     let calls = 0;
     const c = make(
       "t-inactive",
       async () => {
         calls += 1;
-        active = false;
-        throw new Error("not the leader any more");
+        if (calls === 1) {
+          active = false;
+          setTimeout(() => {
+            active = true;
+          }, 20);
+          throw new Error("writes refused: not the leader at this instant");
+        }
+        return undefined;
       },
       { active: () => active },
     );
     void c.start();
     c.enqueue("ns/d");
+    await until(() => calls === 2);
+    expect(await count("t-inactive", "error")).toBe(1);
+    expect(await count("t-inactive", "ok")).toBe(1);
+  });
+
+  it("adds nothing once leadership is really lost: the manager has shut the queue down", async () => {
+    let calls = 0;
+    const c = make(
+      "t-lost",
+      async () => {
+        calls += 1;
+        c.queue.shutDown();
+        throw new Error("not the leader any more");
+      },
+      { active: () => false },
+    );
+    void c.start();
+    c.enqueue("ns/e");
     await until(() => calls === 1);
     await new Promise((r) => setTimeout(r, 100));
     expect(calls).toBe(1);
