@@ -50,7 +50,8 @@ async function walk(dir: string, out: string[]): Promise<void> {
   }
 }
 
-async function part10(p: string): Promise<boolean> {
+/** Whether a file is DICOM Part 10 (its preamble and DICM prefix), read from its first 132 bytes. */
+export async function isPart10File(p: string): Promise<boolean> {
   const fh = await open(p, "r");
   try {
     const buf = new Uint8Array(132);
@@ -66,7 +67,7 @@ export async function outputFiles(root: string, outputPath: string): Promise<str
   const all: string[] = [];
   await walk(underRoot(root, outputPath), all);
   const dicom: string[] = [];
-  for (const p of all) if (await part10(p)) dicom.push(p);
+  for (const p of all) if (await isPart10File(p)) dicom.push(p);
   return dicom;
 }
 
@@ -102,7 +103,7 @@ export async function studyFiles(root: string, location: string | undefined): Pr
   const all: string[] = [];
   await walk(underRoot(root, location), all);
   const dicom: string[] = [];
-  for (const p of all) if (await part10(p)) dicom.push(p);
+  for (const p of all) if (await isPart10File(p)) dicom.push(p);
   if (!dicom.length) throw new ExportContentError("StudyNotFound", "no DICOM instance of the study is on the volume");
   return dicom;
 }

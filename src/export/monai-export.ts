@@ -18,7 +18,7 @@
 //
 // One durable consumer shared by the replicas; a request is acked after its answer is published,
 // so a crash in between sends again (the same files: the PACS keeps one copy) and answers once.
-import { open, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import path from "node:path";
 import {
   AckPolicy,
@@ -32,11 +32,10 @@ import {
 import { type NatsConnection, nanos } from "@nats-io/transport-node";
 import type { DICOMDestination } from "../api/v1alpha1/dicomdestination.ts";
 import { MonaiExportRequestEvent, SUBJECT } from "../api/v1alpha1/events.ts";
-import { isPart10 } from "../dicom/header.ts";
 import { STREAM } from "../ingest/streams.ts";
 import { logger } from "../log/logger.ts";
 import { dnsLabel } from "../monai/convert.ts";
-import { ExportContentError, type Instance, outputFiles, underRoot } from "./instances.ts";
+import { ExportContentError, type Instance, isPart10File, outputFiles, underRoot } from "./instances.ts";
 import type { DestinationSource } from "./record.ts";
 import { sendInstances } from "./send.ts";
 import { backoff } from "./worker.ts";
@@ -78,17 +77,6 @@ const worse = (a: MonaiFileStatus, b: MonaiFileStatus) => (RANK.indexOf(a) <= RA
 
 /** The requested files on the volume: each one's Part-10 paths, or why it cannot be sent. */
 export type ResolvedFile = { file: string; paths: string[] } | { file: string; status: MonaiFileStatus; why: string };
-
-async function isPart10File(p: string): Promise<boolean> {
-  const fh = await open(p, "r");
-  try {
-    const buf = new Uint8Array(132);
-    const { bytesRead } = await fh.read(buf, 0, 132, 0);
-    return isPart10(buf.subarray(0, bytesRead));
-  } finally {
-    await fh.close();
-  }
-}
 
 export async function resolveFiles(root: string, files: string[]): Promise<ResolvedFile[]> {
   const out: ResolvedFile[] = [];

@@ -185,20 +185,16 @@ export async function startGateway(c: GatewayConfig): Promise<Gateway> {
   };
 }
 
-/** The audit trail of received studies, publishing through the operator's streams. */
-async function startAudit(
-  nc: NatsConnection,
-  a: GatewayAuditConfig,
-): Promise<{ recorder: AuditRecorder; stop(): Promise<void> } | undefined> {
-  if (a.mode === "off") {
-    log.warn("audit off: received studies leave no PS3.15 record");
-    return undefined;
-  }
+/**
+ * The gateway's audit pipeline (receiving and export side alike): FHIR AuditEvents on
+ * radflow.audit.<kind> and, with --audit syslog, the operator's spool — filled here and drained by
+ * the operator's leader, so this transport never sends.
+ */
+export async function startGatewayAuditTrail(nc: NatsConnection, a: GatewayAuditConfig): Promise<AuditTrail> {
   const trail = new AuditTrail({
     nc,
     codes: loadAuditCodes(a.codes),
     source: localAuditSource({ application: "radflow-gateway" }),
-    // the spool is filled here and drained by the operator's leader: this transport never sends
     syslog:
       a.mode === "syslog"
         ? {
@@ -211,6 +207,19 @@ async function startAudit(
     spool: a.spool,
   });
   await trail.start();
+  return trail;
+}
+
+/** The audit trail of received studies, publishing through the operator's streams. */
+async function startAudit(
+  nc: NatsConnection,
+  a: GatewayAuditConfig,
+): Promise<{ recorder: AuditRecorder; stop(): Promise<void> } | undefined> {
+  if (a.mode === "off") {
+    log.warn("audit off: received studies leave no PS3.15 record");
+    return undefined;
+  }
+  const trail = await startGatewayAuditTrail(nc, a);
   const recorder = new AuditRecorder(trail);
   return {
     recorder,
