@@ -19,10 +19,13 @@
 // events would wait for all of them. The ingest therefore holds a window of delivered events
 // (max_ack_pending, default 4096): each is parsed and routed as it arrives (pure and cheap) and
 // waits in the lane of its most urgent task (priority-window.ts); `concurrency` workers take the
-// most urgent first, in stream order within a priority. Acks are unchanged — each only after its
+// most urgent first, in stream order within a priority. Behind a backlog (a restart with
+// thousands of events waiting), the workers start only once the backlog is in the window
+// (StartGate), so the first events delivered do not go first merely for being first. Acks are unchanged — each only after its
 // tasks exist — so a crash anywhere loses nothing, and the deterministic names and the processed
 // bucket make the redelivery a no-op. Events held are kept alive with working() until taken; a
 // taken one for at most processTimeoutMs. On stop, events not yet taken are nak'ed at once.
+import { performance } from "node:perf_hooks";
 import * as k8s from "@kubernetes/client-node";
 import {
   AckPolicy,
@@ -64,7 +67,7 @@ import {
   tasksCreated,
 } from "../metrics/metrics.ts";
 import { connectNats, type NatsSettings, reconnectDelay } from "./connect.ts";
-import { PriorityWindow } from "./priority-window.ts";
+import { PriorityWindow, StartGate } from "./priority-window.ts";
 import { ProcessedTasks } from "./processed.ts";
 import { type RouteResult, route, stableId } from "./route.ts";
 import { ensureProcessedBucket, ensureStreams, PROCESSED_BUCKET, STREAM, type StreamOptions } from "./streams.ts";
@@ -243,6 +246,8 @@ export class StudyIngest {
   private messages?: ConsumerMessages;
   private consumer?: Consumer;
   private stopping = false;
+  /** Events waiting for this consumer when it was (re)opened: routed before any is taken. */
+  private backlog = 0;
   private loop?: Promise<void>;
   private lagTimer?: NodeJS.Timeout;
 
@@ -306,6 +311,8 @@ export class StudyIngest {
     this.processed = new ProcessedTasks(this.js as JetStreamClient, jsm, this.o.processedBucket);
     await this.ensureConsumer(jsm);
     this.consumer = await (this.js as JetStreamClient).consumers.get(this.o.stream, this.o.consumer);
+    const info = await this.consumer.info();
+    this.backlog = Math.min(this.o.maxAckPending, info.num_pending + info.num_ack_pending);
     // the client pulls again as messages arrive (not as they are acked), so the window fills up
     // to max_ack_pending whatever the batch size; 256 keeps each pull request moderate
     const messages = await this.consumer.consume({ max_messages: Math.min(this.o.maxAckPending, 256) });
@@ -392,7 +399,19 @@ export class StudyIngest {
       },
       Math.max(1_000, this.o.ackWaitMs / 3),
     );
+    // behind a backlog, the workers wait until it is routed (bounded: 100 ms idle, 3 s at most)
+    const gate = new StartGate(this.backlog, 100, 3_000);
+    if (this.backlog > 0) {
+      const t0 = performance.now();
+      void gate.opened.then(() =>
+        log.info(
+          { backlog: this.backlog, held: window.size, ms: Math.round(performance.now() - t0) },
+          "backlog routed",
+        ),
+      );
+    }
     const worker = async () => {
+      await gate.opened;
       for (let h = await window.take(); h; h = await window.take()) {
         await this.handle(h);
         held.delete(h);
@@ -405,12 +424,14 @@ export class StudyIngest {
         const h = this.hold(m);
         held.add(h);
         window.push(h, laneOf(h.prepared));
+        gate.arrived();
         // a burst of thousands is routed in slices: the workers and the rest of the operator run between
         if (++n % 64 === 0) await new Promise((r) => setImmediate(r));
       }
     } finally {
       // the iterator ended (stop(), or the consumer is gone): what no worker took goes back to
       // JetStream at once for whoever consumes next; what the workers hold they finish
+      gate.release();
       for (const h of window.drain()) {
         h.reply.nak(0);
         held.delete(h);

@@ -74,3 +74,53 @@ export class PriorityWindow<T> {
     return undefined;
   }
 }
+
+/**
+ * When the workers may start taking from a new window. Behind a backlog (the operator restarts
+ * with thousands of events waiting) the first events delivered would otherwise be taken at once,
+ * in stream order, and a STAT study deep in the backlog would wait behind their task creations:
+ * routing the whole backlog first is cheap, and then the window's order decides. Opens when the
+ * window holds the backlog counted at start, when nothing has arrived for `idleMs` (the count
+ * was high: messages of a crashed replica come back only after ack_wait), or after `maxMs`.
+ */
+export class StartGate {
+  readonly opened: Promise<void>;
+  private open!: () => void;
+  private isOpen = false;
+  private seen = 0;
+  private idle?: NodeJS.Timeout;
+  private readonly cap?: NodeJS.Timeout;
+  private readonly expected: number;
+
+  constructor(expected: number, idleMs: number, maxMs: number) {
+    this.expected = expected;
+    this.opened = new Promise((resolve) => {
+      this.open = resolve;
+    });
+    if (expected <= 0) {
+      this.release();
+      return;
+    }
+    this.cap = setTimeout(() => this.release(), maxMs);
+    this.idle = setTimeout(() => this.release(), idleMs);
+  }
+
+  /** One more event is in the window. */
+  arrived(): void {
+    if (this.isOpen) return;
+    if (++this.seen >= this.expected) {
+      this.release();
+      return;
+    }
+    this.idle?.refresh();
+  }
+
+  /** Opens now (also when the window closes). */
+  release(): void {
+    if (this.isOpen) return;
+    this.isOpen = true;
+    clearTimeout(this.idle);
+    clearTimeout(this.cap);
+    this.open();
+  }
+}
