@@ -1,9 +1,6 @@
 // DICOM PS3.15 A.5.3 per-event rules, beyond what the schema can say, checked on the rendered
 // XML with xmllint's XPath (an independent reader), for every fact kind, with and without AE
 // titles; plus the record size bound that keeps a record whole in rsyslog's default 8 KiB.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { defaultAuditCodes } from "../../../src/audit/codes.ts";
 import { MAX_AUDIT_MESSAGE_BYTES, renderAuditMessage } from "../../../src/audit/dicom-audit-message.ts";
@@ -11,14 +8,12 @@ import type { AuditFact } from "../../../src/audit/facts.ts";
 import { syslogMessage } from "../../../src/audit/syslog.ts";
 import { withoutShared } from "../../support/shared.ts";
 import { ALL_KINDS, SOURCE, STUDY, sampleFact } from "./sample.ts";
-import { convertedSchema, run, validate } from "./tools.ts";
+import { convertedSchema, validate } from "./tools.ts";
+import { failedRules, role, STUDY_OBJECT } from "./xpath-rules.ts";
 
 const codes = defaultAuditCodes();
 const noShared = withoutShared(import.meta.filename);
 
-const role = (code: string) => `ActiveParticipant[RoleIDCode/@csd-code='${code}']`;
-const STUDY_OBJECT =
-  "ParticipantObjectIdentification[@ParticipantObjectTypeCode='2' and @ParticipantObjectTypeCodeRole='3' and ParticipantObjectIDTypeCode/@csd-code='110180']";
 const PATIENT_OBJECT =
   "ParticipantObjectIdentification[@ParticipantObjectTypeCode='1' and @ParticipantObjectTypeCodeRole='1' and ParticipantObjectIDTypeCode/@csd-code='2' and ParticipantObjectIDTypeCode/@codeSystemName='RFC-3881']";
 const action = (...codes: string[]) =>
@@ -60,24 +55,9 @@ const RULES: Record<string, Record<string, string>> = {
 
 /** The rules `xml` breaks: "EventID: rule" for every XPath that is false. */
 function broken(xml: string, extra: Record<string, string> = {}): string[] {
-  const dir = mkdtempSync(path.join(tmpdir(), "radflow-a53-"));
-  const file = path.join(dir, "m.xml");
-  writeFileSync(file, xml);
-  try {
-    const id = run("xmllint", [
-      "--xpath",
-      "string(/AuditMessage/EventIdentification/EventID/@csd-code)",
-      file,
-    ]).stdout.trim();
-    const rules = Object.entries({ ...(RULES[id] ?? {}), ...extra });
-    if (rules.length === 0) return [];
-    // one xmllint run answers every rule: "true|false|…" in the rules' order
-    const all = `concat(${rules.map(([, x]) => `boolean(${x})`).join(", '|', ")}, '')`;
-    const answers = run("xmllint", ["--xpath", all, file]).stdout.trim().split("|");
-    return rules.filter((_, i) => answers[i] !== "true").map(([what]) => `${id}: ${what}`);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  return failedRules(xml, (id) =>
+    Object.fromEntries(Object.entries({ ...(RULES[id] ?? {}), ...extra }).map(([what, x]) => [`${id}: ${what}`, x])),
+  );
 }
 
 /** Every kind as the pipeline sees it: the full sample, and a study known only by its event's source. */

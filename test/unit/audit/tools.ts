@@ -18,7 +18,7 @@ export function requireTool(name: string): string {
   return found;
 }
 
-export function run(cmd: string, args: string[], opts: { cwd?: string; input?: string } = {}) {
+export function run(cmd: string, args: string[], opts: { cwd?: string; input?: string; maxBuffer?: number } = {}) {
   const r = spawnSync(requireTool(cmd), args, { encoding: "utf8", ...opts });
   if (r.error) throw r.error;
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
@@ -76,4 +76,51 @@ export function validate(rng: string, docs: Record<string, string>): Record<stri
     }
   }
   return failures;
+}
+
+/**
+ * HL7's offline R4 checker (hack/tools/fhir-validator), built into the tool cache on first use
+ * (that build fetches HAPI FHIR from Maven Central; later runs reuse it): its classpath.
+ */
+export function fhirValidatorClasspath(): string {
+  requireTool("java");
+  requireTool("mvn");
+  const build = path.resolve(import.meta.dirname, "../../../hack/tools/fhir-validator/build.sh");
+  const r = spawnSync(build, { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`fhir-validator build failed:\n${r.stderr}`);
+  return r.stdout.trim().split("\n").at(-1) as string;
+}
+
+export interface FhirIssue {
+  severity: "ERROR" | "WARNING";
+  where: string;
+  message: string;
+}
+
+/** The checker once over many FHIR resources (one JVM start): the issues of each, by name. */
+export function checkFhir(classpath: string, resources: Record<string, unknown>): Record<string, FhirIssue[]> {
+  const dir = mkdtempSync(path.join(tmpdir(), "radflow-fhir-"));
+  const files = Object.entries(resources).map(([name, e]) => {
+    const f = path.join(dir, `${name}.json`);
+    writeFileSync(f, JSON.stringify(e));
+    return f;
+  });
+  const r = run("java", ["-cp", classpath, "io.radflow.fhirvalidator.Main", ...files], { maxBuffer: 64 << 20 });
+  rmSync(dir, { recursive: true, force: true }); // the answers are in r: leave nothing in /tmp
+  if (r.status !== 0) throw new Error(`fhir-validator failed: ${r.stderr}`);
+  const out: Record<string, FhirIssue[]> = Object.fromEntries(Object.keys(resources).map((n) => [n, []]));
+  for (const line of r.stdout.split("\n").filter(Boolean)) {
+    const [file, severity, where, message] = line.split("\t") as [string, FhirIssue["severity"], string, string];
+    out[path.basename(file, ".json")]?.push({ severity, where, message });
+  }
+  return out;
+}
+
+/** Only the errors of checkFhir's answer, "where: message" by name; names without errors left out. */
+export function fhirErrors(issues: Record<string, FhirIssue[]>): Record<string, string[]> {
+  return Object.fromEntries(
+    Object.entries(issues)
+      .map(([n, is]) => [n, is.filter((i) => i.severity === "ERROR").map((i) => `${i.where}: ${i.message}`)] as const)
+      .filter(([, e]) => e.length > 0),
+  );
 }
