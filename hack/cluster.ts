@@ -725,7 +725,8 @@ async function startAll(o: ClusterOptions, bin: string) {
     "--max-requests-inflight=2000",
     "--max-mutating-requests-inflight=1000",
     "--enable-priority-and-fairness=false",
-    "--profiling=false",
+    // /debug/pprof: the benchmark reads where the API server's CPU goes (idle handlers otherwise)
+    "--profiling=true",
     "--v=0",
   ]);
   await waitHealthy(o, "kube-apiserver", 90_000);

@@ -1,5 +1,7 @@
 // What every scenario gets: options, the cluster's clients, the study publisher, and a way to
 // run the operator (one instance at a time, each watching only the scenario's namespaces).
+import path from "node:path";
+import { type ApiserverProfile, profileApiserver } from "./apiserver-profile.ts";
 import { type CpuSnapshot, clusterPids, snapshot } from "./cpu.ts";
 import { type ProfileSummary, summarizeProfile } from "./cpuprofile.ts";
 import { Kube } from "./kube.ts";
@@ -115,6 +117,16 @@ export class Context {
     this.running.add(op);
     await op.waitReady();
     return op;
+  }
+
+  /**
+   * Starts the API server's CPU profile for the first --apiserver-profile seconds of a burst;
+   * await the promise after the burst (undefined when off or not to be had).
+   */
+  apiserverProfile(label: string): Promise<ApiserverProfile | undefined> {
+    const s = this.opts.apiserverProfileSeconds;
+    if (!s) return Promise.resolve(undefined);
+    return profileApiserver(this.kube.kc, s, path.join(this.workDir, `apiserver-${label}.pprof`));
   }
 
   /** Stops the operator and summarises its CPU profile when there is one. */

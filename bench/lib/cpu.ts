@@ -71,6 +71,13 @@ export function coresUsed(a: CpuSnapshot, b: CpuSnapshot): Record<string, number
   return out;
 }
 
+/** CPU milliseconds per study between two snapshots, per process (the cost of one study to each). */
+export function cpuMsPerStudy(a: CpuSnapshot, b: CpuSnapshot, studies: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(b.procs)) out[k] = round(((v - (a.procs[k] ?? 0)) * 1000) / studies, 1);
+  return out;
+}
+
 /** "machine 1.9: operator 0.4, kube-apiserver 0.8, …" (largest first). */
 export function coresLine(c: Record<string, number>): string {
   const parts = Object.entries(c)

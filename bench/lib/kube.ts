@@ -258,17 +258,23 @@ export function taskRecorder(
 
 /** The API server's own /metrics (every client's requests, not just the operator's). */
 export async function apiserverMetrics(kc: KubeConfig): Promise<string> {
+  return (await apiserverGet(kc, "/metrics")).toString("utf8");
+}
+
+/** A GET of one of the API server's own paths (/metrics, /debug/pprof/…) with the kubeconfig's credentials. */
+export async function apiserverGet(kc: KubeConfig, pathAndQuery: string): Promise<Buffer> {
   const server = new URL(kc.getCurrentCluster()?.server ?? "");
-  const opts: https.RequestOptions = { host: server.hostname, port: server.port, path: "/metrics", method: "GET" };
+  const opts: https.RequestOptions = { host: server.hostname, port: server.port, path: pathAndQuery, method: "GET" };
   await kc.applyToHTTPSOptions(opts);
   return new Promise((resolve, reject) => {
     const req = https.request(opts, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (d) => {
-        body += d;
-      });
-      res.on("end", () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`HTTP ${res.statusCode}`))));
+      const chunks: Buffer[] = [];
+      res.on("data", (d: Buffer) => chunks.push(d));
+      res.on("end", () =>
+        res.statusCode === 200
+          ? resolve(Buffer.concat(chunks))
+          : reject(new Error(`GET ${pathAndQuery}: HTTP ${res.statusCode}`)),
+      );
     });
     req.on("error", reject);
     req.end();

@@ -29,6 +29,8 @@ export interface Options {
   noiseStudies: number; // per repeat, at 50/s
   workers?: number;
   profile: boolean;
+  /** seconds of API server CPU profile taken at the start of each peer's burst; 0: none */
+  apiserverProfileSeconds: number;
   keepCluster: boolean;
   out?: string;
   /** wait up to this many seconds for the 1-minute load average to drop below the core count / 2 */
@@ -62,6 +64,8 @@ RADFLOW_BENCH_<FLAG> (e.g. RADFLOW_BENCH_RATES=10,50).
   --noise-studies N         studies per repeat, at 50/s (250)
   --workers N               operator --workers (its default when unset)
   --no-profile              run the operator without --cpu-prof
+  --apiserver-profile SECS  the API server's CPU profile over the first SECS of each burst
+                            (throughput, baseline, argo), read by \`go tool pprof\`; 0: none (8)
   --keep-cluster            leave the benchmark's own cluster up
   --out FILE                result JSON (default bench/results/<timestamp>.json)
   --sources REV             run the operator from git revision REV (e.g. a before/after pair of
@@ -106,6 +110,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       "noise-studies": { type: "string" },
       workers: { type: "string" },
       "no-profile": { type: "boolean" },
+      "apiserver-profile": { type: "string" },
       "keep-cluster": { type: "boolean" },
       out: { type: "string" },
       sources: { type: "string" },
@@ -158,6 +163,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     noiseStudies: num("noise-studies", 250, 100),
     workers: workers ? Number(workers) : undefined,
     profile: !bool("no-profile"),
+    apiserverProfileSeconds: Math.max(0, Number(get("apiserver-profile") ?? 8) || 0),
     keepCluster: bool("keep-cluster"),
     out: get("out"),
     sources: get("sources"),

@@ -5,10 +5,11 @@
 // workflow: the whole cluster's (API server) and the controller's own (its request counter).
 // KWOK plays the kubelet for Argo's pods as it does for the Jobs' pods.
 import { performance } from "node:perf_hooks";
+import { perStudyLine, profileRow } from "../lib/apiserver-profile.ts";
 import { ArgoController, applyArgoCrds, argoBinary, argoCrdDir, argoVersion, writeConfig } from "../lib/argo.ts";
 import type { Context } from "../lib/context.ts";
 import { log, PORTS } from "../lib/context.ts";
-import { coresLine, coresUsed } from "../lib/cpu.ts";
+import { coresLine, coresUsed, cpuMsPerStudy } from "../lib/cpu.ts";
 import { apiserverMetrics, pool, Recorder, waitUntil } from "../lib/kube.ts";
 import { sleep } from "../lib/operator.ts";
 import type { Scrape } from "../lib/prom.ts";
@@ -116,6 +117,7 @@ export async function argoScenario(ctx: Context): Promise<ScenarioResult> {
     const own0 = await ctl.metrics();
     const cpu0 = ctl.cpuSeconds();
     const c0 = ctx.cpu(undefined, { "workflow-controller": ctl.pid as number });
+    const profiling = ctx.apiserverProfile("argo");
     let errors = 0;
     const t0 = performance.now();
     await pool(names, PEER_CONCURRENCY, (name) =>
@@ -141,7 +143,10 @@ export async function argoScenario(ctx: Context): Promise<ScenarioResult> {
       }
       await sleep(100);
     }
-    const cores = coresUsed(c0, ctx.cpu(undefined, { "workflow-controller": ctl.pid as number }));
+    const c1 = ctx.cpu(undefined, { "workflow-controller": ctl.pid as number });
+    const cores = coresUsed(c0, c1);
+    const perStudy = cpuMsPerStudy(c0, c1, n);
+    const apiserverProfile = await profiling;
     const cpu = ctl.cpuSeconds() - cpu0;
     await sleep(3000); // the controller's last writes (pod labels, Events) land after the phase
     const own = argoOwnWrites(own0, await ctl.metrics(), n);
@@ -177,6 +182,9 @@ export async function argoScenario(ctx: Context): Promise<ScenarioResult> {
       value: `${fmt((cpu * 1000) / n, "ms", 2)}; ${fmt(mb(ctl.rss()), "MB", 0)}`,
     });
     rows.push({ metric: "machine CPU during the burst (cores)", value: coresLine(cores) });
+    rows.push({ metric: "CPU per workflow in the burst (ms)", value: perStudyLine(perStudy) });
+    const pr = profileRow(apiserverProfile);
+    if (pr) rows.push(pr);
     return {
       scenario: "argo",
       rows,
@@ -195,6 +203,8 @@ export async function argoScenario(ctx: Context): Promise<ScenarioResult> {
         controllerCpuMsPerWorkflow: round((cpu * 1000) / n, 2),
         controllerRssMB: round(mb(ctl.rss())),
         cpuCores: cores,
+        cpuMsPerStudy: perStudy,
+        apiserverProfile,
         stalled,
       },
       profiles: [],

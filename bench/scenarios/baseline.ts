@@ -5,9 +5,10 @@
 // the same clock and watch as radflow's event → Job. radflow ÷ baseline is in the side-by-side.
 import { performance } from "node:perf_hooks";
 import type { V1Job } from "@kubernetes/client-node";
+import { perStudyLine, profileRow } from "../lib/apiserver-profile.ts";
 import type { Context } from "../lib/context.ts";
 import { log } from "../lib/context.ts";
-import { coresLine, coresUsed } from "../lib/cpu.ts";
+import { coresLine, coresUsed, cpuMsPerStudy } from "../lib/cpu.ts";
 import { apiserverMetrics, pool, Recorder } from "../lib/kube.ts";
 import { sleep } from "../lib/operator.ts";
 import { fmt, type Row, type ScenarioResult } from "../lib/result.ts";
@@ -119,6 +120,7 @@ export async function baselineScenario(ctx: Context): Promise<ScenarioResult> {
     log(`baseline: ${n} plain Jobs of radflow's shape, ${PEER_CONCURRENCY} creates in flight`);
     const apiBefore = ctx.cluster.own ? await apiserverMetrics(ctx.kube.kc) : undefined;
     const c0 = ctx.cpu();
+    const profiling = ctx.apiserverProfile("baseline");
     let errors = 0;
     const t0 = performance.now();
     await pool(jobs, PEER_CONCURRENCY, (job) =>
@@ -128,7 +130,10 @@ export async function baselineScenario(ctx: Context): Promise<ScenarioResult> {
     );
     const createMs = performance.now() - t0;
     const stalled = await waitProgress(() => names.filter((x) => t.complete.has(x)).length, n - errors);
-    const cores = coresUsed(c0, ctx.cpu());
+    const c1 = ctx.cpu();
+    const cores = coresUsed(c0, c1);
+    const perStudy = cpuMsPerStudy(c0, c1, n);
+    const apiserverProfile = await profiling;
     const at = (m: Map<string, number>) => names.map((x) => m.get(x)).filter((x): x is number => x !== undefined);
     const toCreated = rates(t0, at(t.added));
     const toComplete = rates(t0, at(t.complete));
@@ -146,6 +151,9 @@ export async function baselineScenario(ctx: Context): Promise<ScenarioResult> {
     if (cluster)
       rows.push({ metric: "API writes per Job, whole cluster (API server)", value: fmt(cluster.perStudy, "", 2) });
     rows.push({ metric: "machine CPU during the burst (cores)", value: coresLine(cores) });
+    rows.push({ metric: "CPU per Job in the burst (ms)", value: perStudyLine(perStudy) });
+    const pr = profileRow(apiserverProfile);
+    if (pr) rows.push(pr);
 
     // 2: open loop at each rate of the latency scenario (the same seconds per rate)
     const perRate: ({ rate: number; jobs: number } & OpenLoopResult)[] = [];
@@ -180,6 +188,8 @@ export async function baselineScenario(ctx: Context): Promise<ScenarioResult> {
         jobsPerSecondComplete: toComplete,
         writes: { cluster },
         cpuCores: cores,
+        cpuMsPerStudy: perStudy,
+        apiserverProfile,
         perRate,
         stalled,
       },

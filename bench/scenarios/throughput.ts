@@ -3,9 +3,10 @@
 // Succeeded is measured over the whole run and over the middle 80 % of completions.
 // Scenario 3: Kubernetes API writes per single-step study, at a steady moderate rate.
 import { performance } from "node:perf_hooks";
+import { perStudyLine, profileRow } from "../lib/apiserver-profile.ts";
 import type { Context } from "../lib/context.ts";
 import { log } from "../lib/context.ts";
-import { coresLine, coresUsed } from "../lib/cpu.ts";
+import { coresLine, coresUsed, cpuMsPerStudy } from "../lib/cpu.ts";
 import { apiserverMetrics } from "../lib/kube.ts";
 import type { Operator } from "../lib/operator.ts";
 import { sleep } from "../lib/operator.ts";
@@ -51,8 +52,12 @@ export async function throughputScenario(ctx: Context): Promise<ScenarioResult> 
     const apiBefore = ctx.cluster.own ? await apiserverMetrics(ctx.kube.kc) : undefined;
     const cpu0 = op.cpuSeconds();
     const c0 = ctx.cpu(op);
+    const profiling = ctx.apiserverProfile("throughput");
     const r = await run(ctx, wf, n, { waitTerminal: true });
-    const cores = coresUsed(c0, ctx.cpu(op));
+    const c1 = ctx.cpu(op);
+    const cores = coresUsed(c0, c1);
+    const perStudy = cpuMsPerStudy(c0, c1, n);
+    const apiserverProfile = await profiling;
     const toJob = rates(r.firstSent, [...r.jobAt.values()]);
     const toDone = rates(r.firstSent, [...r.doneAt.values()]);
     const cpu = op.cpuSeconds() - cpu0;
@@ -74,6 +79,8 @@ export async function throughputScenario(ctx: Context): Promise<ScenarioResult> 
       ...stages(r),
       operator: operatorWork(before, after, n),
       cpuCores: cores,
+      cpuMsPerStudy: perStudy,
+      apiserverProfile,
       operatorCpuSeconds: round(cpu, 2),
       operatorCpuMsPerStudy: round((cpu * 1000) / n, 2),
       writes: { ...writes, cluster },
@@ -95,6 +102,9 @@ export async function throughputScenario(ctx: Context): Promise<ScenarioResult> 
     });
     rows.push({ metric: "API writes per study in the burst (wire)", value: fmt(writes.wire.perStudy, "", 2) });
     rows.push({ metric: "machine CPU during the burst (cores)", value: coresLine(cores) });
+    rows.push({ metric: "CPU per study in the burst (ms)", value: perStudyLine(perStudy) });
+    const pr = profileRow(apiserverProfile);
+    if (pr) rows.push(pr);
   } finally {
     const p = await ctx.stopOperator(op);
     if (p) profiles.push(p);
