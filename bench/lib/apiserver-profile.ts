@@ -13,25 +13,25 @@ import { round } from "./stats.ts";
 /** Areas of an API server's work, by the frames a sample's stack holds (first match wins per area). */
 export const AREAS: readonly { area: string; frame: RegExp }[] = [
   { area: "serving HTTP requests (all)", frame: /^net\/http\.serverHandler\.ServeHTTP$/ },
-  { area: "create handler", frame: /handlers\.createHandler/ },
-  { area: "update/patch handler", frame: /handlers\.(UpdateResource|PatchResource|patchResource)/ },
-  { area: "get/list handler", frame: /handlers\.(getResourceHandler|ListResource)/ },
-  { area: "watch serving (encode + send)", frame: /handlers\.serveWatch|WatchServer\)\.Serve|watchServer\)\.Serve/ },
+  // the kinds of request (the work of a write runs in finishRequest's goroutine, below its handler)
+  { area: "creates", frame: /createHandler/ },
+  { area: "updates and patches", frame: /handlers\.UpdateResource|\(\*patcher\)\.patchResource/ },
+  { area: "gets and lists", frame: /handlers\.(ListResource|GetResource|getResourceHandler)/ },
   {
-    area: "watch cache (cacher dispatch)",
+    area: "watches (etcd → cache → encode → send)",
     frame:
-      /storage\/cacher\.\(\*Cacher\)\.(dispatchEvent|processEvent)|cacheWatcher\)\.(process|add|convertToWatchEvent)/,
+      /WatchServer\)\.HandleHTTP|watchEncoder|watchEmbeddedEncoder|\(\*Cacher\)\.dispatchEvent|cacheWatcher|\(\*watchChan\)/,
   },
+  // what a request is of and what it costs
+  { area: "custom resources (any request)", frame: /crdHandler/ },
+  { area: "managed fields (field manager)", frame: /managedfields|structured-merge-diff/ },
   {
-    area: "CRD schema validation (OpenAPI)",
-    frame: /apiextensions-apiserver\/pkg\/apiserver\/validation|kube-openapi\/pkg\/validation/,
+    area: "CRD schema: decode, coerce, validate",
+    frame:
+      /apiextensions-apiserver\/pkg\/apiserver\/validation|kube-openapi\/pkg\/validation|schemaCoercingDecoder|unstructuredSchemaCoercer/,
   },
-  {
-    area: "CRD CEL validation rules",
-    frame: /apiextensions-apiserver\/pkg\/apiserver\/schema\/cel|apiserver\/pkg\/cel/,
-  },
-  { area: "managed fields (field manager)", frame: /fieldmanager|structured-merge-diff/ },
-  { area: "admission (incl. policies)", frame: /apiserver\/pkg\/admission/ },
+  { area: "CEL rules", frame: /apiserver\/schema\/cel|apiserver\/pkg\/cel|google\/cel-go/ },
+  { area: "admission", frame: /apiserver\/pkg\/admission/ },
   {
     area: "JSON decode",
     frame:
@@ -43,7 +43,7 @@ export const AREAS: readonly { area: string; frame: RegExp }[] = [
   },
   { area: "etcd client", frame: /go\.etcd\.io\/etcd\/client/ },
   { area: "TLS", frame: /^crypto\/tls\./ },
-  { area: "garbage collection", frame: /^runtime\.(gcBgMarkWorker|gcDrain|markroot|scanobject|bgsweep|mallocgc)/ },
+  { area: "garbage collection", frame: /^runtime\.(gcBgMarkWorker|gcDrain|markroot|scanobject|bgsweep)/ },
 ];
 
 export interface PprofFrame {

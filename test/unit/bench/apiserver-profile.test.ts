@@ -11,11 +11,11 @@ const traces = [
   "      60ms   encoding/json.(*decodeState).object",
   "             encoding/json.Unmarshal",
   "             k8s.io/apiextensions-apiserver/pkg/apiserver/validation.ValidateCustomResource",
-  "             k8s.io/apiserver/pkg/endpoints/handlers.createHandler.func1",
+  "             k8s.io/apiserver/pkg/endpoints/handlers.CreateResource.createHandler.func1",
   "             net/http.serverHandler.ServeHTTP",
   SEP,
   "      30ms   crypto/tls.(*Conn).Write (inline)",
-  "             k8s.io/apiserver/pkg/endpoints/handlers.serveWatch",
+  "             k8s.io/apiserver/pkg/endpoints/handlers.(*WatchServer).HandleHTTP",
   "             net/http.serverHandler.ServeHTTP",
   SEP,
   "    1.00ms   runtime.gcBgMarkWorker",
@@ -30,10 +30,10 @@ describe("summarizeTraces", () => {
     expect(s.cpuSeconds).toBe(0.1);
     const area = (name: string) => s.areas.find((a) => a.frame === name)?.pct;
     expect(area("serving HTTP requests (all)")).toBe(90);
-    expect(area("create handler")).toBe(60);
+    expect(area("creates")).toBe(60);
     expect(area("JSON decode")).toBe(60);
-    expect(area("CRD schema validation (OpenAPI)")).toBe(60);
-    expect(area("watch serving (encode + send)")).toBe(30);
+    expect(area("CRD schema: decode, coerce, validate")).toBe(60);
+    expect(area("watches (etcd → cache → encode → send)")).toBe(30);
     expect(area("TLS")).toBe(30);
     expect(area("garbage collection")).toBe(1);
     expect(area("etcd client")).toBe(0);
@@ -50,7 +50,7 @@ describe("summarizeTraces", () => {
 
   it("prints the areas of 3 % or more, largest first, without the all-requests total", () => {
     const row = profileRow({ file: "f", seconds: 8, ...summarizeTraces(traces) });
-    expect(row?.value.startsWith("create handler 60 %")).toBe(true);
+    expect(row?.value.startsWith("creates 60 %")).toBe(true);
     expect(row?.value).not.toContain("serving HTTP requests");
     expect(row?.value).not.toContain("garbage collection");
   });
