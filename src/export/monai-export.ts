@@ -44,7 +44,12 @@ const log = logger("export");
 
 export const MONAI_EXPORT_COMPLETE_SUBJECT = "md.export.complete";
 
-/** MONAI's FileExportStatus values radflow answers with. */
+/**
+ * MONAI's FileExportStatus values radflow answers with (checked against Monai.Deploy.Messaging's
+ * Events/ExportStatus.cs: Success, ConfigurationError, UnsupportedDataType, ServiceError,
+ * DownloadError, Unknown). MONAI's own services write these as numbers (no string converter on
+ * file_statuses); its Newtonsoft reader takes the names as well, and names are what a person reads.
+ */
 export type MonaiFileStatus =
   | "Success"
   | "ConfigurationError"
