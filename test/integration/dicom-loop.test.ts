@@ -15,6 +15,7 @@ import type { InferenceTask } from "../../src/api/v1alpha1/inferencetask.ts";
 import { derivedUID } from "../../src/export/sr.ts";
 import { ensureStreams, STREAM } from "../../src/ingest/streams.ts";
 import {
+  createDestination,
   createWorkflow,
   freePort,
   listTasks,
@@ -24,9 +25,8 @@ import {
   releaseTasks,
   uniqueAE,
 } from "../support/e2e.ts";
-import { GatewayProcess, pydicomFiles, storescu } from "../support/gateway-process.ts";
-import { type Orthanc, orthancAvailable, startOrthanc } from "../support/orthanc.ts";
-import { makeInstance } from "../unit/gateway/dicom-fixture.ts";
+import { GatewayProcess, pydicomFiles, storescu, writeSeg } from "../support/gateway-process.ts";
+import { dumpHeld, type Orthanc, orthancAvailable, pacsInstances, startOrthanc } from "../support/orthanc.ts";
 import { custom, kubeconfigPath, natsUrl, useNamespace, waitFor } from "./helpers.ts";
 import { type OperatorProcess, startOperator } from "./operator-process.ts";
 
@@ -144,13 +144,7 @@ describe.skipIf(!ready)("the DICOM loop: modality → gateway → operator → s
       done: /study ingest started/.test(op.logs()),
       seen: op.proc.exitCode === null ? "running" : `exited ${op.proc.exitCode}:\n${op.logs().slice(-2000)}`,
     }));
-    const dest = (name: string, spec: Record<string, unknown>) =>
-      custom().createNamespacedCustomObject({
-        ...G,
-        namespace: ns.name,
-        plural: "dicomdestinations",
-        body: { apiVersion: "radflow.io/v1alpha1", kind: "DICOMDestination", metadata: { name }, spec },
-      });
+    const dest = (name: string, spec: Record<string, unknown>) => createDestination(ns.name, name, spec);
     await dest("pacs", {
       dimse: { host: "127.0.0.1", port: PORTS.orthancDicom, calledAETitle: "ORTHANC", callingAETitle: "RADFLOW" },
       timeoutSeconds: 20,
@@ -210,21 +204,7 @@ describe.skipIf(!ready)("the DICOM loop: modality → gateway → operator → s
     });
 
   /** Orthanc's instances of a study: SOP Instance UID and modality. */
-  async function pacsStudy(study: string): Promise<{ id: string; sop: string; modality: string }[]> {
-    const out: { id: string; sop: string; modality: string }[] = [];
-    for (const id of await orthanc.get<string[]>("/studies")) {
-      const s = await orthanc.get<{ MainDicomTags: { StudyInstanceUID: string } }>(`/studies/${id}`);
-      if (s.MainDicomTags.StudyInstanceUID !== study) continue;
-      const inst = await orthanc.get<{ ID: string; MainDicomTags: { SOPInstanceUID: string }; ParentSeries: string }[]>(
-        `/studies/${id}/instances`,
-      );
-      for (const i of inst) {
-        const series = await orthanc.get<{ MainDicomTags: { Modality: string } }>(`/series/${i.ParentSeries}`);
-        out.push({ id: i.ID, sop: i.MainDicomTags.SOPInstanceUID, modality: series.MainDicomTags.Modality });
-      }
-    }
-    return out;
-  }
+  const pacsStudy = (study: string) => pacsInstances(orthanc, study);
 
   it("C-STORE in, C-STORE out: a three-series study from storescu comes back to the PACS as an SR in the same study", {
     timeout: 600_000,
@@ -294,9 +274,7 @@ describe.skipIf(!ready)("the DICOM loop: modality → gateway → operator → s
     );
     const sr = held.find((i) => i.sop === sop);
     expect(sr?.modality).toBe("SR");
-    const file = path.join(work, "sr.dcm");
-    writeFileSync(file, await orthanc.file(sr?.id as string));
-    const dump = execFileSync("dsrdump", ["+Pl", file]).toString();
+    const { file, text: dump } = await dumpHeld(orthanc, sr, work);
     expect(dump).toContain("Comprehensive SR Document");
     expect(dump).toContain(PATIENT.name); // copied from the received headers
     expect(dump).toMatch(/"bleed"\)=\(373066001,SCT,"Yes"\)/);
@@ -362,20 +340,9 @@ describe.skipIf(!ready)("the DICOM loop: modality → gateway → operator → s
     const task = await taskOf("lesion-seg");
     // the model writes its SEG where RADFLOW_OUTPUT_DIR points on the study volume
     const out = path.join(gw.storage, "results", task.metadata.name as string, "segment");
-    mkdirSync(out, { recursive: true });
     const segUID = `${study}.9.1`;
-    writeFileSync(
-      path.join(out, "seg.dcm"),
-      makeInstance({
-        study,
-        series: `${study}.9`,
-        sop: segUID,
-        sopClass: "1.2.840.10008.5.1.4.1.1.66.4",
-        modality: "SEG",
-        patientName: PATIENT.name,
-      }),
-    );
-    execFileSync("dcmodify", ["-nb", "-m", `(0010,0020)=${PATIENT.id}`, path.join(out, "seg.dcm")]);
+    const written = writeSeg(out, { study, series: `${study}.9`, sop: segUID, patientName: PATIENT.name });
+    execFileSync("dcmodify", ["-nb", "-m", `(0010,0020)=${PATIENT.id}`, written]);
     const done = await exported(task.metadata.name as string);
     expect(done.status?.exports).toMatchObject([
       { step: "segment", destination: "pacs-web", phase: "Sent", reason: "ModelFiles", instances: 1 },
@@ -383,9 +350,7 @@ describe.skipIf(!ready)("the DICOM loop: modality → gateway → operator → s
     const held = await pacsStudy(study);
     expect(held.map((i) => i.modality).sort()).toEqual(["CT", "MR", "SEG"]);
     const seg = held.find((i) => i.sop === segUID);
-    const file = path.join(work, "seg.dcm");
-    writeFileSync(file, await orthanc.file(seg?.id as string));
-    expect(execFileSync("dcmdump", [file]).toString()).toContain("SegmentationStorage");
+    expect((await dumpHeld(orthanc, seg, work)).text).toContain("SegmentationStorage");
   });
 
   it("a MONAI ExportRequestEvent (md.export.request.monaiscu) is sent to the destination of its MONAI name and answered with an ExportCompleteEvent", {
@@ -395,12 +360,8 @@ describe.skipIf(!ready)("the DICOM loop: modality → gateway → operator → s
     const study = `${ROOT_UID}.3`;
     // what a MONAI application wrote, relative to the volume (MONAI's paths are relative to its bucket)
     const rel = `monai/${RUN}`;
-    mkdirSync(path.join(gw.storage, rel), { recursive: true });
     const sop = `${study}.9.1`;
-    writeFileSync(
-      path.join(gw.storage, rel, "seg.dcm"),
-      makeInstance({ study, series: `${study}.9`, sop, sopClass: "1.2.840.10008.5.1.4.1.1.66.4", modality: "SEG" }),
-    );
+    writeSeg(path.join(gw.storage, rel), { study, series: `${study}.9`, sop });
     writeFileSync(path.join(gw.storage, rel, "notes.txt"), "not DICOM");
     const answers: Record<string, unknown>[] = [];
     const sub = nats.nc.subscribe("md.export.complete", {

@@ -7,14 +7,13 @@
 // records on radflow.audit.InstancesExported). dcmtk's storescp with TLS is the destination that
 // speaks DICOM TLS; a forwarding step sends a study to Orthanc unchanged.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import dcmjs from "dcmjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Orthanc, orthancAvailable, startOrthanc } from "../../hack/orthanc.ts";
 import { InferenceTask } from "../../src/api/v1alpha1/inferencetask.ts";
 import { AUDIT_STREAM } from "../../src/audit/pipeline.ts";
 import { derivedUID } from "../../src/export/sr.ts";
@@ -22,11 +21,14 @@ import { studyLocation } from "../../src/gateway/storage.ts";
 import { buildResultEvents, publishResults } from "../../src/ingest/results.ts";
 import { ensureStreams } from "../../src/ingest/streams.ts";
 import { mergePatch } from "../../src/kube/client.ts";
-import { makeInstance, makeStudy } from "../unit/gateway/dicom-fixture.ts";
+import { createDestination } from "../support/e2e.ts";
+import { GatewayProcess, storescu, writeFiles, writeSeg } from "../support/gateway-process.ts";
+import { dumpHeld, type Orthanc, orthancAvailable, pacsInstances, startOrthanc } from "../support/orthanc.ts";
+import { TestPki } from "../support/test-pki.ts";
+import { makeStudy } from "../unit/gateway/dicom-fixture.ts";
 import { batch, core as coreApi, custom, kubeconfigPath, natsUrl, useNamespace, waitFor } from "./helpers.ts";
 import { type OperatorProcess, startOperator } from "./operator-process.ts";
 
-const ROOT = path.resolve(import.meta.dirname, "../..");
 const BASE = Number(process.env.RADFLOW_EXPORT_TEST_PORT_BASE ?? 24100);
 const PORTS = {
   orthancDicom: BASE + 10,
@@ -43,12 +45,17 @@ const ready = orthancAvailable() && hasDcmtk;
 if (!ready)
   process.stderr.write("export.test.ts: needs orthanc, orthanc-dicomweb and dcmtk (hack/deps.sh installs them)\n");
 
+/** dcmtk's storescu to 127.0.0.1:port (as CT_EAST to RADFLOW unless told), failing with its stderr when it fails. */
+function send(port: number, files: string[], o: { calling?: string; called?: string } = {}): void {
+  const r = storescu(port, files, o);
+  if (r.status !== 0) throw new Error(`storescu to ${port} failed (${r.status}):\n${r.stderr}`);
+}
+
 describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
   const ns = useNamespace("export");
   // the forwarding workflow's own namespace: the operator watches only it
   const fwdNs = useNamespace("export-fwd");
   const work = mkdtempSync(path.join(tmpdir(), "rf-export-it-"));
-  const storageDir = path.join(work, "store");
   const study = `${RUN}.1`;
   const forwarded = `${RUN}.2`; // a study only the gateway received: forwarded to the PACS
   const forwardedFiles: Buffer[] = makeStudy(forwarded, 2, 2, { patientName: "ROE^RICHARD" });
@@ -57,82 +64,33 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
   let operator: OperatorProcess | undefined;
   let storescpLog = "";
   let orthanc: Orthanc;
-  let gw: ChildProcess | undefined;
-  let gwLog = "";
+  const gw = new GatewayProcess({
+    storage: path.join(work, "store"),
+    ports: { dicom: PORTS.gwDicom, http: 0, metrics: PORTS.gwMetrics },
+    natsUrl: natsUrl(),
+    args: [
+      ...["--ae-title", "RADFLOW", "--quiet-seconds", "1", "--audit", "fhir"],
+      ...["--export", "--kubeconfig", kubeconfigPath(), "--export-attempts", "3", "--export-backoff-seconds", "1"],
+    ],
+    env: { RADFLOW_PHI_HMAC_KEY: "export-test-key-0123456789" },
+  });
+  const pki = new TestPki(path.join(work, "pki"));
   let nc: NatsConnection;
 
   beforeAll(async () => {
-    mkdirSync(storageDir, { recursive: true });
+    mkdirSync(gw.storage, { recursive: true });
     nc = await connect({ servers: natsUrl() });
     await ensureStreams(await jetstreamManager(nc));
     orthanc = await startOrthanc({ httpPort: PORTS.orthancHttp, dicomPort: PORTS.orthancDicom });
-    gw = spawn(
-      process.execPath,
-      [
-        path.join(ROOT, "src/cmd/radflow.ts"),
-        "gateway",
-        "--storage-dir",
-        storageDir,
-        "--dicom-port",
-        String(PORTS.gwDicom),
-        "--http-port",
-        "0",
-        "--metrics-port",
-        String(PORTS.gwMetrics),
-        "--ae-title",
-        "RADFLOW",
-        "--quiet-seconds",
-        "1",
-        "--nats-url",
-        natsUrl(),
-        "--export",
-        "--kubeconfig",
-        kubeconfigPath(),
-        "--export-attempts",
-        "3",
-        "--export-backoff-seconds",
-        "1",
-        "--audit",
-        "fhir",
-      ],
-      {
-        stdio: ["ignore", "pipe", "pipe"],
-        env: { ...process.env, RADFLOW_PHI_HMAC_KEY: "export-test-key-0123456789" },
-      },
-    );
-    gw.stdout?.on("data", (d) => {
-      gwLog = (gwLog + d).slice(-50_000);
-    });
-    gw.stderr?.on("data", (d) => {
-      gwLog = (gwLog + d).slice(-50_000);
-    });
-    const proc = gw;
-    // a loaded 2-core machine (eight agents) takes its time to start Node
-    await waitFor("the gateway to be ready", 180_000, async () => {
-      if (proc.exitCode !== null) throw new Error(`the gateway exited (${proc.exitCode}):\n${gwLog.slice(-3000)}`);
-      const ok = (await fetch(`http://127.0.0.1:${PORTS.gwMetrics}/readyz`).catch(() => undefined))?.ok;
-      return { done: ok === true, seen: gwLog.slice(-500) };
-    });
+    await gw.start();
 
     // the study: two CT series, sent by storescu to the gateway (which stores it where steps
     // read it) and to the PACS (which holds it before any result arrives)
-    const dir = path.join(work, "study");
-    mkdirSync(dir);
-    const files = makeStudy(study, 2, 2, { patientName: "DOE^JANE" }).map((b, i) => {
-      const p = path.join(dir, `${i}.dcm`);
-      writeFileSync(p, b);
-      return p;
-    });
-    execFileSync("storescu", ["-aet", "CT_EAST", "-aec", "RADFLOW", "127.0.0.1", String(PORTS.gwDicom), ...files]);
-    execFileSync("storescu", ["-aet", "CT_EAST", "-aec", "ORTHANC", "127.0.0.1", String(PORTS.orthancDicom), ...files]);
+    const files = writeFiles(path.join(work, "study"), makeStudy(study, 2, 2, { patientName: "DOE^JANE" }));
+    send(PORTS.gwDicom, files);
+    send(PORTS.orthancDicom, files, { called: "ORTHANC" });
 
-    const dest = (name: string, spec: Record<string, unknown>) =>
-      custom().createNamespacedCustomObject({
-        ...G,
-        namespace: ns.name,
-        plural: "dicomdestinations",
-        body: { apiVersion: "radflow.io/v1alpha1", kind: "DICOMDestination", metadata: { name }, spec },
-      });
+    const dest = (name: string, spec: Record<string, unknown>) => createDestination(ns.name, name, spec);
     await dest("pacs", {
       dimse: { host: "127.0.0.1", port: PORTS.orthancDicom, calledAETitle: "ORTHANC", callingAETitle: "RADFLOW" },
       timeoutSeconds: 20,
@@ -146,85 +104,23 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
     });
 
     // the forwarded study reaches the gateway only
-    const fdir = path.join(work, "forwarded");
-    mkdirSync(fdir);
-    const ffiles = forwardedFiles.map((b, i) => {
-      const p = path.join(fdir, `${i}.dcm`);
-      writeFileSync(p, b);
-      return p;
-    });
-    execFileSync("storescu", ["-aet", "CT_EAST", "-aec", "RADFLOW", "127.0.0.1", String(PORTS.gwDicom), ...ffiles]);
+    send(PORTS.gwDicom, writeFiles(path.join(work, "forwarded"), forwardedFiles));
 
     // DICOM TLS: a test CA signs storescp's certificate (127.0.0.1) and radflow's client
     // certificate (storescp requires one); another CA signs nothing the peer holds
-    const pki = path.join(work, "pki");
-    mkdirSync(pki);
     mkdirSync(tlsDir);
-    const openssl = (...args: string[]) => execFileSync("openssl", args, { cwd: pki, stdio: "pipe" });
-    const ca = (name: string) =>
-      openssl(
-        "req",
-        "-x509",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        `${name}.key`,
-        "-subj",
-        `/CN=radflow export test ${name}`,
-        "-days",
-        "2",
-        "-out",
-        `${name}.crt`,
-      );
-    const cert = (name: string, ext: string) => {
-      openssl(
-        "req",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        `${name}.key`,
-        "-subj",
-        `/CN=${name}`,
-        "-out",
-        `${name}.csr`,
-      );
-      writeFileSync(path.join(pki, `${name}.ext`), `${ext}\n`);
-      openssl(
-        "x509",
-        "-req",
-        "-in",
-        `${name}.csr`,
-        "-days",
-        "2",
-        "-sha256",
-        "-extfile",
-        `${name}.ext`,
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        `${name}.crt`,
-      );
-    };
-    ca("ca");
-    ca("other-ca");
-    cert("pacs", "subjectAltName=IP:127.0.0.1");
-    cert("radflow", "extendedKeyUsage=clientAuth");
-    const pem = (n: string) => readFileSync(path.join(pki, n), "utf8");
+    pki.ca("ca");
+    pki.ca("other-ca");
+    pki.cert("pacs", "pacs", "subjectAltName=IP:127.0.0.1");
+    pki.cert("radflow", "radflow", "extendedKeyUsage=clientAuth");
     storescp = spawn(
       "storescp",
       [
         "+tls",
-        path.join(pki, "pacs.key"),
-        path.join(pki, "pacs.crt"),
+        pki.file("pacs.key"),
+        pki.file("pacs.crt"),
         "+cf",
-        path.join(pki, "ca.crt"),
+        pki.file("ca.crt"),
         "-rc",
         "-od",
         tlsDir,
@@ -243,18 +139,18 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
     const core = coreApi();
     await core.createNamespacedConfigMap({
       namespace: ns.name,
-      body: { metadata: { name: "pacs-ca" }, data: { "ca.crt": pem("ca.crt") } },
+      body: { metadata: { name: "pacs-ca" }, data: { "ca.crt": pki.pem("ca.crt") } },
     });
     await core.createNamespacedSecret({
       namespace: ns.name,
-      body: { metadata: { name: "other-ca" }, stringData: { "ca.crt": pem("other-ca.crt") } },
+      body: { metadata: { name: "other-ca" }, stringData: { "ca.crt": pki.pem("other-ca.crt") } },
     });
     await core.createNamespacedSecret({
       namespace: ns.name,
       body: {
         metadata: { name: "radflow-client" },
         type: "kubernetes.io/tls",
-        stringData: { "tls.crt": pem("radflow.crt"), "tls.key": pem("radflow.key") },
+        stringData: { "tls.crt": pki.pem("radflow.crt"), "tls.key": pki.pem("radflow.key") },
       },
     });
     const tlsDimse = { host: "127.0.0.1", port: PORTS.tls, calledAETitle: "TLS_PACS", callingAETitle: "RADFLOW" };
@@ -277,12 +173,7 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
   }, 300_000);
 
   afterAll(async () => {
-    if (gw && gw.exitCode === null) {
-      const p = gw;
-      const done = new Promise((r) => p.once("exit", r));
-      p.kill("SIGTERM");
-      await done;
-    }
+    await gw.stop();
     await operator?.stop();
     await orthanc?.stop();
     if (storescp && storescp.exitCode === null) {
@@ -370,23 +261,7 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
   }
 
   /** Orthanc's instances of the study, with their SOP Instance UID and modality. */
-  async function pacsStudy(which = study): Promise<{ id: string; sop: string; modality: string }[]> {
-    const ids = await orthanc.get<string[]>("/studies");
-    for (const id of ids) {
-      const s = await orthanc.get<{ MainDicomTags: { StudyInstanceUID: string } }>(`/studies/${id}`);
-      if (s.MainDicomTags.StudyInstanceUID !== which) continue;
-      const inst = await orthanc.get<{ ID: string; MainDicomTags: { SOPInstanceUID: string }; ParentSeries: string }[]>(
-        `/studies/${id}/instances`,
-      );
-      const out: { id: string; sop: string; modality: string }[] = [];
-      for (const i of inst) {
-        const series = await orthanc.get<{ MainDicomTags: { Modality: string } }>(`/series/${i.ParentSeries}`);
-        out.push({ id: i.ID, sop: i.MainDicomTags.SOPInstanceUID, modality: series.MainDicomTags.Modality });
-      }
-      return out;
-    }
-    return [];
-  }
+  const pacsStudy = (which = study) => pacsInstances(orthanc, which);
 
   type ExportAudit = {
     id: string;
@@ -428,7 +303,7 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
       { bleed: true, score: 0.93, finding: "intraparenchymal hemorrhage" },
     );
     const [e] = await settled("bleed-yes");
-    expect(e, gwLog.slice(-3000)).toMatchObject({
+    expect(e, gw.log.slice(-3000)).toMatchObject({
       step: "detect",
       destination: "pacs",
       phase: "Sent",
@@ -440,9 +315,7 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
     expect(held.filter((i) => i.sop.startsWith(`${study}.`))).toHaveLength(4); // the source study, as sent
     const sr = held.find((i) => i.sop === sop);
     expect(sr?.modality).toBe("SR");
-    const file = path.join(work, "sr.dcm");
-    writeFileSync(file, await orthanc.file(sr?.id as string));
-    const dump = execFileSync("dsrdump", ["+Pl", file]).toString();
+    const { file, text: dump } = await dumpHeld(orthanc, sr, work);
     expect(dump).toContain("Comprehensive SR Document");
     expect(dump).toContain("DOE^JANE"); // the patient, copied from the received headers
     expect(dump).toMatch(/"bleed"\)=\(373066001,SCT,"Yes"\)/);
@@ -489,34 +362,22 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
       ["20", `${ns.name}/bleed-yes`],
     ]);
     // and no identifier of the study in the gateway's log
-    expect(gwLog).not.toContain(study);
-    expect(gwLog).not.toContain("PID-GW-1");
+    expect(gw.log).not.toContain(study);
+    expect(gw.log).not.toContain("PID-GW-1");
   });
 
   it("the model's own DICOM file (a SEG) goes to the study by STOW-RS", async () => {
     const name = "seg-web";
-    const out = path.join(storageDir, "results", name, "detect");
-    mkdirSync(out, { recursive: true });
+    const out = path.join(gw.storage, "results", name, "detect");
     const segUID = `${RUN}.9.1`;
-    writeFileSync(
-      path.join(out, "seg.dcm"),
-      makeInstance({
-        study,
-        series: `${RUN}.9`,
-        sop: segUID,
-        sopClass: "1.2.840.10008.5.1.4.1.1.66.4",
-        modality: "SEG",
-      }),
-    );
+    writeSeg(out, { study, series: `${RUN}.9`, sop: segUID });
     writeFileSync(path.join(out, "volumes.json"), "{}"); // not DICOM: not sent
     await finishedTask(name, { export: [{ destination: "pacs-web" }] }, { volumeMl: 12.5 });
     const [e] = await settled(name);
-    expect(e, gwLog.slice(-3000)).toMatchObject({ phase: "Sent", reason: "ModelFiles", instances: 1 });
+    expect(e, gw.log.slice(-3000)).toMatchObject({ phase: "Sent", reason: "ModelFiles", instances: 1 });
     const seg = (await pacsStudy()).find((i) => i.sop === segUID);
     expect(seg?.modality).toBe("SEG");
-    const file = path.join(work, "seg.dcm");
-    writeFileSync(file, await orthanc.file(seg?.id as string));
-    expect(execFileSync("dcmdump", [file]).toString()).toContain("SegmentationStorage");
+    expect((await dumpHeld(orthanc, seg, work)).text).toContain("SegmentationStorage");
   });
 
   it("a false `when` sends nothing and the task says Skipped", async () => {
@@ -564,7 +425,7 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
       study: forwarded,
     });
     const [e] = await settled("forward");
-    expect(e, gwLog.slice(-3000)).toMatchObject({ phase: "Sent", reason: "Study", instances: forwardedFiles.length });
+    expect(e, gw.log.slice(-3000)).toMatchObject({ phase: "Sent", reason: "Study", instances: forwardedFiles.length });
     const held = await pacsStudy(forwarded);
     const pixels = (b: Buffer) => {
       const d = dcmjs.data.DicomMessage.readFile(
@@ -592,7 +453,7 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
       { bleed: true },
     );
     const [ok] = await settled("tls-ok");
-    expect(ok, `${gwLog.slice(-3000)}\n${storescpLog.slice(-2000)}`).toMatchObject({ phase: "Sent", instances: 1 });
+    expect(ok, `${gw.log.slice(-3000)}\n${storescpLog.slice(-2000)}`).toMatchObject({ phase: "Sent", instances: 1 });
     expect(readdirSync(tlsDir)).toHaveLength(1); // storescp wrote the SR it received over TLS
     const [bad] = await settled("tls-wrong-ca");
     expect(bad).toMatchObject({ phase: "Failed", reason: "TLSHandshakeFailed", attempts: 3 });
@@ -615,20 +476,10 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
     timeout: 600_000,
   }, async () => {
     const third = `${RUN}.3`;
-    await custom().createNamespacedCustomObject({
-      ...G,
-      namespace: fwdNs.name,
-      plural: "dicomdestinations",
-      body: {
-        apiVersion: "radflow.io/v1alpha1",
-        kind: "DICOMDestination",
-        metadata: { name: "archive" },
-        spec: {
-          dimse: { host: "127.0.0.1", port: PORTS.orthancDicom, calledAETitle: "ORTHANC", callingAETitle: "RADFLOW" },
-          timeoutSeconds: 20,
-          checkIntervalSeconds: 300,
-        },
-      },
+    await createDestination(fwdNs.name, "archive", {
+      dimse: { host: "127.0.0.1", port: PORTS.orthancDicom, calledAETitle: "ORTHANC", callingAETitle: "RADFLOW" },
+      timeoutSeconds: 20,
+      checkIntervalSeconds: 300,
     });
     await custom().createNamespacedCustomObject({
       ...G,
@@ -656,15 +507,8 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
       const ready = wf.status?.conditions?.find((c) => c.type === "Ready")?.status;
       return { done: ready === "True", seen: `${ready} ${op.logs().slice(-400)}` };
     });
-    const dir = path.join(work, "third");
-    mkdirSync(dir);
-    const bytes = makeStudy(third, 2, 1, { patientName: "POE^EDGAR" });
-    const files = bytes.map((b, i) => {
-      const p = path.join(dir, `${i}.dcm`);
-      writeFileSync(p, b);
-      return p;
-    });
-    execFileSync("storescu", ["-aet", "MR_WEST", "-aec", "RADFLOW", "127.0.0.1", String(PORTS.gwDicom), ...files]);
+    const files = writeFiles(path.join(work, "third"), makeStudy(third, 2, 1, { patientName: "POE^EDGAR" }));
+    send(PORTS.gwDicom, files, { calling: "MR_WEST" });
     type Task = InferenceTask & { status?: { exports?: { phase: string; reason?: string; instances?: number }[] } };
     const task = await waitFor("the forwarding task's export", 240_000, async () => {
       const list = (await custom().listNamespacedCustomObject({
@@ -685,7 +529,7 @@ describe.skipIf(!ready)("exports to a PACS (Orthanc)", () => {
     expect(task?.status?.phase).toBe("Succeeded");
     expect(task?.status?.steps).toMatchObject([{ name: "forward", phase: "Succeeded", reason: "Forwarding" }]);
     expect(task?.status?.steps?.[0]?.jobName).toBeUndefined();
-    expect(task?.status?.exports, gwLog.slice(-2000)).toMatchObject([
+    expect(task?.status?.exports, gw.log.slice(-2000)).toMatchObject([
       { step: "forward", destination: "archive", phase: "Sent", reason: "Study", instances: 2 },
     ]);
     // no Job was ever made for the task

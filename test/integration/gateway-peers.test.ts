@@ -2,7 +2,7 @@
 // dcmtk's storescp (bit-preserving) as the reference receiver, dcmdump as the reader, xmllint and
 // HL7's R4 checker for the PS3.15 records, and a real nats-server. Ports 24200-24299 (the other
 // gateway test uses 23100+).
-import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import {
   existsSync,
   mkdirSync,
@@ -35,6 +35,7 @@ import {
   writeFiles,
 } from "../support/gateway-process.ts";
 import { withoutShared } from "../support/shared.ts";
+import { TestPki } from "../support/test-pki.ts";
 import { convertedSchema, validate } from "../unit/audit/tools.ts";
 import { makeInstance, makeStudy } from "../unit/gateway/dicom-fixture.ts";
 
@@ -390,41 +391,11 @@ describe.skipIf(missing.length > 0 || !existsSync(natsBin))("radflow gateway aga
 
   describe("DICOM TLS and STOW-RS authentication", () => {
     const tls = new GatewayProc("tls", { dicom: PORTS.tlsDicom, http: PORTS.tlsHttp, metrics: PORTS.tlsMetrics });
-    const pki = path.join(work, "pki");
-    const f = (n: string) => path.join(pki, n);
-    const openssl = (...args: string[]) => execFileSync("openssl", args, { cwd: pki, stdio: "pipe" });
+    const pki = new TestPki(path.join(work, "pki"));
+    const f = (n: string) => pki.file(n);
     /** A key and a certificate signed by the test CA (or self-signed: a sender nobody trusts). */
-    function cert(name: string, cn: string, signed = true): void {
-      openssl(
-        "req",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        `${name}.key`,
-        "-subj",
-        `/CN=${cn}`,
-        "-out",
-        `${name}.csr`,
-      );
-      const ext = f(`${name}.ext`);
-      writeFileSync(ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-      openssl(
-        "x509",
-        "-req",
-        "-in",
-        `${name}.csr`,
-        "-days",
-        "2",
-        "-sha256",
-        "-extfile",
-        ext,
-        "-out",
-        `${name}.crt`,
-        ...(signed ? ["-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial"] : ["-signkey", `${name}.key`]),
-      );
-    }
+    const cert = (name: string, cn: string, signed = true) =>
+      pki.cert(name, cn, "subjectAltName=IP:127.0.0.1,DNS:localhost", signed ? "ca" : null);
     const echo = (extra: string[]) =>
       spawnSync("echoscu", ["-aet", "CT_EAST", "-aec", "RADFLOW", ...extra, "127.0.0.1", String(PORTS.tlsDicom)], {
         encoding: "utf8",
@@ -432,23 +403,7 @@ describe.skipIf(missing.length > 0 || !existsSync(natsBin))("radflow gateway aga
       });
 
     beforeAll(async () => {
-      mkdirSync(pki, { recursive: true });
-      openssl(
-        "req",
-        "-x509",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-subj",
-        "/CN=radflow test CA",
-        "-days",
-        "2",
-        "-out",
-        "ca.crt",
-      );
+      pki.ca("ca");
       cert("gateway", "localhost");
       cert("modality", "CT_EAST");
       cert("rogue", "CT_EAST", false);

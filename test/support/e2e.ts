@@ -164,6 +164,16 @@ export async function waitWorkflowReady(namespace: string, name: string, timeout
   });
 }
 
+/** Creates a DICOMDestination (where a step's exports go) in the namespace. */
+export async function createDestination(namespace: string, name: string, spec: Record<string, unknown>) {
+  await custom().createNamespacedCustomObject({
+    ...G,
+    namespace,
+    plural: "dicomdestinations",
+    body: { apiVersion: "radflow.io/v1alpha1", kind: "DICOMDestination", metadata: { name }, spec },
+  });
+}
+
 export async function listTasks(namespace: string, workflow?: string): Promise<InferenceTask[]> {
   const r = (await custom().listNamespacedCustomObject({
     ...G,

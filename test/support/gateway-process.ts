@@ -7,7 +7,9 @@ import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from "nod
 import { homedir } from "node:os";
 import path from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { makeInstance } from "../unit/gateway/dicom-fixture.ts";
 
+const SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4";
 const ENTRY = path.resolve(import.meta.dirname, "../../src/cmd/radflow.ts");
 
 /** Polls f until it gives something other than undefined/false; the error carries what `log` says. */
@@ -156,6 +158,14 @@ export function writeFiles(dir: string, bufs: Buffer[]): string[] {
     writeFileSync(f, b);
     return f;
   });
+}
+
+/** A model's segmentation, as a step or MONAI application leaves it: <dir>/seg.dcm (a SEG instance of the study); its path. */
+export function writeSeg(dir: string, o: { study: string; series: string; sop: string; patientName?: string }): string {
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, "seg.dcm");
+  writeFileSync(file, makeInstance({ ...o, sopClass: SEG_STORAGE, modality: "SEG" }));
+  return file;
 }
 
 /** dcmtk's storescu sending files to 127.0.0.1:port (synchronously; its stderr tells the statuses with -v). */
