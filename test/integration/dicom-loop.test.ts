@@ -25,6 +25,7 @@ import {
   releaseTasks,
   uniqueAE,
 } from "../support/e2e.ts";
+import { ingesting } from "../support/e2e-run.ts";
 import { GatewayProcess, pydicomFiles, storescu, writeSeg } from "../support/gateway-process.ts";
 import { dumpHeld, type Orthanc, orthancAvailable, pacsInstances, startOrthanc } from "../support/orthanc.ts";
 import { custom, kubeconfigPath, natsUrl, useNamespace, waitFor } from "./helpers.ts";
@@ -140,10 +141,7 @@ describe.skipIf(!ready)("the DICOM loop: modality → gateway → operator → s
       nats: true,
       args: ["--leader-elect=false", "--monai", "--metrics-port", String(await freePort())],
     });
-    await waitFor("the operator to start study ingest", 120_000, async () => ({
-      done: /study ingest started/.test(op.logs()),
-      seen: op.proc.exitCode === null ? "running" : `exited ${op.proc.exitCode}:\n${op.logs().slice(-2000)}`,
-    }));
+    await ingesting(op, 120_000);
     const dest = (name: string, spec: Record<string, unknown>) => createDestination(ns.name, name, spec);
     await dest("pacs", {
       dimse: { host: "127.0.0.1", port: PORTS.orthancDicom, calledAETitle: "ORTHANC", callingAETitle: "RADFLOW" },

@@ -10,10 +10,9 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { AUDIT_STREAM } from "../../src/audit/pipeline.ts";
 import { auditSpool } from "../../src/cmd/operator.ts";
-import { STREAM } from "../../src/ingest/streams.ts";
 import {
   type AuditView,
   auditKey,
@@ -22,88 +21,41 @@ import {
   viewOfAuditMessage,
   viewOfFhirAuditEvent,
 } from "../support/audit-records.ts";
-import {
-  countBy,
-  createWorkflow,
-  freePort,
-  lastSeq,
-  listTasks,
-  type Nats,
-  natsConnect,
-  numericRunId,
-  publishRetry,
-  readStream,
-  releaseTasks,
-  sleep,
-  studyEvent,
-  tail,
-  uniqueAE,
-  waitTasksFinished,
-} from "../support/e2e.ts";
+import { countBy, freePort, sleep, studyEvent, uniqueAE } from "../support/e2e.ts";
+import { ingesting, useE2ERun } from "../support/e2e-run.ts";
 import { SyslogReceiver, selfSigned } from "../support/tls-syslog-receiver.ts";
-import { core, useNamespace, waitFor } from "./helpers.ts";
-import { type OperatorProcess, startOperator } from "./operator-process.ts";
+import { core, waitFor } from "./helpers.ts";
+import type { OperatorProcess } from "./operator-process.ts";
 
-const ns = useNamespace("e2e-audit");
-const RUN = numericRunId();
-const SPOOL_NAME = `e2e-audit-${RUN}`;
-const spool = auditSpool(SPOOL_NAME) as NonNullable<ReturnType<typeof auditSpool>>;
-const STUDY_SUBJECT = `radflow.study.e2e-audit.${RUN}`;
-const UID_ROOT = `1.2.826.0.1.3680043.8.498.${RUN}`;
-const AE_OK = uniqueAE("E2EA-OK-");
-const AE_BAD = uniqueAE("E2EA-BAD-");
 const pem = selfSigned();
 const receiver = new SyslogReceiver(pem);
 const caFile = path.join(mkdtempSync(path.join(tmpdir(), "radflow-e2e-audit-")), "ca.pem");
+const run = useE2ERun("e2e-audit", {
+  cleanup: async (nats) => {
+    await receiver.stop();
+    await nats?.jsm.streams.delete(spool.stream).catch(() => undefined);
+  },
+});
+const { ns, id: RUN, uidRoot: UID_ROOT } = run;
+const SPOOL_NAME = `e2e-audit-${RUN}`;
+const spool = auditSpool(SPOOL_NAME) as NonNullable<ReturnType<typeof auditSpool>>;
+const AE_OK = uniqueAE("E2EA-OK-");
+const AE_BAD = uniqueAE("E2EA-BAD-");
 
-let nats: Nats;
 let auditSince = 0;
-const operators: OperatorProcess[] = [];
 
 beforeAll(async () => {
   writeFileSync(caFile, pem.cert);
   await receiver.start();
-  nats = await natsConnect("e2e-audit");
-});
-
-afterAll(async () => {
-  await Promise.all(operators.map((o) => o.kill().catch(() => undefined)));
-  await releaseTasks(ns.name);
-  await receiver.stop();
-  if (!nats) return;
-  await nats.jsm.streams.delete(spool.stream).catch(() => undefined);
-  await nats.jsm.consumers.delete(STREAM.studies, `op-${ns.name}`).catch(() => undefined);
-  await nats.jsm.streams.purge(STREAM.studies, { filter: STUDY_SUBJECT }).catch(() => undefined);
-  await nats.nc.drain();
 });
 
 function operator(identity: string, metricsPort: number): OperatorProcess {
-  const op = startOperator({
-    namespace: ns.name,
+  return run.startOperator({
     identity,
-    nats: true,
-    args: [
-      "--leader-elect=false",
-      "--metrics-port",
-      String(metricsPort),
-      "--syslog-host",
-      "127.0.0.1",
-      "--syslog-port",
-      String(receiver.port),
-      "--syslog-ca",
-      caFile,
-    ],
+    metricsPort,
+    args: ["--syslog-host", "127.0.0.1", "--syslog-port", String(receiver.port), "--syslog-ca", caFile],
     env: { RADFLOW_AUDIT_SPOOL_NAME: SPOOL_NAME },
   });
-  operators.push(op);
-  return op;
-}
-
-async function ingesting(op: OperatorProcess) {
-  await waitFor(`operator ${op.identity} to start study ingest`, 60_000, async () => ({
-    done: /study ingest started/.test(op.logs()),
-    seen: op.proc.exitCode === null ? "running" : `exited ${op.proc.exitCode}`,
-  }));
 }
 
 async function backlog(port: number): Promise<number | undefined> {
@@ -119,7 +71,7 @@ const studies: { uid: string; accession: string }[] = [];
  * namespace, these studies or these operators.
  */
 function isMine(v: AuditView, identities: string[]): boolean {
-  const pids = operators.map((o) => String(o.proc.pid));
+  const pids = run.operators.map((o) => String(o.proc.pid));
   if (!v.reporter || !pids.includes(v.reporter)) return false;
   if (v.object?.startsWith(`${ns.name}/`)) return true;
   if (v.study && studies.some((s) => s.uid === v.study)) return true;
@@ -145,7 +97,7 @@ function syslogViews(identities: string[]): AuditView[] {
 
 /** This run's FHIR AuditEvents in RADFLOW_AUDIT, with the kind from the subject checked against the codes. */
 async function fhirViews(identities: string[]): Promise<AuditView[]> {
-  const msgs = await readStream(nats.js, nats.jsm, AUDIT_STREAM, ["radflow.audit.>"], auditSince);
+  const msgs = await run.read(AUDIT_STREAM, ["radflow.audit.>"], auditSince);
   const out: AuditView[] = [];
   for (const m of msgs) {
     const v = viewOfFhirAuditEvent(m.json<FhirAuditEventLike>());
@@ -174,7 +126,7 @@ async function publishStudy(ae: string) {
     callingAETitle: "CT-AUDIT",
   });
   studies.push({ uid: ev.data.studyInstanceUID, accession: ev.data.accessionNumber as string });
-  await publishRetry(nats.js, STUDY_SUBJECT, JSON.stringify(ev), ev.id);
+  await run.publish(ev);
   return ev;
 }
 
@@ -208,25 +160,19 @@ describe("audit trail, end to end", () => {
     const id2 = `e2e-audit-b-${RUN}`;
     const ids = [id1, id2];
     const port1 = await freePort();
-    auditSince = await lastSeq(nats.jsm, AUDIT_STREAM);
+    auditSince = await run.lastSeq(AUDIT_STREAM);
+    run.logsOnFailure();
     let op = operator(id1, port1);
-    onTestFailed(() => {
-      for (const o of operators) {
-        const file = path.join(tmpdir(), `radflow-e2e-audit-${o.identity}.log`);
-        writeFileSync(file, o.logs());
-        console.error(`--- operator ${o.identity} (full logs in ${file}) ---\n${tail(o.logs(), 3000)}`);
-      }
-    });
     await ingesting(op);
-    await createWorkflow(ns.name, "audit-ok", AE_OK, [{ name: "segment", env: { KWOK_RESULT: '{"volumeMl":12.5}' } }]);
-    await createWorkflow(ns.name, "audit-bad", AE_BAD, [{ name: "classify", env: { KWOK_EXIT_CODE: "1" } }]);
+    await run.createWorkflow("audit-ok", AE_OK, [{ name: "segment", env: { KWOK_RESULT: '{"volumeMl":12.5}' } }]);
+    await run.createWorkflow("audit-bad", AE_BAD, [{ name: "classify", env: { KWOK_EXIT_CODE: "1" } }]);
     await sleep(1000);
 
     // 1. the first study, with the repository up
     await publishStudy(AE_OK);
-    await waitTasksFinished(ns.name, "audit-ok", 1, 180_000);
+    await run.tasksFinished("audit-ok", 1, 180_000);
     await waitFor("results of the first task published", 30_000, async () => ({
-      done: !!(await listTasks(ns.name, "audit-ok"))[0]?.status?.resultsPublished,
+      done: !!(await run.tasks("audit-ok"))[0]?.status?.resultsPublished,
     }));
     await bothSinksAgree(ids, 60_000);
     await waitFor("the spool to be empty", 30_000, async () => ({ done: (await backlog(port1)) === 0 }));
@@ -240,7 +186,7 @@ describe("audit trail, end to end", () => {
     await publishStudy(AE_OK);
     await publishStudy(AE_BAD);
     await waitFor("both tasks to be created", 60_000, async () => {
-      const n = (await listTasks(ns.name, "audit-ok")).length + (await listTasks(ns.name, "audit-bad")).length;
+      const n = (await run.tasks("audit-ok")).length + (await run.tasks("audit-bad")).length;
       return { done: n === 3, seen: n };
     });
     await waitFor("records spooled for the repository", 30_000, async () => ({
@@ -266,12 +212,12 @@ describe("audit trail, end to end", () => {
       return { done: occurrences === warnings() && last >= downAt, seen: { occurrences, warnings: warnings(), last } };
     });
 
-    const ok = await waitTasksFinished(ns.name, "audit-ok", 2, 180_000);
-    const bad = await waitTasksFinished(ns.name, "audit-bad", 1, 180_000);
+    const ok = await run.tasksFinished("audit-ok", 2, 180_000);
+    const bad = await run.tasksFinished("audit-bad", 1, 180_000);
     expect(countBy(ok.map((t) => t.status?.phase ?? "-"))).toEqual({ Succeeded: 2 });
     expect(bad[0]?.status?.phase).toBe("Failed");
     await waitFor("results of every task published", 60_000, async () => {
-      const ts = [...(await listTasks(ns.name, "audit-ok")), ...(await listTasks(ns.name, "audit-bad"))];
+      const ts = [...(await run.tasks("audit-ok")), ...(await run.tasks("audit-bad"))];
       return { done: ts.every((t) => t.status?.resultsPublished) };
     });
 

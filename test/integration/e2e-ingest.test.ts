@@ -8,12 +8,11 @@
 // workflows, and these events match no other test's workflow that routes by AE title.
 import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import yaml from "js-yaml";
-import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { pause, restart } from "../../hack/cluster.ts";
 import type { AIWorkflow } from "../../src/api/v1alpha1/aiworkflow.ts";
 import {
@@ -28,94 +27,53 @@ import { ANNOTATION_IMPORTED_FROM, taskName } from "../../src/ingest/route.ts";
 import { ensureStreams, STREAM } from "../../src/ingest/streams.ts";
 import {
   countBy,
-  createWorkflow,
   freePort,
-  lastSeq,
   listJobs,
   listPods,
-  listTasks,
-  type Nats,
-  natsConnect,
-  numericRunId,
   publishRetry,
-  readStream,
-  releaseTasks,
   sleep,
   studyEvent,
-  tail,
   uniqueAE,
-  waitTasksFinished,
   waitWorkflowReady,
 } from "../support/e2e.ts";
+import { ingesting, useE2ERun } from "../support/e2e-run.ts";
 import { sharedPath, withoutShared } from "../support/shared.ts";
-import { clusterOptions, kubectl, useNamespace, waitFor } from "./helpers.ts";
-import { type OperatorProcess, startOperator } from "./operator-process.ts";
+import { clusterOptions, kubectl, waitFor } from "./helpers.ts";
+import type { OperatorProcess } from "./operator-process.ts";
 
-const run = promisify(execFile);
-const ns = useNamespace("e2e-ingest");
-const RUN = numericRunId();
-const STUDY_SUBJECT = `radflow.study.e2e-ingest.${RUN}`;
-const UID_ROOT = `1.2.826.0.1.3680043.8.498.${RUN}`;
-const fixtures = sharedPath("fixtures", "monai");
-
-let nats: Nats;
-const operators: OperatorProcess[] = [];
+const exec = promisify(execFile);
 /** sequence numbers of messages this file put on md.workflow.request (not on its own subject) */
 const monaiSeqs: number[] = [];
+const run = useE2ERun("e2e-ingest", {
+  cleanup: async (nats) => {
+    for (const seq of monaiSeqs) await nats?.jsm.streams.deleteMessage(STREAM.studies, seq).catch(() => undefined);
+  },
+});
+const { ns, id: RUN, subject: STUDY_SUBJECT, uidRoot: UID_ROOT } = run;
+const fixtures = sharedPath("fixtures", "monai");
 
 beforeAll(async () => {
-  nats = await natsConnect("e2e-ingest");
-  await ensureStreams(nats.jsm);
-});
-
-afterAll(async () => {
-  await Promise.all(operators.map((o) => o.kill().catch(() => undefined)));
-  await releaseTasks(ns.name);
-  if (!nats) return;
-  await nats.jsm.consumers.delete(STREAM.studies, `op-${ns.name}`).catch(() => undefined);
-  await nats.jsm.streams.purge(STREAM.studies, { filter: STUDY_SUBJECT }).catch(() => undefined);
-  for (const seq of monaiSeqs) await nats.jsm.streams.deleteMessage(STREAM.studies, seq).catch(() => undefined);
-  await nats.nc.drain();
+  await ensureStreams(run.nats.jsm);
 });
 
 const metricsPorts = new Map<OperatorProcess, number>();
 async function operator(args: string[] = []): Promise<OperatorProcess> {
   const port = await freePort();
-  const op = startOperator({
-    namespace: ns.name,
-    nats: true,
-    args: ["--leader-elect=false", "--metrics-port", String(port), ...args],
-  });
-  operators.push(op);
+  const op = run.startOperator({ metricsPort: port, args });
   metricsPorts.set(op, port);
   return op;
 }
 
-/** Resolves once this operator process consumes studies (its caches synced and ingest started). */
-async function ingesting(op: OperatorProcess) {
-  await waitFor(`operator ${op.identity} to start study ingest`, 60_000, async () => ({
-    done: /study ingest started/.test(op.logs()),
-    seen: op.proc.exitCode === null ? "running" : `exited ${op.proc.exitCode}`,
-  }));
-}
-
-/** On failure: every operator's full logs into a file, and the last lines into the report. */
+/** On failure: every operator's full logs and metrics into a file, and the last lines into the report. */
 function logsOnFailure() {
-  const from = operators.length;
-  onTestFailed(async () => {
-    for (const op of operators.slice(from)) {
-      const file = path.join(tmpdir(), `radflow-e2e-ingest-${op.identity}.log`);
-      // the work queue and reconcile metrics of a process still running say whether a reconcile hangs
-      const metrics =
-        op.proc.exitCode === null && op.proc.signalCode === null
-          ? await fetch(`http://127.0.0.1:${metricsPorts.get(op)}/metrics`)
-              .then((r) => r.text())
-              .catch((e: Error) => `(no metrics: ${e.message})`)
-          : "(process ended)";
-      writeFileSync(file, `${op.logs()}\n--- /metrics ---\n${metrics}`);
-      console.error(`--- operator ${op.identity} (full logs and metrics in ${file}) ---\n${tail(op.logs(), 3000)}`);
-    }
-  });
+  // the work queue and reconcile metrics of a process still running say whether a reconcile hangs
+  run.logsOnFailure(async (op) =>
+    op.proc.exitCode === null && op.proc.signalCode === null
+      ? `--- /metrics ---\n${await fetch(`http://127.0.0.1:${metricsPorts.get(op)}/metrics`)
+          .then((r) => r.text())
+          .catch((e: Error) => `(no metrics: ${e.message})`)}`
+      : "--- /metrics ---\n(process ended)",
+  );
 }
 
 let seq = 0;
@@ -131,7 +89,7 @@ function event(ae: string, label: string) {
 }
 
 async function publish(ev: ReturnType<typeof event>) {
-  return publishRetry(nats.js, STUDY_SUBJECT, JSON.stringify(ev), ev.id);
+  return run.publish(ev);
 }
 
 /** Publishes one event every `everyMs` in the background; resolves once JetStream stored them all. */
@@ -147,13 +105,13 @@ function publishPaced(events: ReturnType<typeof event>[], everyMs: number): Prom
 }
 
 async function drained(): Promise<boolean> {
-  const ci = await nats.jsm.consumers.info(STREAM.studies, `op-${ns.name}`);
+  const ci = await run.nats.jsm.consumers.info(STREAM.studies, `op-${ns.name}`);
   return ci.num_pending === 0 && ci.num_ack_pending === 0;
 }
 
 /** Results events in RADFLOW_RESULTS after `since`, of tasks in this namespace. */
 async function results(since: number, subject: string = SUBJECT.taskSucceeded): Promise<TaskResultEvent[]> {
-  const ms = await readStream(nats.js, nats.jsm, STREAM.results, [subject], since);
+  const ms = await run.read(STREAM.results, [subject], since);
   return ms.map((m) => m.json<TaskResultEvent>()).filter((e) => e.data.task.namespace === ns.name);
 }
 
@@ -177,7 +135,7 @@ describe("study → task → Job → results, end to end", () => {
     const ae = uniqueAE("E2EI1-");
     logsOnFailure();
     let op = await operator();
-    const wf = await createWorkflow(ns.name, "e2e-one", ae, [
+    const wf = await run.createWorkflow("e2e-one", ae, [
       { name: "triage", env: { KWOK_RESULT: '{"hemorrhage":false,"score":0.02}' } },
     ]);
     await ingesting(op);
@@ -185,7 +143,7 @@ describe("study → task → Job → results, end to end", () => {
 
     // every publish on radflow.task.succeeded, including repeats that JetStream would drop as duplicates
     const published: TaskResultEvent[] = [];
-    const sub = nats.nc.subscribe(SUBJECT.taskSucceeded, {
+    const sub = run.nats.nc.subscribe(SUBJECT.taskSucceeded, {
       callback: (_err, m) => {
         try {
           const e = m.json<TaskResultEvent>();
@@ -193,7 +151,7 @@ describe("study → task → Job → results, end to end", () => {
         } catch {}
       },
     });
-    const since = await lastSeq(nats.jsm, STREAM.results);
+    const since = await run.lastSeq(STREAM.results);
 
     const ev = event(ae, "one");
     const ack = await publish(ev);
@@ -201,7 +159,7 @@ describe("study → task → Job → results, end to end", () => {
     const name = taskName("e2e-one", wf.metadata.uid as string, ev);
     // the GPU nodes are shared with other tests: the step may wait for a GPU a while
     const done = await waitFor(`task ${name} Succeeded with results published`, 180_000, async () => {
-      const t = (await listTasks(ns.name, "e2e-one")).find((x) => x.metadata.name === name);
+      const t = (await run.tasks("e2e-one")).find((x) => x.metadata.name === name);
       return { done: !!t?.status?.resultsPublished, value: t, seen: t?.status ?? "no task yet" };
     });
     expect(done.status?.phase).toBe("Succeeded");
@@ -245,7 +203,7 @@ describe("study → task → Job → results, end to end", () => {
     await check();
     sub.unsubscribe();
     expect(published.filter((e) => e.data.task.name === name)).toHaveLength(1);
-    const after = (await listTasks(ns.name, "e2e-one")).find((x) => x.metadata.name === name);
+    const after = (await run.tasks("e2e-one")).find((x) => x.metadata.name === name);
     expect(after?.status?.resultsPublished).toBe(done.status?.resultsPublished);
     expect(await listJobs(ns.name, `radflow.io/task=${name}`)).toHaveLength(1);
     await op.stop();
@@ -255,13 +213,13 @@ describe("study → task → Job → results, end to end", () => {
     const ae = uniqueAE("E2EI2-");
     logsOnFailure();
     let op = await operator();
-    await createWorkflow(ns.name, "e2e-crash", ae, [
+    await run.createWorkflow("e2e-crash", ae, [
       { name: "detect", env: { KWOK_RESULT: '{"found":true}' } },
       { name: "report", dependsOn: ["detect"], resources: { gpu: 0 } },
     ]);
     await ingesting(op);
     await sleep(1000);
-    const since = await lastSeq(nats.jsm, STREAM.results);
+    const since = await run.lastSeq(STREAM.results);
 
     const events = Array.from({ length: 200 }, () => event(ae, "crash"));
     const publishing = publishPaced(events, 25); // about 5 s of events
@@ -269,7 +227,7 @@ describe("study → task → Job → results, end to end", () => {
       "about 50 tasks",
       60_000,
       async () => {
-        const n = (await listTasks(ns.name, "e2e-crash")).length;
+        const n = (await run.tasks("e2e-crash")).length;
         return { done: n >= 50, value: n, seen: n };
       },
       50,
@@ -280,7 +238,7 @@ describe("study → task → Job → results, end to end", () => {
     await publishing;
     expect(seenAtKill).toBeLessThan(200); // the crash came mid-stream
 
-    const tasks = await waitTasksFinished(ns.name, "e2e-crash", 200, 240_000);
+    const tasks = await run.tasksFinished("e2e-crash", 200, 240_000);
     await waitFor("the study consumer drained", 30_000, async () => ({ done: await drained() }));
     expect(tasks).toHaveLength(200);
     expect(new Set(tasks.map((t) => t.spec.eventId))).toEqual(new Set(events.map((e) => e.id)));
@@ -294,7 +252,7 @@ describe("study → task → Job → results, end to end", () => {
     expect(countBy(pods.map((p) => p.status?.phase ?? "-"))).toEqual({ Succeeded: 400 });
 
     await waitFor("every task's results published", 30_000, async () => {
-      const ts = await listTasks(ns.name, "e2e-crash");
+      const ts = await run.tasks("e2e-crash");
       return {
         done: ts.every((t) => t.status?.resultsPublished),
         seen: ts.filter((t) => !t.status?.resultsPublished).length,
@@ -313,7 +271,7 @@ describe("study → task → Job → results, end to end", () => {
     const ae = uniqueAE("E2EI3-");
     logsOnFailure();
     const op = await operator();
-    await createWorkflow(ns.name, "e2e-nats", ae, [{ name: "infer" }]);
+    await run.createWorkflow("e2e-nats", ae, [{ name: "infer" }]);
     await ingesting(op);
     await sleep(1000);
 
@@ -326,12 +284,12 @@ describe("study → task → Job → results, end to end", () => {
     const outage = backAt - t0;
     await publishing;
 
-    const tasks = await waitTasksFinished(ns.name, "e2e-nats", 60, 180_000);
+    const tasks = await run.tasksFinished("e2e-nats", 60, 180_000);
     expect(tasks).toHaveLength(60);
     expect(new Set(tasks.map((t) => t.spec.eventId))).toEqual(new Set(events.map((e) => e.id)));
     expect(countBy(tasks.map((t) => t.status?.phase ?? "-"))).toEqual({ Succeeded: 60 });
     await waitFor("results published for every task", 60_000, async () => {
-      const ts = await listTasks(ns.name, "e2e-nats");
+      const ts = await run.tasks("e2e-nats");
       return {
         done: ts.every((t) => t.status?.resultsPublished),
         seen: ts.filter((t) => !t.status?.resultsPublished).length,
@@ -357,19 +315,19 @@ describe("study → task → Job → results, end to end", () => {
     const ae = uniqueAE("E2EI4-");
     logsOnFailure();
     const op = await operator();
-    await createWorkflow(ns.name, "e2e-pause", ae, [{ name: "infer" }]);
+    await run.createWorkflow("e2e-pause", ae, [{ name: "infer" }]);
     await ingesting(op);
     await sleep(1000);
-    const dlqSince = await lastSeq(nats.jsm, STREAM.dlq);
+    const dlqSince = await run.lastSeq(STREAM.dlq);
 
     const events = Array.from({ length: 50 }, () => event(ae, "pause"));
     const publishing = publishPaced(events, 500); // 25 s of events, most of them while the API server is frozen
     await sleep(2000);
-    const before = (await listTasks(ns.name, "e2e-pause")).length;
+    const before = (await run.tasks("e2e-pause")).length;
     await pause(clusterOptions(), "kube-apiserver", 20_000);
     await publishing;
 
-    const tasks = await waitTasksFinished(ns.name, "e2e-pause", 50, 180_000);
+    const tasks = await run.tasksFinished("e2e-pause", 50, 180_000);
     expect(before).toBeLessThan(10); // most events came while it was frozen
     expect(tasks).toHaveLength(50);
     expect(new Set(tasks.map((t) => t.spec.eventId))).toEqual(new Set(events.map((e) => e.id)));
@@ -377,7 +335,7 @@ describe("study → task → Job → results, end to end", () => {
     await waitFor("the study consumer drained", 60_000, async () => ({ done: await drained() }));
 
     const ids = new Set(events.map((e) => e.id));
-    const dead = (await readStream(nats.js, nats.jsm, STREAM.dlq, [SUBJECT.dlqStudy], dlqSince))
+    const dead = (await run.read(STREAM.dlq, [SUBJECT.dlqStudy], dlqSince))
       .map((m) => DeadLetter.parse(m.json()))
       .filter((d) => d.subject === STUDY_SUBJECT || ids.has(idOf(d.payload)));
     expect(dead).toEqual([]);
@@ -390,12 +348,12 @@ describe("study → task → Job → results, end to end", () => {
     logsOnFailure();
     let op = await operator();
     // a one-second TTL: the tasks are gone soon after their results are out, as days later in production
-    await createWorkflow(ns.name, "e2e-replay", ae, [{ name: "triage", resources: { gpu: 0 } }], {
+    await run.createWorkflow("e2e-replay", ae, [{ name: "triage", resources: { gpu: 0 } }], {
       ttlSecondsAfterFinished: 1,
     });
     await ingesting(op);
     await sleep(1000);
-    const since = await lastSeq(nats.jsm, STREAM.results);
+    const since = await run.lastSeq(STREAM.results);
     const events = Array.from({ length: 5 }, () => event(ae, "replay"));
     for (const ev of events) await publish(ev);
     const ids = new Set(events.map((e) => e.id));
@@ -406,25 +364,25 @@ describe("study → task → Job → results, end to end", () => {
       return { done: n >= 5, seen: n };
     });
     await waitFor("the tasks removed by their TTL", 60_000, async () => {
-      const n = (await listTasks(ns.name, "e2e-replay")).length;
+      const n = (await run.tasks("e2e-replay")).length;
       return { done: n === 0, seen: n };
     });
     await waitFor("the study consumer drained", 30_000, async () => ({ done: await drained() }));
     expect(await op.stop()).toBe(0);
 
     // the consumer is deleted (or renamed): its successor starts at the stream's first event
-    await nats.jsm.consumers.delete(STREAM.studies, `op-${ns.name}`);
+    await run.nats.jsm.consumers.delete(STREAM.studies, `op-${ns.name}`);
     op = await operator();
     await ingesting(op);
     await waitFor("the replay consumed", 120_000, async () => {
-      const ci = await nats.jsm.consumers.info(STREAM.studies, `op-${ns.name}`);
+      const ci = await run.nats.jsm.consumers.info(STREAM.studies, `op-${ns.name}`);
       return {
         done: ci.delivered.consumer_seq >= events.length && (await drained()),
         seen: { delivered: ci.delivered.consumer_seq, pending: ci.num_pending },
       };
     });
     await sleep(3000); // a task created by the replay would be visible by now, and its Job started
-    expect(await listTasks(ns.name, "e2e-replay")).toEqual([]);
+    expect(await run.tasks("e2e-replay")).toEqual([]);
     expect(await listJobs(ns.name, "radflow.io/workflow=e2e-replay")).toHaveLength(0);
     const rs = await ours();
     expect(rs).toHaveLength(5);
@@ -451,7 +409,7 @@ describe.skipIf(withoutShared(import.meta.filename))("MONAI Deploy compatibility
     const ae = uniqueAE("MD-");
     logsOnFailure();
     const op = await operator(["--monai"]);
-    const { stdout } = await run(process.execPath, [
+    const { stdout } = await exec(process.execPath, [
       "src/cmd/radflow.ts",
       "import",
       "monai",
@@ -471,12 +429,17 @@ describe.skipIf(withoutShared(import.meta.filename))("MONAI Deploy compatibility
     const request = JSON.parse(readFileSync(path.join(fixtures, "workflow-request.event.json"), "utf8"));
     request.payload_id = randomUUID();
     request.trigger.destination = ae;
-    await ensureStreams(nats.jsm, { monai: true }); // another process on the shared server may have removed md.*
-    const ack = await publishRetry(nats.js, SUBJECT.monaiWorkflowRequest, JSON.stringify(request), request.payload_id);
+    await ensureStreams(run.nats.jsm, { monai: true }); // another process on the shared server may have removed md.*
+    const ack = await publishRetry(
+      run.nats.js,
+      SUBJECT.monaiWorkflowRequest,
+      JSON.stringify(request),
+      request.payload_id,
+    );
     monaiSeqs.push(ack.seq);
 
     const task = await waitFor("a task of the imported workflow", 60_000, async () => {
-      const ts = await listTasks(ns.name, "all-in-one");
+      const ts = await run.tasks("all-in-one");
       return { done: ts.length > 0, value: ts, seen: ts.length };
     });
     expect(task).toHaveLength(1);
@@ -505,7 +468,7 @@ describe.skipIf(withoutShared(import.meta.filename))("MONAI Deploy compatibility
     });
     expect(task[0]?.spec.steps.map((s) => s.name)).toEqual(["ailiver", "ailung"]);
     // MONAI's event carries no series description, so the router sends the study to neither branch
-    const [finished] = await waitTasksFinished(ns.name, "all-in-one", 1, 60_000);
+    const [finished] = await run.tasksFinished("all-in-one", 1, 60_000);
     expect(finished?.status?.phase).toBe("Succeeded");
     expect(finished?.status?.steps?.map((s) => `${s.name}:${s.phase}`)).toEqual(["ailiver:Skipped", "ailung:Skipped"]);
     await op.stop();

@@ -12,38 +12,26 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import type { Subscription } from "@nats-io/transport-node";
-import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { DeadLetter, SUBJECT, type TaskResultEvent } from "../../src/api/v1alpha1/events.ts";
 import { AUDIT_STREAM } from "../../src/audit/pipeline.ts";
 import { STREAM } from "../../src/ingest/streams.ts";
-import {
-  createWorkflow,
-  freePort,
-  lastSeq,
-  listJobs,
-  listPods,
-  listTasks,
-  type Nats,
-  natsConnect,
-  numericRunId,
-  publishRetry,
-  readStream,
-  releaseTasks,
-  sleep,
-  studyEvent,
-  tail,
-  uniqueAE,
-  waitTasksFinished,
-} from "../support/e2e.ts";
-import { core, natsUrl, useNamespace, waitFor } from "./helpers.ts";
-import { type OperatorProcess, startOperator } from "./operator-process.ts";
+import { freePort, listJobs, listPods, sleep, studyEvent, uniqueAE } from "../support/e2e.ts";
+import { ingesting, useE2ERun } from "../support/e2e-run.ts";
+import { core, natsUrl, waitFor } from "./helpers.ts";
+import type { OperatorProcess } from "./operator-process.ts";
 
-const run = promisify(execFile);
-const ns = useNamespace("e2e-phi");
-const RUN = numericRunId();
+const exec = promisify(execFile);
+const dir = mkdtempSync(path.join(tmpdir(), "radflow-e2e-phi-"));
+let subjects: Subscription | undefined;
+const run = useE2ERun("e2e-phi", {
+  cleanup: async () => {
+    rmSync(dir, { recursive: true, force: true });
+    subjects?.unsubscribe();
+  },
+});
+const { ns, id: RUN, subject: STUDY_SUBJECT, uidRoot: UID_ROOT } = run;
 const R8 = RUN.slice(-8);
-const STUDY_SUBJECT = `radflow.study.e2e-phi.${RUN}`;
-const UID_ROOT = `1.2.826.0.1.3680043.8.498.${RUN}`;
 const AE = uniqueAE("E2EP-");
 const AE_FAIL = uniqueAE("E2EPF-");
 
@@ -125,34 +113,19 @@ function scan(where: string, text: string): Finding[] {
   return out;
 }
 
-let nats: Nats;
 let op: OperatorProcess | undefined;
-let subjects: Subscription | undefined;
 const badSubjects: Finding[] = [];
 let subjectsSeen = 0;
-const dir = mkdtempSync(path.join(tmpdir(), "radflow-e2e-phi-"));
 
 beforeAll(async () => {
-  nats = await natsConnect("e2e-phi");
   // every subject published on this server while the test runs (ours, the operator's, anyone's)
-  subjects = nats.nc.subscribe(">", {
+  subjects = run.nats.nc.subscribe(">", {
     callback: (_err, m) => {
       subjectsSeen++;
       for (const f of scan("NATS subject", m.subject)) badSubjects.push(f);
       if (m.reply) for (const f of scan("NATS reply subject", m.reply)) badSubjects.push(f);
     },
   });
-});
-
-afterAll(async () => {
-  await op?.kill().catch(() => undefined);
-  await releaseTasks(ns.name);
-  rmSync(dir, { recursive: true, force: true });
-  if (!nats) return;
-  subjects?.unsubscribe();
-  await nats.jsm.consumers.delete(STREAM.studies, `op-${ns.name}`).catch(() => undefined);
-  await nats.jsm.streams.purge(STREAM.studies, { filter: STUDY_SUBJECT }).catch(() => undefined);
-  await nats.nc.drain();
 });
 
 /** A Part-10 CT file with the patient's identifiers, written by dcmtk's dump2dcm. */
@@ -224,40 +197,29 @@ describe("PHI stays where it belongs", () => {
       throw new Error("dump2dcm not found: install Debian's dcmtk (hack/deps.sh does)");
     }
     const metricsPort = await freePort();
-    op = startOperator({
-      namespace: ns.name,
-      nats: true,
-      args: ["--leader-elect=false", "--metrics-port", String(metricsPort)],
-    });
-    onTestFailed(() => {
-      if (!op) return;
-      const file = path.join(tmpdir(), `radflow-e2e-phi-${op.identity}.log`);
-      writeFileSync(file, op.logs());
-      console.error(`--- operator ${op.identity} (full logs in ${file}) ---\n${tail(op.logs(), 3000)}`);
-    });
-    await waitFor("study ingest to start", 60_000, async () => ({
-      done: /study ingest started/.test(op?.logs() ?? ""),
-    }));
+    run.logsOnFailure();
+    op = run.startOperator({ metricsPort });
+    await ingesting(op);
 
     // a two-step reader whose second model runs on the first one's output
-    await createWorkflow(ns.name, "phi-read", AE, [
+    await run.createWorkflow("phi-read", AE, [
       { name: "detect", env: { KWOK_RESULT: '{"finding":"none","score":0.1}' } },
       { name: "report", dependsOn: ["detect"], when: "steps.detect.outputs.finding == 'none'", resources: { gpu: 0 } },
     ]);
     // a model that fails
-    await createWorkflow(ns.name, "phi-fail", AE_FAIL, [{ name: "classify", env: { KWOK_EXIT_CODE: "1" } }]);
+    await run.createWorkflow("phi-fail", AE_FAIL, [{ name: "classify", env: { KWOK_EXIT_CODE: "1" } }]);
     // rules that cannot be evaluated on these studies: CEL's error names the value it choked on
-    await createWorkflow(ns.name, "phi-rule", AE, [{ name: "never" }], {
+    await run.createWorkflow("phi-rule", AE, [{ name: "never" }], {
       trigger: { sources: { calledAETitles: [AE] }, expression: "int(study.accessionNumber) > 0" },
     });
-    await createWorkflow(ns.name, "phi-when", AE, [
+    await run.createWorkflow("phi-when", AE, [
       { name: "triage", when: "int(study.accessionNumber) > 0 || study.studyDescription.startsWith('x')" },
     ]);
     await sleep(1000);
     const since = {
-      results: await lastSeq(nats.jsm, STREAM.results),
-      dlq: await lastSeq(nats.jsm, STREAM.dlq),
-      audit: await lastSeq(nats.jsm, AUDIT_STREAM),
+      results: await run.lastSeq(STREAM.results),
+      dlq: await run.lastSeq(STREAM.dlq),
+      audit: await run.lastSeq(AUDIT_STREAM),
     };
 
     // real DICOM files through `radflow send`
@@ -266,7 +228,7 @@ describe("PHI stays where it belongs", () => {
     dicomFile(path.join(files, "jane-1.dcm"), JANE, uids.sendJane, 1, "HEAD");
     dicomFile(path.join(files, "jane-2.dcm"), JANE, uids.sendJane, 2, "HEAD");
     dicomFile(path.join(files, "erika-1.dcm"), ERIKA, uids.sendErika, 1, "CHEST");
-    const sent = await run(
+    const sent = await exec(
       process.execPath,
       [
         "src/cmd/radflow.ts",
@@ -288,21 +250,21 @@ describe("PHI stays where it belongs", () => {
     // CloudEvents straight onto the stream, one of them invalid (its study UID is a name)
     const janeEvent = phiEvent("eventJane", JANE, AE);
     const erikaEvent = phiEvent("eventErika", ERIKA, AE_FAIL);
-    for (const ev of [janeEvent, erikaEvent]) await publishRetry(nats.js, STUDY_SUBJECT, JSON.stringify(ev), ev.id);
+    for (const ev of [janeEvent, erikaEvent]) await run.publish(ev);
     const invalid = { ...phiEvent("eventJane", JANE, AE), id: `e2e-phi-${RUN}-invalid` };
     invalid.data = { ...invalid.data, studyInstanceUID: JANE.name };
-    await publishRetry(nats.js, STUDY_SUBJECT, JSON.stringify(invalid), invalid.id);
+    await run.publish(invalid);
 
     // 3 studies × (phi-read, phi-when) and 1 × phi-fail; phi-rule starts nothing
-    const read = await waitTasksFinished(ns.name, "phi-read", 3, 180_000);
-    const when = await waitTasksFinished(ns.name, "phi-when", 3, 60_000);
-    const fail = await waitTasksFinished(ns.name, "phi-fail", 1, 180_000);
+    const read = await run.tasksFinished("phi-read", 3, 180_000);
+    const when = await run.tasksFinished("phi-when", 3, 60_000);
+    const fail = await run.tasksFinished("phi-fail", 1, 180_000);
     const tasks = [...read, ...when, ...fail];
     expect(read.map((t) => t.status?.phase)).toEqual(["Succeeded", "Succeeded", "Succeeded"]);
     expect(fail[0]?.status?.phase).toBe("Failed");
-    expect(await listTasks(ns.name, "phi-rule")).toEqual([]);
+    expect(await run.tasks("phi-rule")).toEqual([]);
     await waitFor("results of every task published", 60_000, async () => {
-      const ts = await listTasks(ns.name);
+      const ts = await run.tasks();
       return { done: ts.length === 7 && ts.every((t) => t.status?.resultsPublished) };
     });
     await sleep(3000); // let Events, logs and audit records settle
@@ -315,7 +277,7 @@ describe("PHI stays where it belongs", () => {
     }
     // … the results events …
     const resultsJson = JSON.stringify(
-      (await readStream(nats.js, nats.jsm, STREAM.results, ["radflow.task.>"], since.results))
+      (await run.read(STREAM.results, ["radflow.task.>"], since.results))
         .map((m) => m.json<TaskResultEvent>())
         .filter((e) => e.data.task.namespace === ns.name),
     );
@@ -323,7 +285,7 @@ describe("PHI stays where it belongs", () => {
       expect(resultsJson).toContain(uid);
     }
     // … the DLQ record's payload (the event as it came), with a reason that holds none of it …
-    const dead = (await readStream(nats.js, nats.jsm, STREAM.dlq, [SUBJECT.dlqStudy], since.dlq))
+    const dead = (await run.read(STREAM.dlq, [SUBJECT.dlqStudy], since.dlq))
       .map((m) => DeadLetter.parse(m.json()))
       .filter((d) => d.subject === STUDY_SUBJECT);
     // the invalid event, and one trigger-error per valid study for phi-rule, whose rule cannot be evaluated
@@ -333,7 +295,7 @@ describe("PHI stays where it belongs", () => {
     expect(Buffer.from(invalidDead[0]?.payload ?? "", "base64").toString()).toContain(JANE.name);
     const deadMeta = dead.map(({ payload: _raw, ...meta }) => meta);
     // … and the audit records
-    const auditJson = (await readStream(nats.js, nats.jsm, AUDIT_STREAM, ["radflow.audit.>"], since.audit))
+    const auditJson = (await run.read(AUDIT_STREAM, ["radflow.audit.>"], since.audit))
       .map((m) => m.string())
       .filter((s) => s.includes(`${ns.name}/`))
       .join("\n");
@@ -357,7 +319,7 @@ describe("PHI stays where it belongs", () => {
         `${kind} ${o.metadata?.name} metadata`,
         JSON.stringify([o.metadata?.name, o.metadata?.labels, o.metadata?.annotations]),
       );
-    for (const t of await listTasks(ns.name)) {
+    for (const t of await run.tasks()) {
       findings.push(...meta("InferenceTask", t));
       const { study: _study, ...rest } = t.spec;
       findings.push(...scan(`InferenceTask ${t.metadata.name} spec (outside spec.study)`, JSON.stringify(rest)));

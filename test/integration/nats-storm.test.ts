@@ -8,73 +8,47 @@
 // The Kubernetes side is the shared test cluster; NATS is a cluster of this file's own (its own
 // directory and ports, PORT_OFFSET above the test cluster's base), torn down afterwards.
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
+import { connect } from "@nats-io/transport-node";
+import { describe, expect, it } from "vitest";
 import { type ClusterOptions, type Component, down, kill, upNats } from "../../hack/cluster.ts";
 import { SUBJECT, type TaskResultEvent } from "../../src/api/v1alpha1/events.ts";
 import { AUDIT_STREAM } from "../../src/audit/pipeline.ts";
 import { ensureStreams, STREAM } from "../../src/ingest/streams.ts";
 import { type FhirAuditEventLike, viewOfFhirAuditEvent } from "../support/audit-records.ts";
-import {
-  countBy,
-  createWorkflow,
-  listJobs,
-  listTasks,
-  type Nats,
-  numericRunId,
-  publishRetry,
-  readStream,
-  releaseTasks,
-  sleep,
-  studyEvent,
-  tail,
-  uniqueAE,
-  waitTasksFinished,
-  waitWorkflowReady,
-} from "../support/e2e.ts";
-import { clusterOptions, useNamespace, waitFor } from "./helpers.ts";
-import { type OperatorProcess, startOperator } from "./operator-process.ts";
+import { countBy, listJobs, sleep, studyEvent, uniqueAE, waitWorkflowReady } from "../support/e2e.ts";
+import { ingesting, useE2ERun } from "../support/e2e-run.ts";
+import { clusterOptions, waitFor } from "./helpers.ts";
 
 const EVENTS = 500;
 /** This file's NATS cluster uses ports from the test cluster's base plus this. */
 const PORT_OFFSET = 300;
-const ns = useNamespace("nats-storm");
-const RUN = numericRunId();
-const STUDY_SUBJECT = `radflow.study.nats-storm.${RUN}`;
-const UID_ROOT = `1.2.826.0.1.3680043.8.498.${RUN}`;
-
 let natsOpts: ClusterOptions;
 let natsUrl = "";
-let nats: Nats & { nc: NatsConnection };
-let op: OperatorProcess | undefined;
-
-beforeAll(async () => {
-  const test = clusterOptions();
-  natsOpts = { dir: `${test.dir}-nats3`, portBase: test.portBase + PORT_OFFSET, natsNodes: 3, quiet: true };
-  natsUrl = await upNats(natsOpts);
-  const nc = await connect({
-    servers: natsUrl.split(","),
-    name: "nats-storm",
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 250,
-    waitOnFirstConnect: true,
-  });
-  // The streams at R3 before anything uses them (the operator would make the same; a fresh
-  // cluster may still be placing its first streams, hence the retries).
-  await waitFor("the streams created at R3", 60_000, async () => {
-    const jsm = await jetstreamManager(nc);
-    await ensureStreams(jsm, { replicas: 3 });
-    nats = { nc, js: jetstream(nc), jsm };
-    return { done: true };
-  });
-}, 180_000);
-
-afterAll(async () => {
-  await op?.kill().catch(() => undefined);
-  await releaseTasks(ns.name);
-  await nats?.nc.close().catch(() => undefined);
-  if (natsOpts) await down(natsOpts);
+const run = useE2ERun("nats-storm", {
+  connect: async () => {
+    const test = clusterOptions();
+    natsOpts = { dir: `${test.dir}-nats3`, portBase: test.portBase + PORT_OFFSET, natsNodes: 3, quiet: true };
+    natsUrl = await upNats(natsOpts);
+    const nc = await connect({
+      servers: natsUrl.split(","),
+      name: "nats-storm",
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      waitOnFirstConnect: true,
+    });
+    // The streams at R3 before anything uses them (the operator would make the same; a fresh
+    // cluster may still be placing its first streams, hence the retries).
+    return waitFor("the streams created at R3", 60_000, async () => {
+      const jsm = await jetstreamManager(nc);
+      await ensureStreams(jsm, { replicas: 3 });
+      return { done: true, value: { nc, js: jetstream(nc), jsm } };
+    });
+  },
+  shutdown: async () => {
+    if (natsOpts) await down(natsOpts);
+  },
 });
+const { ns, id: RUN, uidRoot: UID_ROOT } = run;
 
 /** The component that runs the NATS server of this name (radflow-nats-<n>). */
 const componentOf = (server: string): Component => {
@@ -85,36 +59,28 @@ const componentOf = (server: string): Component => {
 describe("a three-node JetStream cluster", () => {
   it(`loses the studies stream's leader in the middle of ${EVENTS} events: one task per event, every result and audit record once`, async () => {
     const ae = uniqueAE("STORM-");
-    op = startOperator({
-      namespace: ns.name,
-      nats: true,
-      args: ["--leader-elect=false", "--stream-replicas", "3"],
+    run.logsOnFailure();
+    const operator = run.startOperator({
+      args: ["--stream-replicas", "3"],
       env: { RADFLOW_NATS_URL: natsUrl, RADFLOW_LOG_LEVEL: "info" },
     });
-    const operator = op;
-    onTestFailed(() => {
-      console.error(`--- operator ${operator.identity} ---\n${tail(operator.logs(), 4000)}`);
-    });
     // generous waits: CI machines share two cores between the control plane, NATS and the tests
-    await waitFor("the operator to start study ingest", 240_000, async () => ({
-      done: /study ingest started/.test(operator.logs()),
-      seen: operator.proc.exitCode === null ? "running" : `exited ${operator.proc.exitCode}`,
-    }));
-    await createWorkflow(ns.name, "storm", ae, [{ name: "infer" }]).catch(() =>
-      waitWorkflowReady(ns.name, "storm", 120_000),
-    );
+    await ingesting(operator, 240_000);
+    await run
+      .createWorkflow("storm", ae, [{ name: "infer" }])
+      .catch(() => waitWorkflowReady(ns.name, "storm", 120_000));
     for (const s of [STREAM.studies, STREAM.results, AUDIT_STREAM]) {
-      expect((await nats.jsm.streams.info(s)).config.num_replicas, s).toBe(3);
+      expect((await run.nats.jsm.streams.info(s)).config.num_replicas, s).toBe(3);
     }
     const since = {
-      results: (await nats.jsm.streams.info(STREAM.results)).state.last_seq,
-      audit: (await nats.jsm.streams.info(AUDIT_STREAM)).state.last_seq,
+      results: (await run.nats.jsm.streams.info(STREAM.results)).state.last_seq,
+      audit: (await run.nats.jsm.streams.info(AUDIT_STREAM)).state.last_seq,
     };
 
     const events = Array.from({ length: EVENTS }, (_, i) =>
       studyEvent({ id: `storm-${RUN}-${i}`, studyInstanceUID: `${UID_ROOT}.${i + 1}`, calledAETitle: ae }),
     );
-    const leader = (await nats.jsm.streams.info(STREAM.studies)).cluster?.leader ?? "radflow-nats-1";
+    const leader = (await run.nats.jsm.streams.info(STREAM.studies)).cluster?.leader ?? "radflow-nats-1";
     let killedAt = 0;
     const t0 = Date.now();
     // eight publishers at once (a gateway's burst), each retrying through the leader election
@@ -122,7 +88,7 @@ describe("a three-node JetStream cluster", () => {
     const publisher = async () => {
       for (let i = next++; i < EVENTS; i = next++) {
         const ev = events[i] as (typeof events)[number];
-        await publishRetry(nats.js, STUDY_SUBJECT, JSON.stringify(ev), `${ev.source}|${ev.id}`, 120_000);
+        await run.publish(ev, `${ev.source}|${ev.id}`, 120_000);
         if (i === EVENTS / 2 && !killedAt) {
           killedAt = Date.now();
           await kill(natsOpts, componentOf(leader));
@@ -133,7 +99,7 @@ describe("a three-node JetStream cluster", () => {
     const published = Date.now();
     expect(killedAt).toBeGreaterThan(0);
 
-    const tasks = await waitTasksFinished(ns.name, "storm", EVENTS, 480_000);
+    const tasks = await run.tasksFinished("storm", EVENTS, 480_000);
     expect(tasks).toHaveLength(EVENTS);
     expect(new Set(tasks.map((t) => t.spec.eventId))).toEqual(new Set(events.map((e) => e.id)));
     expect(countBy(tasks.map((t) => t.status?.phase ?? "-"))).toEqual({ Succeeded: EVENTS });
@@ -141,7 +107,7 @@ describe("a three-node JetStream cluster", () => {
     expect(jobs).toHaveLength(EVENTS);
 
     await waitFor("every task's results published", 120_000, async () => {
-      const ts = await listTasks(ns.name, "storm");
+      const ts = await run.tasks("storm");
       return {
         done: ts.every((t) => t.status?.resultsPublished),
         seen: ts.filter((t) => !t.status?.resultsPublished).length,
@@ -151,7 +117,7 @@ describe("a three-node JetStream cluster", () => {
     // read through waitFor: with one node of three dead, a JetStream API request (the reader's
     // ordered consumer) can time out while the cluster settles; a retry is the client's job
     const results = await waitFor("the task results in RADFLOW_RESULTS", 120_000, async () => {
-      const rs = (await readStream(nats.js, nats.jsm, STREAM.results, [SUBJECT.taskSucceeded], since.results))
+      const rs = (await run.read(STREAM.results, [SUBJECT.taskSucceeded], since.results))
         .map((m) => m.json<TaskResultEvent>())
         .filter((e) => taskUids.has(e.data.task.uid));
       return { done: rs.length >= EVENTS, value: rs, seen: rs.length };
@@ -164,7 +130,7 @@ describe("a three-node JetStream cluster", () => {
     const names = new Set(tasks.map((t) => `${ns.name}/${t.metadata.name}`));
     const perTask = ["TaskCreated", "TaskSucceeded", "ResultsPublished"];
     await waitFor("every task's audit facts in RADFLOW_AUDIT", 60_000, async () => {
-      const views = (await readStream(nats.js, nats.jsm, AUDIT_STREAM, ["radflow.audit.>"], since.audit))
+      const views = (await run.read(AUDIT_STREAM, ["radflow.audit.>"], since.audit))
         .map((m) => viewOfFhirAuditEvent(m.json<FhirAuditEventLike>()))
         .filter((v) => v.object && names.has(v.object) && perTask.includes(v.kind));
       const counts = countBy(views.map((v) => `${v.kind} ${v.object}`));
