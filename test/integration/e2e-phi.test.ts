@@ -7,7 +7,7 @@
 // outside spec.study, or any NATS subject used meanwhile. They must still be where they belong:
 // InferenceTask.spec.study, the event payloads and the audit records.
 import { execFile, execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -16,6 +16,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { DeadLetter, SUBJECT, type TaskResultEvent } from "../../src/api/v1alpha1/events.ts";
 import { AUDIT_STREAM } from "../../src/audit/pipeline.ts";
 import { STREAM } from "../../src/ingest/streams.ts";
+import { writeImage } from "../support/dump2dcm.ts";
 import { freePort, listJobs, listPods, sleep, studyEvent, uniqueAE } from "../support/e2e.ts";
 import { ingesting, useE2ERun } from "../support/e2e-run.ts";
 import { core, natsUrl, waitFor } from "./helpers.ts";
@@ -130,41 +131,26 @@ beforeAll(async () => {
 
 /** A Part-10 CT file with the patient's identifiers, written by dcmtk's dump2dcm. */
 function dicomFile(file: string, p: Patient, study: string, instance: number, bodyPart: string) {
-  const dump = `${file}.dump`;
-  writeFileSync(
-    dump,
-    [
-      "(0008,0016) UI =CTImageStorage",
-      `(0008,0018) UI [${study}.1.${instance}]`,
-      "(0008,0020) DA [20250301]",
-      `(0008,0050) SH [${accessionsOf(study)}]`,
-      "(0008,0060) CS [CT]",
-      `(0008,0080) LO [${p.institution}]`,
-      `(0008,0090) PN [${p.physician}]`,
-      `(0008,1010) SH [${p.station}]`,
-      `(0008,1030) LO [${p.studyDescription}]`,
-      `(0008,103e) LO [${p.seriesDescription}]`,
-      `(0010,0010) PN [${p.name}]`,
-      `(0010,0020) LO [${p.id}]`,
-      `(0010,0030) DA [${p.birth}]`,
-      "(0010,0040) CS [F]",
-      `(0018,0015) CS [${bodyPart}]`,
-      `(0020,000d) UI [${study}]`,
-      `(0020,000e) UI [${study}.1]`,
-      `(0020,0010) SH [${p.id.slice(-6)}]`,
-      "(0028,0002) US 1",
-      "(0028,0004) CS [MONOCHROME2]",
-      "(0028,0010) US 2",
-      "(0028,0011) US 2",
-      "(0028,0100) US 16",
-      "(0028,0101) US 16",
-      "(0028,0102) US 15",
-      "(0028,0103) US 0",
-      "(7fe0,0010) OW 0001\\0002\\0003\\0004",
-    ].join("\n"),
-  );
-  execFileSync("dump2dcm", ["-g", "+te", dump, file]);
-  rmSync(dump);
+  writeImage(file, [
+    "(0008,0016) UI =CTImageStorage",
+    `(0008,0018) UI [${study}.1.${instance}]`,
+    "(0008,0020) DA [20250301]",
+    `(0008,0050) SH [${accessionsOf(study)}]`,
+    "(0008,0060) CS [CT]",
+    `(0008,0080) LO [${p.institution}]`,
+    `(0008,0090) PN [${p.physician}]`,
+    `(0008,1010) SH [${p.station}]`,
+    `(0008,1030) LO [${p.studyDescription}]`,
+    `(0008,103e) LO [${p.seriesDescription}]`,
+    `(0010,0010) PN [${p.name}]`,
+    `(0010,0020) LO [${p.id}]`,
+    `(0010,0030) DA [${p.birth}]`,
+    "(0010,0040) CS [F]",
+    `(0018,0015) CS [${bodyPart}]`,
+    `(0020,000d) UI [${study}]`,
+    `(0020,000e) UI [${study}.1]`,
+    `(0020,0010) SH [${p.id.slice(-6)}]`,
+  ]);
 }
 const accessionsOf = (study: string) => (study === uids.sendJane ? accessions.sendJane : accessions.sendErika);
 

@@ -26,6 +26,7 @@ import { publishResults, resultMsgId } from "../../src/ingest/results.ts";
 import { taskName } from "../../src/ingest/route.ts";
 import { ensureStreams, STREAM } from "../../src/ingest/streams.ts";
 import { mergePatch } from "../../src/kube/client.ts";
+import { writeImage } from "../support/dump2dcm.ts";
 import { installCrds } from "./crds.ts";
 import { core, custom, kubeConfig, natsUrl, useNamespace, waitFor } from "./helpers.ts";
 
@@ -720,33 +721,18 @@ describe("radflow send", () => {
     for (const [i, [study, series, sop, sopClass, modality, part]] of files.entries()) {
       const sub = path.join(dir, modality);
       mkdirSync(sub, { recursive: true });
-      const dump = path.join(dir, `${i}.dump`);
-      writeFileSync(
-        dump,
-        [
-          `(0008,0016) UI ${sopClass}`,
-          `(0008,0018) UI [${sop}]`,
-          "(0008,0050) SH [ACC-IT-1]",
-          `(0008,0060) CS [${modality}]`,
-          "(0008,103e) LO [routine protocol]",
-          "(0010,0010) PN [DOE^JOHN]",
-          "(0010,0020) LO [PID-IT-1]",
-          `(0018,0015) CS [${part}]`,
-          `(0020,000d) UI [${study}]`,
-          `(0020,000e) UI [${series}]`,
-          "(0028,0002) US 1",
-          "(0028,0004) CS [MONOCHROME2]",
-          "(0028,0010) US 2",
-          "(0028,0011) US 2",
-          "(0028,0100) US 16",
-          "(0028,0101) US 16",
-          "(0028,0102) US 15",
-          "(0028,0103) US 0",
-          "(7fe0,0010) OW 0001\\0002\\0003\\0004",
-        ].join("\n"),
-      );
-      execFileSync("dump2dcm", ["-g", "+te", dump, path.join(sub, `${i}.dcm`)]);
-      rmSync(dump);
+      writeImage(path.join(sub, `${i}.dcm`), [
+        `(0008,0016) UI ${sopClass}`,
+        `(0008,0018) UI [${sop}]`,
+        "(0008,0050) SH [ACC-IT-1]",
+        `(0008,0060) CS [${modality}]`,
+        "(0008,103e) LO [routine protocol]",
+        "(0010,0010) PN [DOE^JOHN]",
+        "(0010,0020) LO [PID-IT-1]",
+        `(0018,0015) CS [${part}]`,
+        `(0020,000d) UI [${study}]`,
+        `(0020,000e) UI [${series}]`,
+      ]);
     }
     writeFileSync(path.join(dir, "notes.txt"), "not DICOM\n");
 
