@@ -1,6 +1,6 @@
 // The ingest's window of delivered events: most urgent lane first, stream order within a lane,
 // and the lane of an event is that of its most urgent task.
-import { describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { InferenceTask } from "../../../src/api/v1alpha1/inferencetask.ts";
 import { laneOf } from "../../../src/ingest/consumer.ts";
 import { PriorityWindow, StartGate } from "../../../src/ingest/priority-window.ts";
@@ -84,6 +84,12 @@ describe("laneOf (where a delivered event waits)", () => {
 });
 
 describe("StartGate", () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
   const state = (g: StartGate) => {
     let open = false;
     void g.opened.then(() => {
@@ -101,54 +107,39 @@ describe("StartGate", () => {
   });
 
   it("opens when the backlog counted at start is in the window, not before", async () => {
-    vi.useFakeTimers();
-    try {
-      const g = new StartGate(3, 100, 3000);
-      const isOpen = state(g);
-      g.arrived();
-      vi.advanceTimersByTime(50);
-      g.arrived();
-      expect(await isOpen()).toBe(false);
-      g.arrived();
-      expect(await isOpen()).toBe(true);
-    } finally {
-      vi.useRealTimers();
-    }
+    const g = new StartGate(3, 100, 3000);
+    const isOpen = state(g);
+    g.arrived();
+    vi.advanceTimersByTime(50);
+    g.arrived();
+    expect(await isOpen()).toBe(false);
+    g.arrived();
+    expect(await isOpen()).toBe(true);
   });
 
   it("opens when deliveries stop short of the count (a crashed replica's messages wait for ack_wait)", async () => {
-    vi.useFakeTimers();
-    try {
-      const g = new StartGate(10, 100, 3000);
-      const isOpen = state(g);
-      for (let i = 0; i < 5; i++) {
-        vi.advanceTimersByTime(60); // each arrival re-arms the idle timer
-        g.arrived();
-      }
-      expect(await isOpen()).toBe(false);
-      vi.advanceTimersByTime(99);
-      expect(await isOpen()).toBe(false);
-      vi.advanceTimersByTime(1);
-      expect(await isOpen()).toBe(true);
-    } finally {
-      vi.useRealTimers();
+    const g = new StartGate(10, 100, 3000);
+    const isOpen = state(g);
+    for (let i = 0; i < 5; i++) {
+      vi.advanceTimersByTime(60); // each arrival re-arms the idle timer
+      g.arrived();
     }
+    expect(await isOpen()).toBe(false);
+    vi.advanceTimersByTime(99);
+    expect(await isOpen()).toBe(false);
+    vi.advanceTimersByTime(1);
+    expect(await isOpen()).toBe(true);
   });
 
   it("opens after maxMs however steadily events trickle in", async () => {
-    vi.useFakeTimers();
-    try {
-      const g = new StartGate(1_000_000, 100, 3000);
-      const isOpen = state(g);
-      for (let t = 0; t < 2950; t += 50) {
-        vi.advanceTimersByTime(50);
-        g.arrived();
-      }
-      expect(await isOpen()).toBe(false);
+    const g = new StartGate(1_000_000, 100, 3000);
+    const isOpen = state(g);
+    for (let t = 0; t < 2950; t += 50) {
       vi.advanceTimersByTime(50);
-      expect(await isOpen()).toBe(true);
-    } finally {
-      vi.useRealTimers();
+      g.arrived();
     }
+    expect(await isOpen()).toBe(false);
+    vi.advanceTimersByTime(50);
+    expect(await isOpen()).toBe(true);
   });
 });
