@@ -12,7 +12,6 @@ import { round } from "./stats.ts";
 
 /** Areas of an API server's work, by the frames a sample's stack holds (first match wins per area). */
 export const AREAS: readonly { area: string; frame: RegExp }[] = [
-  { area: "serving HTTP requests (all)", frame: /^net\/http\.serverHandler\.ServeHTTP$/ },
   // the kinds of request (the work of a write runs in finishRequest's goroutine, below its handler)
   { area: "creates", frame: /createHandler/ },
   { area: "updates and patches", frame: /handlers\.UpdateResource|\(\*patcher\)\.patchResource/ },
@@ -128,7 +127,7 @@ export function summarizeTraces(text: string, top = 15): Omit<ApiserverProfile, 
 export function profileRow(p: ApiserverProfile | undefined): Row | undefined {
   if (!p?.areas.length) return undefined;
   const parts = p.areas
-    .filter((a) => a.frame !== AREAS[0]?.area && a.pct >= 3)
+    .filter((a) => a.pct >= 3)
     .sort((a, b) => b.pct - a.pct)
     .map((a) => `${a.frame} ${a.pct} %`);
   return {
