@@ -727,6 +727,14 @@ spec:
   const fmt = (r: string[]) => r.map((c, i) => c.padEnd(widths[i] as number)).join("  ");
   say(bold(fmt(head)));
   for (const r of rows) say(fmt(r));
+  // a failure says why here: the cluster (and its logs) goes away when the demo ends
+  for (const t of tasks.filter((x) => x.status?.phase === "Failed")) {
+    const step = t.status?.steps?.find((st) => st.phase === "Failed");
+    const cond = t.status?.conditions?.find((c) => c.message);
+    say(
+      `  failed: ${t.metadata.name} — ${step ? `step ${step.name}: ${step.reason ?? ""} ${step.message ?? ""}` : `${cond?.reason ?? ""} ${cond?.message ?? ""}`}`.trimEnd(),
+    );
+  }
   say();
   say(bold("Results back in the PACS"));
   const exports = tasks.flatMap((t) => t.status?.exports ?? []);
