@@ -24,7 +24,8 @@
 // (StartGate), so the first events delivered do not go first merely for being first. Acks are
 // unchanged — each only after its tasks exist — so a crash anywhere loses nothing, and the
 // deterministic names and the processed bucket make the redelivery a no-op. Events held are kept
-// alive with working() until taken; a taken one for at most processTimeoutMs. On stop, events not yet taken are nak'ed at once.
+// alive with working() until taken; a taken one for at most processTimeoutMs. On stop, events
+// not yet taken are nak'ed at once.
 import { performance } from "node:perf_hooks";
 import * as k8s from "@kubernetes/client-node";
 import {
